@@ -1,0 +1,374 @@
+//! The commands: each turns its request into loading, rendering or planning, and its results
+//! into output and an exit code. Nothing here knows about argv.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+
+use crate::catalog::{self, Catalog};
+use crate::definitions::{DEFINITIONS_DIR, Definition};
+use crate::diagnostics::Diagnostics;
+use crate::output::Output;
+use crate::plan::{self, PlanOptions};
+use crate::state::{DEFAULT_STATE_PATH, FileStore};
+use crate::variables::{self, VARIABLES_FILE, Variables};
+
+/// Exit code: done, nothing pending.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an error, or a failed job.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code: changes planned or jobs still pending.
+pub const EXIT_PENDING: u8 = 2;
+
+/// What every command needs to know: where the repository and the ledger are, how to write.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The folder holding `definitions/` and variables.json.
+    pub repo: PathBuf,
+    /// The ledger file.
+    pub state: PathBuf,
+    pub output: Output,
+}
+
+impl Context {
+    /// `state` defaults to `.imagegen/state.json` inside the repository.
+    pub fn new(repo: PathBuf, state: Option<PathBuf>, output: Output) -> Self {
+        let state = state.unwrap_or_else(|| repo.join(DEFAULT_STATE_PATH));
+        Self {
+            repo,
+            state,
+            output,
+        }
+    }
+}
+
+fn exit_for(diagnostics: &Diagnostics) -> u8 {
+    if diagnostics.has_errors() {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    }
+}
+
+/// `imagegen validate`: loads and renders everything and reports every problem.
+pub fn validate(context: &Context) -> anyhow::Result<u8> {
+    let catalog = Catalog::load(&context.repo);
+    let diagnostics = &catalog.diagnostics;
+    let output = &context.output;
+    if output.is_json() {
+        output.json(&json!({
+            "ok": !diagnostics.has_errors(),
+            "definitions": catalog.definitions.len() + count_unparsed(&catalog),
+            "rendered": catalog.rendered.len(),
+            "variables": catalog.variables.len(),
+            "errors": diagnostics.error_count(),
+            "warnings": diagnostics.warning_count(),
+            "diagnostics": diagnostics,
+        }))?;
+    } else {
+        output.diagnostics(diagnostics)?;
+        let definitions = catalog.definitions.len() + count_unparsed(&catalog);
+        let summary = if diagnostics.has_errors() {
+            format!(
+                "{} and {} in {definitions} definitions and {VARIABLES_FILE}\n",
+                count(diagnostics.error_count(), "error"),
+                count(diagnostics.warning_count(), "warning"),
+            )
+        } else {
+            format!(
+                "ok: {definitions} definitions rendered with {} variables{}\n",
+                catalog.variables.len(),
+                match diagnostics.warning_count() {
+                    0 => String::new(),
+                    warnings => format!(" ({})", count(warnings, "warning")),
+                }
+            )
+        };
+        output.text(&summary)?;
+    }
+    Ok(exit_for(diagnostics))
+}
+
+fn count_unparsed(catalog: &Catalog) -> usize {
+    catalog
+        .invalid
+        .iter()
+        .filter(|id| catalog.definition(id).is_none())
+        .count()
+}
+
+fn count(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
+/// `imagegen render <definition-id-or-path>`: prints one rendered payload.
+pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
+    let target = resolve_render_target(&context.repo, target)?;
+    let text = std::fs::read_to_string(&target.path)
+        .with_context(|| format!("cannot read {}", target.path.display()))?;
+    let mut diagnostics = Diagnostics::default();
+    let variables = read_variables(&context.repo, &mut diagnostics);
+    let (definition, problems) = Definition::parse(&target.id, &target.file, &text);
+    diagnostics.extend(problems);
+    let rendered = match (&definition, diagnostics.has_errors()) {
+        (Some(definition), false) => match definition.render(&variables) {
+            Ok(rendered) => Some(rendered),
+            Err(errors) => {
+                diagnostics.extend(errors);
+                None
+            }
+        },
+        _ => None,
+    };
+    diagnostics.sort();
+    let output = &context.output;
+    match (&rendered, output.is_json()) {
+        (Some(rendered), true) => output.json(&json!({
+            "definition": rendered.id,
+            "file": rendered.file,
+            "payload_hash": rendered.hash,
+            "image_names": rendered.image_names,
+            "variables": rendered.variables,
+            "payload": rendered.payload,
+            "diagnostics": diagnostics,
+        }))?,
+        (None, true) => output.json(&json!({ "diagnostics": diagnostics }))?,
+        (Some(rendered), false) => {
+            output.diagnostics(&diagnostics)?;
+            let mut text = serde_json::to_string_pretty(&rendered.payload)?;
+            text.push('\n');
+            output.text(&text)?;
+        }
+        (None, false) => output.diagnostics(&diagnostics)?,
+    }
+    Ok(exit_for(&diagnostics))
+}
+
+/// Parses variables.json into `diagnostics`; what parsed is returned either way.
+fn read_variables(repo: &Path, diagnostics: &mut Diagnostics) -> Variables {
+    match catalog::read_variables_text(repo) {
+        Ok(text) => {
+            let (variables, problems) = Variables::parse(VARIABLES_FILE, &text);
+            diagnostics.extend(problems);
+            variables
+        }
+        Err(problem) => {
+            diagnostics.push(*problem);
+            Variables::default()
+        }
+    }
+}
+
+struct RenderTarget {
+    id: String,
+    file: String,
+    path: PathBuf,
+}
+
+/// A definition id (`vs2019-preview/server-2019`), a path to a definition, or a path to any
+/// payload file.
+fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarget> {
+    let as_path = Path::new(target);
+    if as_path.is_file() {
+        let definitions_root = repo.join(DEFINITIONS_DIR);
+        let inside = match (as_path.canonicalize(), definitions_root.canonicalize()) {
+            (Ok(path), Ok(root)) => path
+                .strip_prefix(&root)
+                .ok()
+                .and_then(catalog::definition_id),
+            _ => None,
+        };
+        return Ok(match inside {
+            Some(id) => RenderTarget {
+                file: format!("{DEFINITIONS_DIR}/{id}.json"),
+                id,
+                path: as_path.to_path_buf(),
+            },
+            None => RenderTarget {
+                id: target.to_string(),
+                file: target.to_string(),
+                path: as_path.to_path_buf(),
+            },
+        });
+    }
+    let id = target.strip_suffix(".json").unwrap_or(target);
+    let path = repo.join(DEFINITIONS_DIR).join(format!("{id}.json"));
+    if path.is_file() {
+        return Ok(RenderTarget {
+            id: id.to_string(),
+            file: format!("{DEFINITIONS_DIR}/{id}.json"),
+            path,
+        });
+    }
+    let suggestions = closest(id, catalog::definition_ids(repo));
+    bail!(
+        "no definition {id:?}: expected definitions/{id}.json, or a path to a payload file{}",
+        did_you_mean(&suggestions)
+    )
+}
+
+/// Up to three candidates that look like `wanted`, best first.
+fn closest(wanted: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
+    let wanted_lower = wanted.to_lowercase();
+    let mut scored: Vec<(f64, String)> = candidates
+        .into_iter()
+        .map(|candidate| {
+            let lower = candidate.to_lowercase();
+            let mut score = strsim::jaro_winkler(&wanted_lower, &lower);
+            if lower.contains(&wanted_lower) || lower.ends_with(&wanted_lower) {
+                score += 0.5;
+            }
+            (score, candidate)
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.into_iter().take(3).map(|(_, name)| name).collect()
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggestions.join(" or "))
+    }
+}
+
+/// `imagegen affected <VAR>...`: the definitions that use any of the variables.
+pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
+    for name in names {
+        if !variables::is_valid_name(name) {
+            bail!(
+                "{name:?} is not a variable name: names use capital letters, digits and \
+                 underscores (like VS_2019_PREVIEW_VERSION)"
+            );
+        }
+    }
+    let catalog = Catalog::load(&context.repo);
+    let known = |name: &String| {
+        catalog.variables.contains(name)
+            || catalog
+                .definitions
+                .iter()
+                .any(|definition| definition.variable_names().contains(name.as_str()))
+    };
+    if let Some(unknown) = names.iter().find(|name| !known(name)) {
+        let suggestions = closest(unknown, catalog.variables.names().map(str::to_string));
+        bail!(
+            "no variable {unknown} in {VARIABLES_FILE}, and no definition uses it{}",
+            did_you_mean(&suggestions)
+        );
+    }
+    let affected = catalog.affected_by(names);
+    let output = &context.output;
+    // A definition that does not parse might use the variables too: say so, and fail.
+    let errors: Diagnostics = {
+        let mut errors = Diagnostics::default();
+        errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
+        errors
+    };
+    if output.is_json() {
+        let definitions: Vec<_> = affected
+            .iter()
+            .map(|(definition, used)| {
+                json!({ "definition": definition.id, "file": definition.file, "variables": used })
+            })
+            .collect();
+        output.json(&json!({
+            "variables": names,
+            "definitions": definitions,
+            "diagnostics": errors,
+        }))?;
+    } else {
+        output.diagnostics(&errors)?;
+        let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
+        let mut text = String::new();
+        for (definition, used) in &affected {
+            text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
+        }
+        output.text(&text)?;
+        output.note(&match affected.len() {
+            0 => format!("no definition uses {}", names.join(" or ")),
+            n => format!("{} use {}", count(n, "definition"), names.join(" or ")),
+        })?;
+    }
+    Ok(exit_for(&errors))
+}
+
+/// What `imagegen reconcile` is asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconcileRequest {
+    /// Print the plan only; change nothing and call nothing.
+    pub dry_run: bool,
+    pub plan: PlanOptions,
+}
+
+/// `imagegen reconcile --dry-run`: plans from the committed files and the ledger, and prints it.
+pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result<u8> {
+    if !request.dry_run {
+        bail!("imagegen reconcile needs --dry-run: this version plans only, and submits nothing");
+    }
+    let catalog = Catalog::load(&context.repo);
+    let output = &context.output;
+    if catalog.blocks_planning() {
+        if output.is_json() {
+            output.json(&json!({
+                "dry_run": true,
+                "plan": null,
+                "diagnostics": catalog.diagnostics,
+            }))?;
+        } else {
+            output.diagnostics(&catalog.diagnostics)?;
+            output.note(&format!(
+                "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
+            ))?;
+        }
+        return Ok(EXIT_ERROR);
+    }
+    let store = FileStore::new(&context.state);
+    let snapshot = store.load().context("cannot plan without the ledger")?;
+    let plan = plan::plan(&catalog, &snapshot.ledger, request.plan);
+    if output.is_json() {
+        output.json(&json!({
+            "dry_run": true,
+            "state": context.state,
+            "summary": plan.summary(),
+            "plan": plan,
+            "diagnostics": catalog.diagnostics,
+        }))?;
+    } else {
+        output.diagnostics(&catalog.diagnostics)?;
+        output.text(&plan::render_text(&plan))?;
+        output.note("dry run: nothing was submitted and the ledger was not changed")?;
+    }
+    Ok(if catalog.diagnostics.has_errors() {
+        EXIT_ERROR
+    } else {
+        plan.exit_code()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_prefers_contained_names() {
+        let candidates = ["vs2019/server-2019", "vs2022/server-2022", "other/x"].map(String::from);
+        assert_eq!(
+            closest("server-2019", candidates.clone()),
+            ["vs2019/server-2019"]
+        );
+        assert!(closest("zzzz", candidates).is_empty());
+    }
+
+    #[test]
+    fn closest_finds_typos() {
+        let candidates = ["VS_2019_PREVIEW_VERSION", "VS_2022_VERSION"].map(String::from);
+        assert_eq!(
+            closest("VS_2019_PREVEIW_VERSION", candidates)[0],
+            "VS_2019_PREVIEW_VERSION"
+        );
+    }
+}

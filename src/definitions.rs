@@ -1,0 +1,750 @@
+//! Image definitions: parsing one definition, finding its `{VARIABLE}` placeholders, rendering it
+//! with variables.json, hashing the result and reading the image names it will produce. Pure.
+//!
+//! Substitution happens on parsed JSON, inside string values only, so every value is escaped
+//! correctly by the serializer and key order is kept. `{{` and `}}` write literal braces; any
+//! other brace is an error, since a mistyped placeholder (`{Vs_2019_URL}`) must never reach
+//! Image Factory as literal text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::json;
+use crate::variables::{self, Variables};
+
+/// The folder, under the repository root, that holds the definitions.
+pub const DEFINITIONS_DIR: &str = "definitions";
+
+/// Azure's limit on a managed image name.
+const MAX_IMAGE_NAME_LEN: usize = 80;
+
+/// A placeholder found in a definition, with the JSON pointer of the string holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    pub name: String,
+    pub pointer: String,
+}
+
+/// A definition as committed: its id, its file and its template, checked for brace errors.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// Its path under `definitions/` without `.json`, with `/` separators.
+    pub id: String,
+    /// Its path relative to the repository root, for messages.
+    pub file: String,
+    pub template: Value,
+    /// Every placeholder, in document order.
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// A definition rendered with the current variables: what would be submitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub id: String,
+    pub file: String,
+    pub payload: Value,
+    pub hash: PayloadHash,
+    /// The variables the definition uses, with the values it was rendered with.
+    pub variables: BTreeMap<String, String>,
+    /// `Destination[].CustomImageName`, rendered: the images the job will produce.
+    pub image_names: Vec<String>,
+}
+
+/// sha256, in lower-case hex, of a payload's canonical JSON (see [`canonical_json`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PayloadHash(String);
+
+impl PayloadHash {
+    pub fn of(payload: &Value) -> Self {
+        let digest = Sha256::digest(canonical_json(payload));
+        let mut hex = String::with_capacity(64);
+        for byte in digest.iter() {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, enough to tell payloads apart on screen.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl std::fmt::Display for PayloadHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Compact JSON with every object's keys sorted by their UTF-8 bytes: the form that is hashed,
+/// so re-indenting a definition or reordering its keys is not a change worth a rebuild.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (index, (key, value)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &Value, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, value).expect("writing JSON to memory cannot fail");
+}
+
+/// A piece of a string value: literal text, or a placeholder's name.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Placeholder(&'a str),
+}
+
+/// Splits a string value into text and placeholders, turning `{{` and `}}` into one brace.
+fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'{' if bytes.get(index + 1) == Some(&b'{') => {
+                pieces.push(Piece::Text(&text[start..=index]));
+                index += 2;
+                start = index;
+            }
+            b'}' if bytes.get(index + 1) == Some(&b'}') => {
+                pieces.push(Piece::Text(&text[start..=index]));
+                index += 2;
+                start = index;
+            }
+            b'{' => {
+                let Some(length) = text[index + 1..].find('}') else {
+                    return Err(format!(
+                        "unmatched '{{' in {text:?}: write '{{{{' for a literal brace"
+                    ));
+                };
+                let name = &text[index + 1..index + 1 + length];
+                if !variables::is_valid_name(name) {
+                    return Err(format!(
+                        "{{{name}}} in {text:?} is not a placeholder: names use capital letters, \
+                         digits and underscores (like {{VS_2019_PREVIEW_VERSION}}); write '{{{{' \
+                         and '}}}}' for literal braces"
+                    ));
+                }
+                pieces.push(Piece::Text(&text[start..index]));
+                pieces.push(Piece::Placeholder(name));
+                index += length + 2;
+                start = index;
+            }
+            b'}' => {
+                return Err(format!(
+                    "unmatched '}}' in {text:?}: write '}}}}' for a literal brace"
+                ));
+            }
+            _ => index += 1,
+        }
+    }
+    pieces.push(Piece::Text(&text[start..]));
+    pieces.retain(|piece| *piece != Piece::Text(""));
+    Ok(pieces)
+}
+
+fn has_brace(text: &str) -> bool {
+    text.bytes().any(|byte| byte == b'{' || byte == b'}')
+}
+
+/// The path from the document root to the value being visited.
+#[derive(Default)]
+struct Path<'a>(Vec<Token<'a>>);
+
+enum Token<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Path<'_> {
+    fn pointer(&self) -> String {
+        let mut pointer = String::new();
+        for token in &self.0 {
+            pointer.push('/');
+            match token {
+                Token::Key(key) => pointer.push_str(&json::escape_pointer_token(key)),
+                Token::Index(index) => {
+                    let _ = write!(pointer, "{index}");
+                }
+            }
+        }
+        pointer
+    }
+}
+
+impl Definition {
+    /// Parses a definition's text. Problems name `file` and a line and column or a JSON pointer;
+    /// warnings may come with a definition, errors never do.
+    pub fn parse(id: &str, file: &str, text: &str) -> (Option<Self>, Vec<Diagnostic>) {
+        let located = |diagnostic: Diagnostic| diagnostic.in_file(file).for_definition(id);
+        let template = match json::parse_strict(text) {
+            Ok(value) => value,
+            Err(error) => {
+                let diagnostic =
+                    Diagnostic::error(Code::JsonSyntax, error.message).at(error.line, error.column);
+                return (None, vec![located(diagnostic)]);
+            }
+        };
+        if !template.is_object() {
+            let diagnostic = Diagnostic::error(
+                Code::WrongShape,
+                format!(
+                    "a definition must be a JSON object (the Image Factory payload), not {}",
+                    kind_of(&template)
+                ),
+            );
+            return (None, vec![located(diagnostic)]);
+        }
+        let mut placeholders = Vec::new();
+        let mut problems = Vec::new();
+        collect_placeholders(
+            &template,
+            &mut Path::default(),
+            &mut placeholders,
+            &mut problems,
+        );
+        let problems: Vec<Diagnostic> = problems.into_iter().map(located).collect();
+        if problems.iter().any(Diagnostic::is_error) {
+            return (None, problems);
+        }
+        let definition = Self {
+            id: id.to_string(),
+            file: file.to_string(),
+            template,
+            placeholders,
+        };
+        (Some(definition), problems)
+    }
+
+    /// The names of the variables this definition uses.
+    pub fn variable_names(&self) -> BTreeSet<&str> {
+        self.placeholders
+            .iter()
+            .map(|placeholder| placeholder.name.as_str())
+            .collect()
+    }
+
+    pub fn uses_any<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> bool {
+        let used = self.variable_names();
+        names.into_iter().any(|name| used.contains(name))
+    }
+
+    /// Substitutes every placeholder and reads the image names. Each error names the
+    /// definition's file and the JSON pointer of the field.
+    pub fn render(&self, variables: &Variables) -> Result<Rendered, Vec<Diagnostic>> {
+        let located =
+            |diagnostic: Diagnostic| diagnostic.in_file(&self.file).for_definition(&self.id);
+        let undefined: Vec<Diagnostic> = self
+            .placeholders
+            .iter()
+            .filter(|placeholder| !variables.contains(&placeholder.name))
+            .map(|placeholder| {
+                let diagnostic = Diagnostic::error(
+                    Code::UndefinedVariable,
+                    format!(
+                        "{{{}}} names no variable in variables.json",
+                        placeholder.name
+                    ),
+                )
+                .at_pointer(&placeholder.pointer);
+                located(diagnostic)
+            })
+            .collect();
+        if !undefined.is_empty() {
+            return Err(undefined);
+        }
+        let payload = substitute(&self.template, variables);
+        let image_names = image_names(&payload)
+            .map_err(|problems| problems.into_iter().map(located).collect::<Vec<_>>())?;
+        let variables = self
+            .variable_names()
+            .into_iter()
+            .map(|name| {
+                let value = variables.get(name).unwrap_or_default();
+                (name.to_string(), value.to_string())
+            })
+            .collect();
+        Ok(Rendered {
+            id: self.id.clone(),
+            file: self.file.clone(),
+            hash: PayloadHash::of(&payload),
+            payload,
+            variables,
+            image_names,
+        })
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn collect_placeholders<'a>(
+    value: &'a Value,
+    path: &mut Path<'a>,
+    placeholders: &mut Vec<Placeholder>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    match value {
+        Value::String(text) if has_brace(text) => match pieces(text) {
+            Ok(pieces) => {
+                for piece in pieces {
+                    if let Piece::Placeholder(name) = piece {
+                        placeholders.push(Placeholder {
+                            name: name.to_string(),
+                            pointer: path.pointer(),
+                        });
+                    }
+                }
+            }
+            Err(message) => {
+                problems.push(
+                    Diagnostic::error(Code::BadPlaceholder, message).at_pointer(path.pointer()),
+                );
+            }
+        },
+        Value::Object(map) => {
+            for (key, value) in map {
+                path.0.push(Token::Key(key));
+                if matches!(pieces(key).as_deref(), Ok(p) if p.iter().any(|piece| matches!(piece, Piece::Placeholder(_))))
+                {
+                    problems.push(
+                        Diagnostic::warning(
+                            Code::PlaceholderInKey,
+                            format!(
+                                "the key {key:?} looks like it holds a placeholder, but keys are \
+                                 never substituted: it is sent as written"
+                            ),
+                        )
+                        .at_pointer(path.pointer()),
+                    );
+                }
+                collect_placeholders(value, path, placeholders, problems);
+                path.0.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                path.0.push(Token::Index(index));
+                collect_placeholders(item, path, placeholders, problems);
+                path.0.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Renders a template already checked by [`Definition::parse`] whose variables all exist.
+fn substitute(template: &Value, variables: &Variables) -> Value {
+    match template {
+        Value::String(text) if has_brace(text) => {
+            let mut rendered = String::with_capacity(text.len() + 32);
+            for piece in pieces(text).expect("the template was checked when it was parsed") {
+                match piece {
+                    Piece::Text(text) => rendered.push_str(text),
+                    Piece::Placeholder(name) => {
+                        rendered.push_str(variables.get(name).unwrap_or_default());
+                    }
+                }
+            }
+            Value::String(rendered)
+        }
+        Value::Object(map) => {
+            let rendered: Map<String, Value> = map
+                .iter()
+                .map(|(key, value)| (key.clone(), substitute(value, variables)))
+                .collect();
+            Value::Object(rendered)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| substitute(item, variables))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Reads `Destination[].CustomImageName` and checks each name against Azure's rules.
+fn image_names(payload: &Value) -> Result<Vec<String>, Vec<Diagnostic>> {
+    let missing = |pointer: &str, message: &str| {
+        vec![Diagnostic::error(Code::MissingImageName, message).at_pointer(pointer)]
+    };
+    let Some(destinations) = payload.get("Destination").and_then(Value::as_array) else {
+        return Err(missing(
+            "/Destination",
+            "a definition needs a Destination array whose entries name the image they \
+             produce in CustomImageName",
+        ));
+    };
+    if destinations.is_empty() {
+        return Err(missing(
+            "/Destination",
+            "Destination is empty: name at least one image in Destination[].CustomImageName",
+        ));
+    }
+    let mut names = Vec::with_capacity(destinations.len());
+    let mut problems = Vec::new();
+    for (index, destination) in destinations.iter().enumerate() {
+        let pointer = format!("/Destination/{index}/CustomImageName");
+        match destination.get("CustomImageName").and_then(Value::as_str) {
+            Some(name) => match image_name_problem(name) {
+                None => names.push(name.to_string()),
+                Some(reason) => problems.push(
+                    Diagnostic::error(
+                        Code::InvalidImageName,
+                        format!("image name {name:?} is not a valid Azure image name: {reason}"),
+                    )
+                    .at_pointer(pointer),
+                ),
+            },
+            None => problems.extend(missing(
+                &format!("/Destination/{index}"),
+                "this Destination has no CustomImageName string",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(names)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Why `name` is not a valid Azure managed image name, if it is not.
+pub fn image_name_problem(name: &str) -> Option<String> {
+    let length = name.chars().count();
+    if length == 0 {
+        return Some("it is empty".into());
+    }
+    if length > MAX_IMAGE_NAME_LEN {
+        return Some(format!(
+            "it is {length} characters long, over the limit of {MAX_IMAGE_NAME_LEN}"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Some(format!(
+            "it contains {bad:?}; only letters, digits, '_', '.' and '-' are allowed"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some("it must start with a letter or digit".into());
+    }
+    if !name.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return Some("it must end with a letter, digit or '_'".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DESTINATION: &str =
+        r#""Destination": [{"StorageAccountName": "s", "CustomImageName": "Image-{VERSION}"}]"#;
+
+    fn definition(body: &str) -> Definition {
+        let text = format!("{{{body}, {DESTINATION}}}");
+        let (definition, problems) =
+            Definition::parse("group/image", "definitions/group/image.json", &text);
+        assert!(problems.is_empty(), "{problems:?}");
+        definition.unwrap()
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        let (_, problems) = Definition::parse("d", "definitions/d.json", text);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn variables() -> Variables {
+        Variables::from_pairs([
+            ("VERSION", "16_11_0_4"),
+            ("URL", "https://example.test/vs"),
+            ("QUOTED", r#"say "hi" \ back\slash"#),
+            ("UNICODE", "Español — 日本語"),
+            ("NESTED", "{VERSION}"),
+        ])
+    }
+
+    fn render(body: &str) -> Value {
+        definition(body).render(&variables()).unwrap().payload
+    }
+
+    #[test]
+    fn placeholders_are_substituted_inside_strings() {
+        let payload = render(r#""Url": "{URL}/vs_Enterprise.exe", "Both": "{URL}-{VERSION}""#);
+        assert_eq!(payload["Url"], "https://example.test/vs/vs_Enterprise.exe");
+        assert_eq!(payload["Both"], "https://example.test/vs-16_11_0_4");
+        assert_eq!(
+            payload["Destination"][0]["CustomImageName"],
+            "Image-16_11_0_4"
+        );
+    }
+
+    #[test]
+    fn quotes_backslashes_and_unicode_are_escaped_by_the_serializer() {
+        let payload = render(r#""A": "{QUOTED}", "B": "{UNICODE}""#);
+        assert_eq!(payload["A"], r#"say "hi" \ back\slash"#);
+        let text = serde_json::to_string(&payload).unwrap();
+        assert!(
+            text.contains(r#""A":"say \"hi\" \\ back\\slash""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""B":"Español — 日本語""#), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), payload);
+    }
+
+    #[test]
+    fn doubled_braces_write_literal_braces() {
+        let payload = render(r#""Script": "if ($x) {{ echo {VERSION} }}""#);
+        assert_eq!(payload["Script"], "if ($x) { echo 16_11_0_4 }");
+    }
+
+    #[test]
+    fn values_are_not_expanded_again() {
+        let payload = render(r#""N": "{NESTED}""#);
+        assert_eq!(payload["N"], "{VERSION}");
+    }
+
+    #[test]
+    fn keys_are_left_alone_with_a_warning() {
+        let text = format!(r#"{{"{{VERSION}}": "x", {DESTINATION}}}"#);
+        let (definition, problems) = Definition::parse("d", "definitions/d.json", &text);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "definitions/d.json at /{VERSION}: the key \"{VERSION}\" looks like it holds a \
+                 placeholder, but keys are never substituted: it is sent as written"
+            ]
+        );
+        let payload = definition.unwrap().render(&variables()).unwrap().payload;
+        assert_eq!(payload["{VERSION}"], "x");
+    }
+
+    #[test]
+    fn key_order_is_kept() {
+        let payload = render(r#""Zeta": "1", "Alpha": "{VERSION}", "Mid": {"b": 1, "a": 2}"#);
+        let keys: Vec<_> = payload.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["Zeta", "Alpha", "Mid", "Destination"]);
+        let text = serde_json::to_string(&payload["Mid"]).unwrap();
+        assert_eq!(text, r#"{"b":1,"a":2}"#);
+    }
+
+    #[test]
+    fn numbers_booleans_and_nulls_pass_through() {
+        let payload = render(r#""N": 12.5, "B": true, "Z": null, "L": [1, "{VERSION}"]"#);
+        assert_eq!(payload["N"], json!(12.5));
+        assert_eq!(payload["L"], json!([1, "16_11_0_4"]));
+    }
+
+    #[test]
+    fn undefined_variable_names_definition_file_and_pointer() {
+        let definition = definition(r#""Artifacts": [{"Parameters": {"Url": "{MISSING}/x"}}]"#);
+        let errors = definition.render(&variables()).unwrap_err();
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "definitions/group/image.json at /Artifacts/0/Parameters/Url: {MISSING} names \
+                 no variable in variables.json"
+            ]
+        );
+        assert_eq!(errors[0].definition.as_deref(), Some("group/image"));
+    }
+
+    #[test]
+    fn pointer_escapes_slash_and_tilde_in_keys() {
+        let definition = definition(r#""a/b": {"c~d": "{MISSING}"}"#);
+        let errors = definition.render(&variables()).unwrap_err();
+        assert_eq!(errors[0].pointer.as_deref(), Some("/a~1b/c~0d"));
+    }
+
+    #[test]
+    fn stray_braces_are_errors() {
+        assert_eq!(
+            problems(r#"{"A": "x { y"}"#),
+            [
+                r#"definitions/d.json at /A: unmatched '{' in "x { y": write '{{' for a literal brace"#
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"A": "x } y"}"#),
+            [
+                r#"definitions/d.json at /A: unmatched '}' in "x } y": write '}}' for a literal brace"#
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"A": ["{Vs_Version}"]}"#),
+            [
+                "definitions/d.json at /A/0: {Vs_Version} in \"{Vs_Version}\" is not a \
+                 placeholder: names use capital letters, digits and underscores (like \
+                 {VS_2019_PREVIEW_VERSION}); write '{{' and '}}' for literal braces"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_definition_must_be_an_object() {
+        assert_eq!(
+            problems("[1]"),
+            [
+                "definitions/d.json: a definition must be a JSON object (the Image Factory payload), not an array"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        assert_eq!(
+            problems("{\n  \"A\": \"x\",\n}"),
+            ["definitions/d.json:3:1: trailing comma"]
+        );
+    }
+
+    #[test]
+    fn image_names_are_required_and_checked() {
+        let render_errors = |text: &str| {
+            let (definition, _) = Definition::parse("d", "definitions/d.json", text);
+            definition
+                .unwrap()
+                .render(&variables())
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            render_errors(r#"{"A": 1}"#),
+            [
+                "definitions/d.json at /Destination: a definition needs a Destination array \
+                 whose entries name the image they produce in CustomImageName"
+            ]
+        );
+        assert_eq!(
+            render_errors(r#"{"Destination": [{"CustomImageName": "Image {VERSION}"}, {}]}"#),
+            [
+                "definitions/d.json at /Destination/0/CustomImageName: image name \"Image \
+                 16_11_0_4\" is not a valid Azure image name: it contains ' '; only letters, \
+                 digits, '_', '.' and '-' are allowed",
+                "definitions/d.json at /Destination/1: this Destination has no CustomImageName \
+                 string"
+            ]
+        );
+    }
+
+    #[test]
+    fn image_name_rules() {
+        assert_eq!(image_name_problem("Helix-Server-2022_16.11"), None);
+        assert!(image_name_problem("").is_some());
+        assert!(image_name_problem(&"a".repeat(81)).is_some());
+        assert_eq!(image_name_problem(&"a".repeat(80)), None);
+        assert!(image_name_problem("-a").is_some());
+        assert!(image_name_problem("a.").is_some());
+        assert_eq!(image_name_problem("a_"), None);
+    }
+
+    #[test]
+    fn hash_ignores_formatting_and_key_order_but_not_values() {
+        let a = PayloadHash::of(&json!({"a": 1, "b": {"x": "1", "y": [1, 2]}}));
+        let b = PayloadHash::of(
+            &serde_json::from_str("{\n  \"b\": {\"y\": [1, 2], \"x\": \"1\"},\n  \"a\": 1\n}")
+                .unwrap(),
+        );
+        let c = PayloadHash::of(&json!({"a": 1, "b": {"x": "2", "y": [1, 2]}}));
+        let d = PayloadHash::of(&json!({"a": 1, "b": {"x": "1", "y": [2, 1]}}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+        assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn canonical_form_is_compact_and_sorted() {
+        let value = json!({"b": "\"q\"", "a": [true, null, 1.5]});
+        assert_eq!(
+            String::from_utf8(canonical_json(&value)).unwrap(),
+            r#"{"a":[true,null,1.5],"b":"\"q\""}"#
+        );
+    }
+
+    #[test]
+    fn rendered_records_the_variables_used() {
+        let rendered = definition(r#""Url": "{URL}""#)
+            .render(&variables())
+            .unwrap();
+        assert_eq!(
+            rendered.variables.into_iter().collect::<Vec<_>>(),
+            [
+                ("URL".to_string(), "https://example.test/vs".to_string()),
+                ("VERSION".to_string(), "16_11_0_4".to_string())
+            ]
+        );
+        assert_eq!(rendered.image_names, ["Image-16_11_0_4"]);
+    }
+
+    #[test]
+    fn pieces_split_text_and_placeholders() {
+        assert_eq!(
+            pieces("a{B}c{{d}}").unwrap(),
+            [
+                Piece::Text("a"),
+                Piece::Placeholder("B"),
+                Piece::Text("c{"),
+                Piece::Text("d}"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! imagegen: keeps Helix's Windows base images built from the definitions committed here.
+//!
+//! Loading and rendering are pure ([`catalog`], [`definitions`], [`variables`]); [`plan`] turns
+//! them and the ledger ([`state`]) into plain data; [`commands`] runs a request and writes its
+//! results through [`output`].
+
+pub mod catalog;
+pub mod commands;
+pub mod definitions;
+pub mod diagnostics;
+pub mod json;
+pub mod output;
+pub mod plan;
+pub mod state;
+pub mod variables;

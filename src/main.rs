@@ -1,0 +1,59 @@
+//! The imagegen binary: parses the command line, sets up logging and colour, runs the command
+//! and turns its outcome into the exit code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagegen::commands;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.color_choice().write_global();
+    init_logging(cli.verbose);
+    let context = cli.context();
+    let result = match &cli.command {
+        Command::Validate => commands::validate(&context),
+        Command::Render { definition } => commands::render(&context, definition),
+        Command::Affected { variables } => commands::affected(&context, variables),
+        Command::Reconcile { dry_run, force } => {
+            commands::reconcile(&context, Command::reconcile_request(*dry_run, *force))
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // A reader that stopped early (`imagegen affected X | head -1`) is not a failure.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            imagegen::output::fatal(context.output.format, &error);
+            ExitCode::from(commands::EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "imagegen=info",
+        2 => "imagegen=debug",
+        _ => "imagegen=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

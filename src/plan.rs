@@ -1,0 +1,727 @@
+//! The plan: what a reconcile would do, decided by one pure function of the rendered definitions
+//! and the ledger. `reconcile --dry-run` prints it; applying carries out this same plan, so the
+//! two can never disagree. Also the plan's text form (its JSON form is its serde shape).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::definitions::{PayloadHash, Rendered};
+use crate::state::{JobStatus, Ledger, LedgerEntry};
+use crate::variables::{self, ValueChange};
+
+/// Choices that change what is planned.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Submit definitions whose payload did not change (built or failed) too. Jobs still in
+    /// flight for the same payload are left alone: a second build of it would only race them.
+    pub force: bool,
+}
+
+/// Why a definition is to be submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubmitReason {
+    NeverSubmitted,
+    PayloadChanged,
+    Forced,
+}
+
+impl SubmitReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NeverSubmitted => "never submitted",
+            Self::PayloadChanged => "payload changed",
+            Self::Forced => "forced",
+        }
+    }
+}
+
+/// A job the ledger knows, by its tracking id and status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+    pub status: JobStatus,
+}
+
+/// A definition to submit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Submission {
+    pub definition: String,
+    pub reason: SubmitReason,
+    pub payload_hash: PayloadHash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<PayloadHash>,
+    /// The images the new job will produce.
+    pub image_names: Vec<String>,
+    /// The images of the last submission, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous_image_names: Vec<String>,
+    /// The variables whose values differ from the last submission.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variable_changes: Vec<ValueChange>,
+    /// Unified diff of the last submitted payload against the rendered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// The last job, when the new submission supersedes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<JobRef>,
+}
+
+/// A job still being built (or whose submission's answer was never recorded).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingJob {
+    pub definition: String,
+    #[serde(flatten)]
+    pub job: JobRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<Timestamp>,
+    pub image_names: Vec<String>,
+}
+
+/// A job that failed or was canceled for the payload still committed: not submitted again until
+/// the payload changes, or by force.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedJob {
+    pub definition: String,
+    #[serde(flatten)]
+    pub job: JobRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+}
+
+/// A ledger entry whose definition is no longer committed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetiredEntry {
+    pub definition: String,
+    #[serde(flatten)]
+    pub job: JobRef,
+}
+
+/// One variable change, with every definition to submit because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariableChange {
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub definitions: Vec<String>,
+}
+
+/// Everything a reconcile would do, as plain data.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Plan {
+    pub variable_changes: Vec<VariableChange>,
+    pub submit: Vec<Submission>,
+    pub pending: Vec<PendingJob>,
+    pub failed: Vec<FailedJob>,
+    pub unchanged: Vec<String>,
+    /// Definitions with errors: nothing is planned for them.
+    pub not_planned: Vec<String>,
+    pub retired: Vec<RetiredEntry>,
+}
+
+/// The plan's counts, for a summary line and for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub to_submit: usize,
+    pub pending: usize,
+    pub failed: usize,
+    pub unchanged: usize,
+    pub not_planned: usize,
+    pub retired: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        Summary {
+            to_submit: self.submit.len(),
+            pending: self.pending.len(),
+            failed: self.failed.len(),
+            unchanged: self.unchanged.len(),
+            not_planned: self.not_planned.len(),
+            retired: self.retired.len(),
+        }
+    }
+
+    /// Nothing to submit and nothing in flight.
+    pub fn is_settled(&self) -> bool {
+        self.submit.is_empty() && self.pending.is_empty()
+    }
+
+    /// 1 when a job failed, 2 when anything is to submit or pending, 0 otherwise (see
+    /// ARCHITECTURE.md, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        if !self.failed.is_empty() {
+            1
+        } else if !self.is_settled() {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// Decides what to do for every definition of the catalog, given the ledger. Pure.
+pub fn plan(catalog: &Catalog, ledger: &Ledger, options: PlanOptions) -> Plan {
+    let mut plan = Plan {
+        not_planned: catalog.invalid.iter().cloned().collect(),
+        ..Plan::default()
+    };
+    for rendered in &catalog.rendered {
+        plan_definition(
+            &mut plan,
+            rendered,
+            ledger.definitions.get(&rendered.id),
+            options,
+        );
+    }
+    let committed: BTreeSet<&str> = catalog
+        .rendered
+        .iter()
+        .map(|rendered| rendered.id.as_str())
+        .chain(catalog.invalid.iter().map(String::as_str))
+        .collect();
+    plan.retired = ledger
+        .definitions
+        .iter()
+        .filter(|(id, _)| !committed.contains(id.as_str()))
+        .map(|(id, entry)| RetiredEntry {
+            definition: id.clone(),
+            job: job_ref(entry),
+        })
+        .collect();
+    plan.variable_changes = summarize_variable_changes(&plan.submit);
+    plan
+}
+
+fn plan_definition(
+    plan: &mut Plan,
+    rendered: &Rendered,
+    entry: Option<&LedgerEntry>,
+    options: PlanOptions,
+) {
+    let Some(entry) = entry else {
+        plan.submit.push(Submission {
+            definition: rendered.id.clone(),
+            reason: SubmitReason::NeverSubmitted,
+            payload_hash: rendered.hash.clone(),
+            previous_hash: None,
+            image_names: rendered.image_names.clone(),
+            previous_image_names: Vec::new(),
+            variable_changes: Vec::new(),
+            diff: None,
+            replaces: None,
+        });
+        return;
+    };
+    let changed = entry.payload_hash != rendered.hash;
+    let reason = if changed {
+        SubmitReason::PayloadChanged
+    } else if options.force && !entry.status.is_pending() {
+        SubmitReason::Forced
+    } else if entry.status.is_pending() {
+        plan.pending.push(PendingJob {
+            definition: rendered.id.clone(),
+            job: job_ref(entry),
+            submitted_at: entry.submitted_at,
+            image_names: rendered.image_names.clone(),
+        });
+        return;
+    } else if entry.status.is_unsuccessful() {
+        plan.failed.push(FailedJob {
+            definition: rendered.id.clone(),
+            job: job_ref(entry),
+            message: entry.message.clone(),
+            completed_at: entry.completed_at,
+        });
+        return;
+    } else {
+        plan.unchanged.push(rendered.id.clone());
+        return;
+    };
+    plan.submit.push(Submission {
+        definition: rendered.id.clone(),
+        reason,
+        payload_hash: rendered.hash.clone(),
+        previous_hash: Some(entry.payload_hash.clone()),
+        image_names: rendered.image_names.clone(),
+        previous_image_names: previous_image_names(entry),
+        variable_changes: variables::changes(&entry.variables, &rendered.variables),
+        diff: changed.then(|| payload_diff(&entry.payload, &rendered.payload)),
+        replaces: Some(job_ref(entry)),
+    });
+}
+
+fn job_ref(entry: &LedgerEntry) -> JobRef {
+    JobRef {
+        tracking_id: entry.tracking_id.clone(),
+        status: entry.status,
+    }
+}
+
+/// The images a ledger entry stands for: the ones built, or else the ones its payload names.
+fn previous_image_names(entry: &LedgerEntry) -> Vec<String> {
+    if !entry.image_names.is_empty() {
+        return entry.image_names.clone();
+    }
+    entry
+        .payload
+        .get("Destination")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|destination| destination.get("CustomImageName")?.as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A unified diff of two payloads, each pretty-printed with its key order kept.
+pub fn payload_diff(old: &Value, new: &Value) -> String {
+    let pretty = |value: &Value| {
+        let mut text = serde_json::to_string_pretty(value).expect("a JSON value serializes");
+        text.push('\n');
+        text
+    };
+    let (old, new) = (pretty(old), pretty(new));
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header("last submitted", "rendered now")
+        .to_string()
+}
+
+fn summarize_variable_changes(submissions: &[Submission]) -> Vec<VariableChange> {
+    let mut grouped: BTreeMap<&ValueChange, Vec<String>> = BTreeMap::new();
+    for submission in submissions {
+        for change in &submission.variable_changes {
+            grouped
+                .entry(change)
+                .or_default()
+                .push(submission.definition.clone());
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(change, definitions)| VariableChange {
+            name: change.name.clone(),
+            old: change.old.clone(),
+            new: change.new.clone(),
+            definitions,
+        })
+        .collect()
+}
+
+const HEADING: Style = Style::new().bold();
+const ID: Style = Style::new().bold();
+const SUBMIT: Style = AnsiColor::Green.on_default().bold();
+const PENDING: Style = AnsiColor::Cyan.on_default();
+const FAILED: Style = AnsiColor::Red.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+const REMOVED: Style = AnsiColor::Red.on_default();
+const ADDED: Style = AnsiColor::Green.on_default();
+const HUNK: Style = AnsiColor::Cyan.on_default();
+
+fn value_or_unset(value: Option<&String>) -> &str {
+    value.map_or("(not used)", String::as_str)
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// The plan for people, with ANSI styles (the output stream removes them when it must).
+pub fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    if !plan.variable_changes.is_empty() {
+        let _ = writeln!(
+            w,
+            "{HEADING}Variables changed since the last submission:{HEADING:#}"
+        );
+        let width = plan
+            .variable_changes
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        for change in &plan.variable_changes {
+            let _ = writeln!(
+                w,
+                "  {:width$}  {} -> {}  {DIM}({}){DIM:#}",
+                change.name,
+                value_or_unset(change.old.as_ref()),
+                value_or_unset(change.new.as_ref()),
+                plural(change.definitions.len(), "definition", "definitions"),
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !plan.submit.is_empty() {
+        let _ = writeln!(w, "{HEADING}To submit ({}):{HEADING:#}", plan.submit.len());
+        for submission in &plan.submit {
+            write_submission(w, submission);
+        }
+        let _ = writeln!(w);
+    }
+    if !plan.pending.is_empty() {
+        let _ = writeln!(
+            w,
+            "{HEADING}Pending jobs ({}), to be polled:{HEADING:#}",
+            plan.pending.len()
+        );
+        for job in &plan.pending {
+            let submitted = job
+                .submitted_at
+                .map(|at| format!(", submitted {at}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                w,
+                "  {ID}{}{ID:#}  {PENDING}{}{PENDING:#}  {}{submitted}",
+                job.definition,
+                job.job.status,
+                describe_tracking(&job.job),
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !plan.failed.is_empty() {
+        let _ = writeln!(
+            w,
+            "{HEADING}Failed jobs ({}), not resubmitted until the payload changes (or --force):{HEADING:#}",
+            plan.failed.len()
+        );
+        for job in &plan.failed {
+            let message = job
+                .message
+                .as_deref()
+                .filter(|message| !message.is_empty())
+                .map(|message| format!(": {message}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                w,
+                "  {ID}{}{ID:#}  {FAILED}{}{FAILED:#}  {}{message}",
+                job.definition,
+                job.job.status,
+                describe_tracking(&job.job),
+            );
+        }
+        let _ = writeln!(w);
+    }
+    if !plan.not_planned.is_empty() {
+        let _ = writeln!(
+            w,
+            "{FAILED}Not planned because of the errors reported ({}):{FAILED:#} {}",
+            plan.not_planned.len(),
+            plan.not_planned.join(", ")
+        );
+    }
+    if !plan.retired.is_empty() {
+        let retired: Vec<String> = plan
+            .retired
+            .iter()
+            .map(|entry| format!("{} ({})", entry.definition, entry.job.status))
+            .collect();
+        let _ = writeln!(
+            w,
+            "In the ledger but no longer defined ({}): {}",
+            plan.retired.len(),
+            retired.join(", ")
+        );
+    }
+    if !plan.unchanged.is_empty() {
+        let _ = writeln!(
+            w,
+            "{DIM}Unchanged and built: {}{DIM:#}",
+            plural(plan.unchanged.len(), "definition", "definitions")
+        );
+    }
+    let summary = plan.summary();
+    let _ = writeln!(
+        w,
+        "{HEADING}Plan:{HEADING:#} {} to submit, {} pending, {} failed, {} unchanged.",
+        summary.to_submit, summary.pending, summary.failed, summary.unchanged
+    );
+    out
+}
+
+fn describe_tracking(job: &JobRef) -> String {
+    match &job.tracking_id {
+        Some(id) => format!("tracking id {id}"),
+        None if job.status == JobStatus::Submitting => {
+            "no tracking id recorded: the submission is resent with its idempotency key".into()
+        }
+        None => "no tracking id".into(),
+    }
+}
+
+fn write_submission(w: &mut String, submission: &Submission) {
+    let _ = writeln!(
+        w,
+        "  {SUBMIT}+{SUBMIT:#} {ID}{}{ID:#}  {}",
+        submission.definition,
+        submission.reason.describe()
+    );
+    let previous = &submission.previous_image_names;
+    for (index, name) in submission.image_names.iter().enumerate() {
+        match previous.get(index).filter(|old| *old != name) {
+            Some(old) => {
+                let _ = writeln!(w, "      image {old} -> {name}");
+            }
+            None => {
+                let _ = writeln!(w, "      image {name}");
+            }
+        }
+    }
+    for change in &submission.variable_changes {
+        let _ = writeln!(
+            w,
+            "      {} {} -> {}",
+            change.name,
+            value_or_unset(change.old.as_ref()),
+            value_or_unset(change.new.as_ref())
+        );
+    }
+    if let Some(job) = &submission.replaces
+        && job.status.is_pending()
+    {
+        let _ = writeln!(
+            w,
+            "      {PENDING}supersedes the {} job ({}){PENDING:#}",
+            job.status,
+            describe_tracking(job)
+        );
+    }
+    if let Some(diff) = &submission.diff {
+        for line in diff.lines() {
+            let style = if line.starts_with("@@") {
+                HUNK
+            } else if line.starts_with("---") || line.starts_with("+++") {
+                HEADING
+            } else if line.starts_with('-') {
+                REMOVED
+            } else if line.starts_with('+') {
+                ADDED
+            } else {
+                Style::new()
+            };
+            let _ = writeln!(w, "      {style}{line}{style:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{DefinitionSource, Sources};
+
+    fn catalog(variables: &str, ids: &[&str]) -> Catalog {
+        let definitions = ids
+            .iter()
+            .map(|id| DefinitionSource {
+                id: id.to_string(),
+                file: format!("definitions/{id}.json"),
+                text: format!(
+                    r#"{{"Url": "{{URL}}", "Destination": [{{"CustomImageName": "{id}-{{VERSION}}"}}]}}"#
+                ),
+            })
+            .collect();
+        Catalog::build(Sources {
+            variables: Some(variables.to_string()),
+            definitions,
+            problems: Vec::new(),
+        })
+    }
+
+    fn submitted(rendered: &Rendered, status: JobStatus) -> LedgerEntry {
+        LedgerEntry {
+            payload_hash: rendered.hash.clone(),
+            payload: rendered.payload.clone(),
+            variables: rendered.variables.clone(),
+            idempotency_key: Some(rendered.hash.to_string()),
+            tracking_id: Some(format!("job-{}", rendered.id)),
+            status,
+            message: status.is_unsuccessful().then(|| "disk full".to_string()),
+            image_names: if status == JobStatus::Succeeded {
+                rendered.image_names.clone()
+            } else {
+                Vec::new()
+            },
+            submitted_at: Some("2026-11-23T10:00:00Z".parse().unwrap()),
+            updated_at: "2026-11-23T12:00:00Z".parse().unwrap(),
+            completed_at: None,
+            adopted: false,
+        }
+    }
+
+    const OLD: &str = r#"{"URL": "https://x.test", "VERSION": "1"}"#;
+    const NEW: &str = r#"{"URL": "https://x.test", "VERSION": "2"}"#;
+
+    fn ledger(catalog: &Catalog, statuses: &[(&str, JobStatus)]) -> Ledger {
+        let mut ledger = Ledger::default();
+        for (id, status) in statuses {
+            let rendered = catalog.rendered.iter().find(|r| r.id == *id).unwrap();
+            ledger
+                .definitions
+                .insert(id.to_string(), submitted(rendered, *status));
+        }
+        ledger
+    }
+
+    fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
+        items.iter().map(|item| id(item).to_string()).collect()
+    }
+
+    #[test]
+    fn a_fresh_ledger_submits_everything() {
+        let catalog = catalog(NEW, &["a", "b"]);
+        let plan = plan(&catalog, &Ledger::default(), PlanOptions::default());
+        assert_eq!(ids(&plan.submit, |s| &s.definition), ["a", "b"]);
+        assert!(
+            plan.submit
+                .iter()
+                .all(|s| s.reason == SubmitReason::NeverSubmitted)
+        );
+        assert_eq!(plan.exit_code(), 2);
+    }
+
+    #[test]
+    fn nothing_changed_means_nothing_to_do() {
+        let catalog = catalog(NEW, &["a", "b"]);
+        let ledger = ledger(
+            &catalog,
+            &[("a", JobStatus::Succeeded), ("b", JobStatus::Succeeded)],
+        );
+        let plan = plan(&catalog, &ledger, PlanOptions::default());
+        assert_eq!(plan.unchanged, ["a", "b"]);
+        assert!(plan.is_settled());
+        assert_eq!(plan.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_changed_variable_resubmits_with_old_and_new_values_and_a_diff() {
+        let old = catalog(OLD, &["a"]);
+        let ledger = ledger(&old, &[("a", JobStatus::Succeeded)]);
+        let plan = plan(&catalog(NEW, &["a"]), &ledger, PlanOptions::default());
+        let submission = &plan.submit[0];
+        assert_eq!(submission.reason, SubmitReason::PayloadChanged);
+        assert_eq!(submission.previous_image_names, ["a-1"]);
+        assert_eq!(submission.image_names, ["a-2"]);
+        assert_eq!(
+            plan.variable_changes,
+            [VariableChange {
+                name: "VERSION".into(),
+                old: Some("1".into()),
+                new: Some("2".into()),
+                definitions: vec!["a".into()],
+            }]
+        );
+        let diff = submission.diff.as_deref().unwrap();
+        assert!(
+            diff.contains("-      \"CustomImageName\": \"a-1\""),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("+      \"CustomImageName\": \"a-2\""),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn pending_jobs_are_polled_not_resubmitted() {
+        let catalog = catalog(NEW, &["a", "b"]);
+        let ledger = ledger(
+            &catalog,
+            &[("a", JobStatus::Running), ("b", JobStatus::Submitting)],
+        );
+        let plan = plan(&catalog, &ledger, PlanOptions { force: true });
+        assert!(plan.submit.is_empty());
+        assert_eq!(ids(&plan.pending, |p| &p.definition), ["a", "b"]);
+        assert_eq!(plan.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_changed_payload_supersedes_a_running_job() {
+        let old = catalog(OLD, &["a"]);
+        let ledger = ledger(&old, &[("a", JobStatus::Running)]);
+        let plan = plan(&catalog(NEW, &["a"]), &ledger, PlanOptions::default());
+        assert_eq!(
+            plan.submit[0].replaces,
+            Some(JobRef {
+                tracking_id: Some("job-a".into()),
+                status: JobStatus::Running
+            })
+        );
+        assert!(plan.pending.is_empty());
+    }
+
+    #[test]
+    fn a_failed_job_is_reported_not_resubmitted_unless_forced() {
+        let catalog = catalog(NEW, &["a"]);
+        let ledger = ledger(&catalog, &[("a", JobStatus::Failed)]);
+        let plan_default = plan(&catalog, &ledger, PlanOptions::default());
+        assert!(plan_default.submit.is_empty());
+        assert_eq!(plan_default.failed[0].message.as_deref(), Some("disk full"));
+        assert_eq!(plan_default.exit_code(), 1);
+        let forced = plan(&catalog, &ledger, PlanOptions { force: true });
+        assert_eq!(forced.submit[0].reason, SubmitReason::Forced);
+        assert_eq!(forced.submit[0].diff, None);
+    }
+
+    #[test]
+    fn force_resubmits_built_definitions() {
+        let catalog = catalog(NEW, &["a"]);
+        let ledger = ledger(&catalog, &[("a", JobStatus::Succeeded)]);
+        let plan = plan(&catalog, &ledger, PlanOptions { force: true });
+        assert_eq!(plan.submit[0].reason, SubmitReason::Forced);
+    }
+
+    #[test]
+    fn removed_definitions_are_listed_as_retired_but_broken_ones_are_not() {
+        let old = catalog(NEW, &["a", "gone", "broken"]);
+        let ledger = ledger(
+            &old,
+            &[
+                ("gone", JobStatus::Succeeded),
+                ("broken", JobStatus::Succeeded),
+            ],
+        );
+        let mut current = catalog(NEW, &["a"]);
+        current.invalid.insert("broken".into());
+        let plan = plan(&current, &ledger, PlanOptions::default());
+        assert_eq!(ids(&plan.retired, |r| &r.definition), ["gone"]);
+        assert_eq!(plan.not_planned, ["broken"]);
+    }
+
+    #[test]
+    fn text_form_tells_the_whole_plan() {
+        let old = catalog(OLD, &["a", "b", "c", "d"]);
+        let ledger = ledger(
+            &old,
+            &[
+                ("a", JobStatus::Succeeded),
+                ("c", JobStatus::Running),
+                ("d", JobStatus::Failed),
+            ],
+        );
+        let mut current = catalog(NEW, &["a", "b", "c", "d"]);
+        current.rendered.retain(|r| r.id != "c" && r.id != "d");
+        let old_c = old.rendered.iter().find(|r| r.id == "c").unwrap().clone();
+        let old_d = old.rendered.iter().find(|r| r.id == "d").unwrap().clone();
+        current.rendered.extend([old_c, old_d]);
+        let text = anstream::adapter::strip_str(&render_text(&plan(
+            &current,
+            &ledger,
+            PlanOptions::default(),
+        )))
+        .to_string();
+        insta::assert_snapshot!(text);
+    }
+}

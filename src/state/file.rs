@@ -1,0 +1,468 @@
+//! The ledger as a file: read with precise errors, written atomically (temporary file, fsync,
+//! rename), guarded by an exclusive lock held for a whole run, and checked against the revision
+//! that was read so that a write never overwrites a ledger changed since.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{LEDGER_FORMAT_VERSION, Ledger};
+use crate::json;
+
+/// How often a run waiting for the lock tries again.
+const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the ledger {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the ledger {path} is damaged at line {line}, column {column}: {message}; restore it \
+         from a backup or from the pipeline's copy"
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "the ledger {path} has format version {found}, but this imagegen understands only \
+         version {supported}; use a newer imagegen"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot write the ledger {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock the ledger with {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the ledger is locked by another run ({holder}); gave up after waiting {waited:?}. \
+         If no such run is alive, the lock is already free: try again"
+    )]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        waited: Duration,
+    },
+    #[error(
+        "the ledger {path} changed since this run read it; nothing was written. Run again to \
+         plan from the new ledger"
+    )]
+    Conflict { path: PathBuf },
+}
+
+/// Identifies one version of the ledger file's content; `None` inside means "no file yet".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(Option<String>);
+
+impl Revision {
+    fn of(bytes: Option<&[u8]>) -> Self {
+        Self(bytes.map(|bytes| {
+            Sha256::digest(bytes)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        }))
+    }
+}
+
+/// A ledger as read, with the revision a later write must still find.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub ledger: Ledger,
+    pub revision: Revision,
+}
+
+/// Proof that this process holds the ledger's run lock; released when dropped (or when the
+/// process dies, since the operating system drops the lock with the file).
+#[derive(Debug)]
+pub struct LedgerLock {
+    file: File,
+    ledger_path: PathBuf,
+}
+
+impl Drop for LedgerLock {
+    fn drop(&mut self) {
+        // Clear the holder's description so a waiter never names a finished run.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// The ledger kept in one JSON file.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Reads the ledger; a missing file is an empty ledger. Needs no lock: writes replace the
+    /// file in one rename, so a reader sees the old ledger or the new one, never half of one.
+    pub fn load(&self) -> Result<Snapshot, StateError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Snapshot {
+                    ledger: Ledger::default(),
+                    revision: Revision::of(None),
+                });
+            }
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let ledger = parse_ledger(&self.path, &bytes)?;
+        Ok(Snapshot {
+            ledger,
+            revision: Revision::of(Some(&bytes)),
+        })
+    }
+
+    /// Takes the run lock, waiting up to `timeout` for another run to finish. `purpose` (such
+    /// as "imagegen reconcile") is shown to runs that wait.
+    pub fn lock(&self, timeout: Duration, purpose: &str) -> Result<LedgerLock, StateError> {
+        let lock_path = self.lock_path();
+        let lock_error = |source| StateError::Lock {
+            path: lock_path.clone(),
+            source,
+        };
+        if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(lock_error)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(lock_error)?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if started.elapsed() >= timeout {
+                        return Err(StateError::Locked {
+                            holder: read_holder(&mut file),
+                            path: lock_path,
+                            waited: started.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                Err(std::fs::TryLockError::Error(source)) => return Err(lock_error(source)),
+            }
+        }
+        let holder = format!(
+            "{purpose}, process {} on {}, since {}",
+            std::process::id(),
+            host_name(),
+            jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_default()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .and_then(|()| file.flush())
+            .map_err(lock_error)?;
+        Ok(LedgerLock {
+            file,
+            ledger_path: self.path.clone(),
+        })
+    }
+
+    /// Replaces the ledger with `ledger`, provided the file still holds `expected` (what this
+    /// run read). Returns the new revision for the next write of the same run.
+    pub fn save(
+        &self,
+        lock: &LedgerLock,
+        expected: &Revision,
+        ledger: &Ledger,
+    ) -> Result<Revision, StateError> {
+        assert_eq!(
+            lock.ledger_path, self.path,
+            "a ledger is saved under its own lock"
+        );
+        let current = match std::fs::read(&self.path) {
+            Ok(bytes) => Revision::of(Some(&bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Revision::of(None),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        if &current != expected {
+            return Err(StateError::Conflict {
+                path: self.path.clone(),
+            });
+        }
+        let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
+        bytes.push(b'\n');
+        self.write_atomically(&bytes)
+            .map_err(|source| StateError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Revision::of(Some(&bytes)))
+    }
+
+    fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let folder = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&folder)?;
+        let mut temporary = tempfile::Builder::new()
+            .prefix(".state-")
+            .suffix(".tmp")
+            .tempfile_in(&folder)?;
+        temporary.write_all(bytes)?;
+        temporary.as_file().sync_all()?;
+        temporary.persist(&self.path).map_err(|error| error.error)?;
+        // The rename itself is durable only once the folder is synced.
+        #[cfg(unix)]
+        File::open(&folder)?.sync_all()?;
+        Ok(())
+    }
+}
+
+fn parse_ledger(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let (line, column) = json::line_column(
+            &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),
+            error.valid_up_to(),
+        );
+        StateError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: "the file is not UTF-8".into(),
+        }
+    })?;
+    let text = json::strip_bom(text);
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    // A newer format may not parse as this one: check the version first to say so clearly.
+    if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(text)
+        && version != LEDGER_FORMAT_VERSION
+    {
+        return Err(StateError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: LEDGER_FORMAT_VERSION,
+        });
+    }
+    serde_json::from_str::<Ledger>(text).map_err(|error| {
+        let error = json::json_error(text, &error);
+        StateError::Parse {
+            path: path.to_path_buf(),
+            line: error.line,
+            column: error.column,
+            message: error.message,
+        }
+    })
+}
+
+fn read_holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file
+        .rewind()
+        .and_then(|()| file.read_to_string(&mut holder));
+    let holder = holder.trim();
+    if holder.is_empty() {
+        "a run that has not yet said who it is".to_string()
+    } else {
+        holder.to_string()
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "this machine".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::PayloadHash;
+    use crate::state::{JobStatus, LedgerEntry};
+    use serde_json::json;
+
+    fn entry() -> LedgerEntry {
+        let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
+        LedgerEntry {
+            payload_hash: PayloadHash::of(&payload),
+            payload,
+            variables: [("V".to_string(), "1".to_string())].into(),
+            idempotency_key: Some("key".into()),
+            tracking_id: Some("5f0c".into()),
+            status: JobStatus::Running,
+            message: None,
+            image_names: Vec::new(),
+            submitted_at: Some("2026-11-23T10:00:00Z".parse().unwrap()),
+            updated_at: "2026-11-23T10:05:00Z".parse().unwrap(),
+            completed_at: None,
+            adopted: false,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let folder = tempfile::tempdir().unwrap();
+        let store = FileStore::new(folder.path().join("nested/state.json"));
+        (folder, store)
+    }
+
+    #[test]
+    fn a_missing_ledger_is_empty() {
+        let (_folder, store) = store();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.ledger, Ledger::default());
+    }
+
+    #[test]
+    fn saved_ledger_reads_back_identically() {
+        let (_folder, store) = store();
+        let snapshot = store.load().unwrap();
+        let lock = store.lock(Duration::ZERO, "test").unwrap();
+        let mut ledger = snapshot.ledger;
+        ledger.definitions.insert("a/b".into(), entry());
+        let revision = store.save(&lock, &snapshot.revision, &ledger).unwrap();
+        let reread = store.load().unwrap();
+        assert_eq!(reread.ledger, ledger);
+        assert_eq!(reread.revision, revision);
+        // No temporary file is left beside the ledger.
+        let names: Vec<_> = std::fs::read_dir(store.path().parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_write_never_overwrites_a_ledger_changed_since_it_was_read() {
+        let (_folder, store) = store();
+        let stale = store.load().unwrap();
+        let lock = store.lock(Duration::ZERO, "test").unwrap();
+        let mut first = Ledger::default();
+        first.definitions.insert("first".into(), entry());
+        store.save(&lock, &stale.revision, &first).unwrap();
+        let error = store
+            .save(&lock, &stale.revision, &Ledger::default())
+            .unwrap_err();
+        assert!(matches!(error, StateError::Conflict { .. }), "{error}");
+        assert_eq!(store.load().unwrap().ledger, first);
+    }
+
+    #[test]
+    fn a_second_lock_waits_then_names_the_holder() {
+        let (_folder, store) = store();
+        let _held = store.lock(Duration::ZERO, "imagegen reconcile").unwrap();
+        let error = store
+            .lock(Duration::from_millis(250), "imagegen adopt")
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("locked by another run (imagegen reconcile, process"),
+            "{message}"
+        );
+        assert!(
+            matches!(error, StateError::Locked { waited, .. } if waited >= Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn a_released_lock_can_be_taken_again() {
+        let (_folder, store) = store();
+        drop(store.lock(Duration::ZERO, "first").unwrap());
+        store.lock(Duration::ZERO, "second").unwrap();
+    }
+
+    #[test]
+    fn a_damaged_ledger_names_line_and_column() {
+        let (_folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        std::fs::write(
+            store.path(),
+            "{\n  \"version\": 1,\n  \"definitions\": {\n    \"a\": 7\n",
+        )
+        .unwrap();
+        let message = store.load().unwrap_err().to_string();
+        assert!(
+            message.contains("is damaged at line 4, column"),
+            "{message}"
+        );
+        assert!(message.contains("expected struct LedgerEntry"), "{message}");
+    }
+
+    #[test]
+    fn a_newer_ledger_format_is_refused() {
+        let (_folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        std::fs::write(store.path(), r#"{"version": 2, "jobs": []}"#).unwrap();
+        let message = store.load().unwrap_err().to_string();
+        assert!(
+            message.contains("has format version 2, but this imagegen understands only version 1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_format_is_stable() {
+        let mut ledger = Ledger::default();
+        ledger.definitions.insert("a".into(), entry());
+        let text = serde_json::to_string(&ledger).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"version":1,"definitions":{{"a":{{"payload_hash":"{}","payload":{{"Destination":[{{"CustomImageName":"Image-1"}}]}},"variables":{{"V":"1"}},"idempotency_key":"key","tracking_id":"5f0c","status":"running","image_names":[],"submitted_at":"2026-11-23T10:00:00Z","updated_at":"2026-11-23T10:05:00Z"}}}}}}"#,
+                entry().payload_hash
+            )
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! The ledger: what was last submitted for each definition, and what became of the job.
+//!
+//! The ledger is the memory that keeps imagegen from submitting one payload twice. Its format is
+//! plain versioned JSON; [`file::FileStore`] keeps it on disk with atomic writes and a run lock.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::definitions::PayloadHash;
+
+pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
+
+/// The ledger format this build reads and writes.
+pub const LEDGER_FORMAT_VERSION: u32 = 1;
+
+/// Where the ledger lives unless `--state` or `IMAGEGEN_STATE` says otherwise, relative to the
+/// repository root.
+pub const DEFAULT_STATE_PATH: &str = ".imagegen/state.json";
+
+/// Every definition's last submission, by definition id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub version: u32,
+    #[serde(default)]
+    pub definitions: BTreeMap<String, LedgerEntry>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            version: LEDGER_FORMAT_VERSION,
+            definitions: BTreeMap::new(),
+        }
+    }
+}
+
+/// The last submission of one definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The hash of the payload submitted; a different rendered hash means "submit again".
+    pub payload_hash: PayloadHash,
+    /// The payload submitted, exactly, so a plan can show what changed since.
+    pub payload: Value,
+    /// The variables the payload was rendered with.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Sent with the submission; a retry after a lost answer reuses it, so the service can
+    /// recognise the job it already started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Image Factory's id for the job; absent while the submission's answer is not yet recorded,
+    /// and for adopted images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+    pub status: JobStatus,
+    /// The service's message about the job, such as why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The images the job produced (empty until it succeeded).
+    #[serde(default)]
+    pub image_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    /// Recorded as built without a submission (the image existed already).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+}
+
+/// Where a definition's last submission stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// The intent to submit is recorded; the service's answer is not (yet). A later run sends
+    /// the same payload with the same idempotency key instead of starting a second job.
+    Submitting,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    /// Still being built, or not known to have reached the service: a later run polls it.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Submitting | Self::Queued | Self::Running)
+    }
+
+    /// Ended without an image.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, Self::Failed | Self::Canceled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitting => "submitting",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
