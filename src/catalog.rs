@@ -212,10 +212,15 @@ impl Catalog {
     pub fn build(sources: Sources) -> Self {
         let mut catalog = Self::default();
         let mut diagnostics = Diagnostics::default();
-        let variables_readable = sources.variables.is_some();
+        // Without a parsed variables.json every placeholder would be reported as undefined,
+        // burying the one error that matters: then definitions are only checked on their own.
+        let mut variables_parsed = false;
         diagnostics.extend(sources.problems);
         if let Some(text) = &sources.variables {
             let (variables, problems) = Variables::parse(VARIABLES_FILE, text);
+            variables_parsed = !problems
+                .iter()
+                .any(|problem| matches!(problem.code, Code::JsonSyntax | Code::WrongShape));
             catalog.variables_invalid = !problems.is_empty();
             catalog.variables = variables;
             diagnostics.extend(problems);
@@ -227,12 +232,16 @@ impl Catalog {
         let results = parallel_map(&sources.definitions, |source| {
             let (definition, mut problems) =
                 Definition::parse(&source.id, &source.file, &source.text);
-            let rendered = definition.as_ref().and_then(|definition| {
+            let rendered =
                 definition
-                    .render(variables)
-                    .map_err(|errors| problems.extend(errors))
-                    .ok()
-            });
+                    .as_ref()
+                    .filter(|_| variables_parsed)
+                    .and_then(|definition| {
+                        definition
+                            .render(variables)
+                            .map_err(|errors| problems.extend(errors))
+                            .ok()
+                    });
             (definition, rendered, problems)
         });
         let mut all_parsed = true;
@@ -247,7 +256,7 @@ impl Catalog {
         }
 
         diagnostics.extend(catalog.duplicate_image_names());
-        if variables_readable && all_parsed {
+        if variables_parsed && all_parsed {
             diagnostics.extend(catalog.unused_variables());
         }
         if sources.definitions.is_empty() && catalog.invalid.is_empty() {

@@ -34,7 +34,13 @@ pub struct Context {
 impl Context {
     /// `state` defaults to `.imagegen/state.json` inside the repository.
     pub fn new(repo: PathBuf, state: Option<PathBuf>, output: Output) -> Self {
-        let state = state.unwrap_or_else(|| repo.join(DEFAULT_STATE_PATH));
+        let state = state.unwrap_or_else(|| {
+            if repo == Path::new(".") {
+                PathBuf::from(DEFAULT_STATE_PATH)
+            } else {
+                repo.join(DEFAULT_STATE_PATH)
+            }
+        });
         Self {
             repo,
             state,
@@ -111,15 +117,16 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     let variables = read_variables(&context.repo, &mut diagnostics);
     let (definition, problems) = Definition::parse(&target.id, &target.file, &text);
     diagnostics.extend(problems);
-    let rendered = match (&definition, diagnostics.has_errors()) {
-        (Some(definition), false) => match definition.render(&variables) {
-            Ok(rendered) => Some(rendered),
+    let rendered = match &definition {
+        Some(definition) => match definition.render(&variables) {
+            Ok(rendered) if !diagnostics.has_errors() => Some(rendered),
+            Ok(_) => None,
             Err(errors) => {
                 diagnostics.extend(errors);
                 None
             }
         },
-        _ => None,
+        None => None,
     };
     diagnostics.sort();
     let output = &context.output;
@@ -208,20 +215,29 @@ fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarg
     )
 }
 
-/// Up to three candidates that look like `wanted`, best first.
+/// Up to three candidates that look like `wanted`, best first: those containing it if any,
+/// else those spelled alike.
 fn closest(wanted: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
     let wanted_lower = wanted.to_lowercase();
+    let candidates: Vec<String> = candidates.into_iter().collect();
+    let containing: Vec<String> = candidates
+        .iter()
+        .filter(|candidate| candidate.to_lowercase().contains(&wanted_lower))
+        .take(3)
+        .cloned()
+        .collect();
+    if !containing.is_empty() {
+        return containing;
+    }
     let mut scored: Vec<(f64, String)> = candidates
         .into_iter()
         .map(|candidate| {
-            let lower = candidate.to_lowercase();
-            let mut score = strsim::jaro_winkler(&wanted_lower, &lower);
-            if lower.contains(&wanted_lower) || lower.ends_with(&wanted_lower) {
-                score += 0.5;
-            }
-            (score, candidate)
+            (
+                strsim::jaro_winkler(&wanted_lower, &candidate.to_lowercase()),
+                candidate,
+            )
         })
-        .filter(|(score, _)| *score >= 0.8)
+        .filter(|(score, _)| *score >= 0.85)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     scored.into_iter().take(3).map(|(_, name)| name).collect()

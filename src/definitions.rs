@@ -40,6 +40,9 @@ pub struct Definition {
     pub template: Value,
     /// Every placeholder, in document order.
     pub placeholders: Vec<Placeholder>,
+    /// Some string holds a stray brace (already reported): the definition cannot be rendered,
+    /// but its placeholders are still checked so every problem shows in one run.
+    pub has_brace_errors: bool,
 }
 
 /// A definition rendered with the current variables: what would be submitted.
@@ -215,8 +218,8 @@ impl Path<'_> {
 }
 
 impl Definition {
-    /// Parses a definition's text. Problems name `file` and a line and column or a JSON pointer;
-    /// warnings may come with a definition, errors never do.
+    /// Parses a definition's text. Problems name `file` and a line and column or a JSON pointer.
+    /// A definition comes back whenever the text is a JSON object, even with brace errors.
     pub fn parse(id: &str, file: &str, text: &str) -> (Option<Self>, Vec<Diagnostic>) {
         let located = |diagnostic: Diagnostic| diagnostic.in_file(file).for_definition(id);
         let template = match json::parse_strict(text) {
@@ -246,14 +249,12 @@ impl Definition {
             &mut problems,
         );
         let problems: Vec<Diagnostic> = problems.into_iter().map(located).collect();
-        if problems.iter().any(Diagnostic::is_error) {
-            return (None, problems);
-        }
         let definition = Self {
             id: id.to_string(),
             file: file.to_string(),
             template,
             placeholders,
+            has_brace_errors: problems.iter().any(Diagnostic::is_error),
         };
         (Some(definition), problems)
     }
@@ -272,14 +273,18 @@ impl Definition {
     }
 
     /// Substitutes every placeholder and reads the image names. Each error names the
-    /// definition's file and the JSON pointer of the field.
+    /// definition's file and the JSON pointer of the field. A placeholder naming a variable
+    /// whose value variables.json got wrong fails the rendering without an error of its own:
+    /// that error is variables.json's.
     pub fn render(&self, variables: &Variables) -> Result<Rendered, Vec<Diagnostic>> {
         let located =
             |diagnostic: Diagnostic| diagnostic.in_file(&self.file).for_definition(&self.id);
+        let missing = |placeholder: &&Placeholder| !variables.contains(&placeholder.name);
         let undefined: Vec<Diagnostic> = self
             .placeholders
             .iter()
-            .filter(|placeholder| !variables.contains(&placeholder.name))
+            .filter(missing)
+            .filter(|placeholder| !variables.is_rejected(&placeholder.name))
             .map(|placeholder| {
                 let diagnostic = Diagnostic::error(
                     Code::UndefinedVariable,
@@ -292,7 +297,10 @@ impl Definition {
                 located(diagnostic)
             })
             .collect();
-        if !undefined.is_empty() {
+        if self.has_brace_errors
+            || !undefined.is_empty()
+            || self.placeholders.iter().any(|p| missing(&p))
+        {
             return Err(undefined);
         }
         let payload = substitute(&self.template, variables);

@@ -1,7 +1,7 @@
 //! variables.json: the one committed file holding every placeholder's value, read strictly, and
 //! the comparison of the values a definition used before with the ones it uses now.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -23,6 +23,9 @@ pub struct Variable {
 #[derive(Debug, Clone, Default)]
 pub struct Variables {
     entries: IndexMap<String, Variable>,
+    /// Names defined with a value that was refused (such as a number): their error is reported
+    /// once, at variables.json, not again at every placeholder naming them.
+    rejected: BTreeSet<String>,
 }
 
 impl Variables {
@@ -90,19 +93,22 @@ impl Variables {
                         },
                     );
                 }
-                Err(kind) => problems.push(
-                    Diagnostic::error(
-                        Code::NonStringValue,
-                        format!(
-                            "the value of {} is {kind}; every value must be a string \
+                Err(kind) => {
+                    variables.rejected.insert(member.key.clone());
+                    problems.push(
+                        Diagnostic::error(
+                            Code::NonStringValue,
+                            format!(
+                                "the value of {} is {kind}; every value must be a string \
                              (write \"{}\" with quotes)",
-                            member.key,
-                            member.raw.get().replace('\n', " ")
-                        ),
-                    )
-                    .in_file(file)
-                    .at(member.value_line, member.value_column),
-                ),
+                                member.key,
+                                member.raw.get().replace('\n', " ")
+                            ),
+                        )
+                        .in_file(file)
+                        .at(member.value_line, member.value_column),
+                    );
+                }
             }
         }
         (variables, problems)
@@ -121,7 +127,10 @@ impl Variables {
                 (name.to_string(), variable)
             })
             .collect();
-        Self { entries }
+        Self {
+            entries,
+            rejected: BTreeSet::new(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -132,6 +141,11 @@ impl Variables {
 
     pub fn line_of(&self, name: &str) -> Option<usize> {
         self.entries.get(name).map(|variable| variable.line)
+    }
+
+    /// True when variables.json defines `name` with a value that was refused.
+    pub fn is_rejected(&self, name: &str) -> bool {
+        self.rejected.contains(name)
     }
 
     pub fn contains(&self, name: &str) -> bool {

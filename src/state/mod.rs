@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definitions::PayloadHash;
+use crate::definitions::{PayloadHash, Rendered};
 
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
 
@@ -72,6 +72,27 @@ pub struct LedgerEntry {
     /// Recorded as built without a submission (the image existed already).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+}
+
+impl LedgerEntry {
+    /// The entry recorded just before a payload is sent: what is being submitted and the key
+    /// that makes sending it again safe, with no tracking id yet.
+    pub fn intent(rendered: &Rendered, idempotency_key: String, now: Timestamp) -> Self {
+        Self {
+            payload_hash: rendered.hash.clone(),
+            payload: rendered.payload.clone(),
+            variables: rendered.variables.clone(),
+            idempotency_key: Some(idempotency_key),
+            tracking_id: None,
+            status: JobStatus::Submitting,
+            message: None,
+            image_names: Vec::new(),
+            submitted_at: Some(now),
+            updated_at: now,
+            completed_at: None,
+            adopted: false,
+        }
+    }
 }
 
 /// Where a definition's last submission stands.

@@ -1,0 +1,844 @@
+//! End-to-end tests of the imagegen binary on temporary copies of real repositories: the shipped
+//! one, the small fixture under tests/fixtures/small, and broken ones written by each test.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use imagegen::catalog::Catalog;
+use imagegen::state::{FileStore, JobStatus, Ledger, LedgerEntry};
+use serde_json::Value;
+
+/// A throw-away repository the binary runs in.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's folder");
+    for entry in std::fs::read_dir(from).expect("list the folder to copy") {
+        let entry = entry.expect("read a folder entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+impl Repo {
+    fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        Self { dir }
+    }
+
+    /// A copy of the definitions and variables this repository ships.
+    fn shipped() -> Self {
+        let repo = Self::empty();
+        copy_tree(
+            &manifest_dir().join("definitions"),
+            &repo.path().join("definitions"),
+        );
+        repo.copy_file(&manifest_dir().join("variables.json"), "variables.json");
+        repo
+    }
+
+    /// A copy of tests/fixtures/<name>.
+    fn fixture(name: &str) -> Self {
+        let repo = Self::empty();
+        copy_tree(
+            &manifest_dir().join("tests/fixtures").join(name),
+            repo.path(),
+        );
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn copy_file(&self, from: &Path, relative: &str) {
+        std::fs::copy(from, self.path().join(relative)).expect("copy a file into the repo");
+    }
+
+    fn write(&self, relative: &str, text: &str) -> &Self {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("a file has a folder")).expect("mkdir");
+        std::fs::write(path, text).expect("write a file into the repo");
+        self
+    }
+
+    fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.path().join(relative)).expect("read a file of the repo")
+    }
+
+    /// The binary, run from the repository root with a clean environment.
+    fn imagegen(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+        command.current_dir(self.path());
+        for variable in [
+            "IMAGEGEN_REPO",
+            "IMAGEGEN_STATE",
+            "NO_COLOR",
+            "CLICOLOR_FORCE",
+            "RUST_LOG",
+        ] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    fn definition_ids(&self) -> Vec<String> {
+        imagegen::catalog::definition_ids(self.path())
+    }
+
+    /// Records in the default ledger what `variables` rendered, each definition with a status.
+    fn record_ledger(&self, variables: &str, statuses: &[(&str, JobStatus)]) {
+        let current = self.read("variables.json");
+        self.write("variables.json", variables);
+        let catalog = Catalog::load(self.path());
+        assert!(
+            !catalog.diagnostics.has_errors(),
+            "{:?}",
+            catalog.diagnostics
+        );
+        let mut ledger = Ledger::default();
+        for (id, status) in statuses {
+            let rendered = catalog
+                .rendered
+                .iter()
+                .find(|rendered| rendered.id == *id)
+                .unwrap_or_else(|| panic!("no definition {id} in the fixture"));
+            let submitted = "2026-11-16T09:00:00Z".parse().expect("a timestamp");
+            let mut entry = LedgerEntry::intent(rendered, rendered.hash.to_string(), submitted);
+            entry.status = *status;
+            entry.tracking_id = Some(format!("job-{}", id.replace('/', "-")));
+            entry.updated_at = "2026-11-16T11:30:00Z".parse().expect("a timestamp");
+            if *status == JobStatus::Succeeded {
+                entry.image_names = rendered.image_names.clone();
+                entry.completed_at = Some(entry.updated_at);
+            }
+            if status.is_unsuccessful() {
+                entry.message = Some("artifact windows-helix-prereqs exited with code 1603".into());
+                entry.completed_at = Some(entry.updated_at);
+            }
+            ledger.definitions.insert(id.to_string(), entry);
+        }
+        self.save_ledger(&ledger);
+        self.write("variables.json", &current);
+    }
+
+    fn save_ledger(&self, ledger: &Ledger) {
+        let store = FileStore::new(self.path().join(".imagegen/state.json"));
+        let snapshot = store.load().expect("load the ledger");
+        let lock = store
+            .lock(std::time::Duration::ZERO, "test")
+            .expect("lock the ledger");
+        store
+            .save(&lock, &snapshot.revision, ledger)
+            .expect("save the ledger");
+    }
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("stderr is UTF-8")
+}
+
+fn json_of(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+// --- The shipped repository -------------------------------------------------------------------
+
+#[test]
+fn shipped_repository_validates_cleanly() {
+    let repo = Repo::shipped();
+    let output = repo
+        .imagegen()
+        .arg("validate")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(stderr_of(&output), "", "the shipped repo has no warnings");
+    let count = repo.definition_ids().len();
+    assert!(count >= 12, "at least 12 definitions ship, found {count}");
+    assert!(
+        stdout_of(&output).starts_with(&format!("ok: {count} definitions rendered with ")),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[test]
+fn dry_run_on_a_fresh_clone_plans_every_definition_and_exits_2() {
+    let repo = Repo::shipped();
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    let ids = repo.definition_ids();
+    for id in &ids {
+        assert!(
+            stdout.contains(&format!("+ {id}  never submitted")),
+            "{id} missing:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.ends_with(&format!(
+            "Plan: {} to submit, 0 pending, 0 failed, 0 unchanged.\n",
+            ids.len()
+        )),
+        "{stdout}"
+    );
+    assert!(stderr_of(&output).contains("dry run: nothing was submitted"));
+    assert!(
+        !repo.path().join(".imagegen").exists(),
+        "a dry run writes no ledger"
+    );
+}
+
+#[test]
+fn dry_run_json_gives_the_same_plan() {
+    let repo = Repo::shipped();
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run", "--output", "json"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    let ids = repo.definition_ids();
+    assert_eq!(document["summary"]["to_submit"], ids.len());
+    let planned: Vec<&str> = document["plan"]["submit"]
+        .as_array()
+        .expect("submit is a list")
+        .iter()
+        .map(|submission| submission["definition"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(planned, ids);
+    assert_eq!(stderr_of(&output), "", "JSON output leaves stderr quiet");
+}
+
+#[test]
+fn every_vs2019_preview_definition_uses_both_preview_variables() {
+    let repo = Repo::shipped();
+    let output = repo
+        .imagegen()
+        .args([
+            "affected",
+            "VS_2019_PREVIEW_URL,VS_2019_PREVIEW_VERSION",
+            "--output",
+            "json",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    let both: Vec<&Value> = document["definitions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|d| d["variables"].as_array().is_some_and(|v| v.len() == 2))
+        .collect();
+    assert!(both.len() >= 6, "{document:#}");
+}
+
+// --- Plans against a ledger (snapshots) ------------------------------------------------------
+
+const OLD_VARIABLES: &str = r#"{
+  "VS_URL": "https://vs.example.test/17/release",
+  "VS_VERSION": "17_12_0",
+  "WIN_2022_PATCH": "20348_2849",
+  "WIN_2019_PATCH": "17763_6532",
+  "WIN_2016_PATCH": "14393_7515"
+}"#;
+
+/// A week later: VS_VERSION moved on. server-2022 was built with the old version, windows-11's
+/// build is still running, windows/server-2022 failed, windows/server-2016 is still building the
+/// current payload, windows/server-2019 is built, and an image that is no longer defined remains.
+fn repo_with_history() -> Repo {
+    let repo = Repo::fixture("small");
+    repo.write(
+        "definitions/retired/server-2012.json",
+        &repo
+            .read("definitions/windows/server-2016.json")
+            .replace("Helix-Server-2016", "Helix-Server-2012"),
+    );
+    repo.record_ledger(
+        OLD_VARIABLES,
+        &[
+            ("vs/server-2022", JobStatus::Succeeded),
+            ("vs/windows-11", JobStatus::Running),
+            ("windows/server-2016", JobStatus::Queued),
+            ("windows/server-2019", JobStatus::Succeeded),
+            ("windows/server-2022", JobStatus::Failed),
+            ("retired/server-2012", JobStatus::Succeeded),
+        ],
+    );
+    std::fs::remove_dir_all(repo.path().join("definitions/retired")).expect("remove a definition");
+    repo
+}
+
+#[test]
+fn dry_run_text_shows_changes_diffs_pending_and_failed_jobs() {
+    let repo = repo_with_history();
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    insta::assert_snapshot!(stdout_of(&output));
+}
+
+#[test]
+fn dry_run_json_shows_the_same_plan() {
+    let repo = repo_with_history();
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run", "--output", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let text = stdout_of(&output).replace(&repo.path().display().to_string(), "[REPO]");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn nothing_changed_means_exit_0() {
+    let repo = Repo::fixture("small");
+    let current = repo.read("variables.json");
+    let all: Vec<(String, JobStatus)> = repo
+        .definition_ids()
+        .into_iter()
+        .map(|id| (id, JobStatus::Succeeded))
+        .collect();
+    let statuses: Vec<(&str, JobStatus)> = all.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    repo.record_ledger(&current, &statuses);
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(
+        stdout_of(&output),
+        "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n"
+    );
+}
+
+#[test]
+fn force_plans_built_definitions_again_but_leaves_jobs_in_flight() {
+    let repo = repo_with_history();
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run", "--force", "--output", "json"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    let reasons: Vec<(String, String)> = document["plan"]["submit"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| {
+            (
+                s["definition"].as_str().unwrap().into(),
+                s["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expect = |id: &str, reason: &str| (id.to_string(), reason.to_string());
+    assert_eq!(
+        reasons,
+        [
+            expect("vs/server-2022", "payload-changed"),
+            expect("vs/windows-11", "payload-changed"),
+            expect("windows/server-2019", "forced"),
+            expect("windows/server-2022", "forced"),
+        ]
+    );
+    assert_eq!(
+        document["plan"]["pending"][0]["definition"],
+        "windows/server-2016"
+    );
+}
+
+#[test]
+fn state_path_comes_from_flag_or_environment() {
+    let repo = repo_with_history();
+    std::fs::rename(
+        repo.path().join(".imagegen/state.json"),
+        repo.path().join("elsewhere.json"),
+    )
+    .expect("move the ledger");
+    // Without the ledger everything is new.
+    repo.imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(2)
+        .stdout(predicates::str::contains("Plan: 5 to submit"));
+    repo.imagegen()
+        .args(["reconcile", "--dry-run", "--state", "elsewhere.json"])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "Plan: 2 to submit, 1 pending, 1 failed",
+        ));
+    repo.imagegen()
+        .args(["reconcile", "--dry-run"])
+        .env("IMAGEGEN_STATE", "elsewhere.json")
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "Plan: 2 to submit, 1 pending, 1 failed",
+        ));
+}
+
+#[test]
+fn a_damaged_ledger_is_an_error_naming_the_file_and_line() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        ".imagegen/state.json",
+        "{\n  \"version\": 1,\n  \"definitions\": {\n    \"a\": {\"payload_hash\": 3}\n  }\n}\n",
+    );
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("error: cannot plan without the ledger: the ledger "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(".imagegen/state.json is damaged at line 4, column"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("invalid type: integer `3`, expected a string"),
+        "{stderr}"
+    );
+    assert_eq!(stdout_of(&output), "");
+}
+
+#[test]
+fn a_damaged_ledger_in_json_output_is_a_json_error() {
+    let repo = Repo::fixture("small");
+    repo.write(".imagegen/state.json", "not json");
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run", "--output", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    assert_eq!(
+        document["error"]["message"],
+        "cannot plan without the ledger"
+    );
+    assert!(
+        document["error"]["causes"][0]
+            .as_str()
+            .unwrap()
+            .contains("state.json is damaged at line 1, column 2: expected ident")
+    );
+}
+
+#[test]
+fn reconcile_without_dry_run_refuses_and_submits_nothing() {
+    let repo = Repo::fixture("small");
+    repo.imagegen().arg("reconcile").assert().code(1).stderr(
+        "error: imagegen reconcile needs --dry-run: this version plans only, and submits nothing\n",
+    );
+}
+
+// --- Errors in the committed files ------------------------------------------------------------
+
+#[test]
+fn every_problem_in_every_file_is_reported_in_one_run() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        "variables.json",
+        "{\n  \"VS_URL\": \"https://vs.example.test\",\n  \"VS_VERSION\": \"17_12_1\",\n  \"VS_VERSION\": \"17_12_2\",\n  \"win_2016_patch\": \"x\",\n  \"WIN_2019_PATCH\": 17763,\n  \"WIN_2022_PATCH\": \"20348_2849\",\n  \"WIN_2016_PATCH\": \"14393_7515\"\n}\n",
+    )
+    .write("definitions/broken/syntax.json", "{\n  \"VMSize\": \"Standard_D4s_v5\"\n  \"Destination\": []\n}\n")
+    .write("definitions/broken/crlf.json", "{\r\n  \"A\": 1,\r\n  \"A\": 2\r\n}\r\n")
+    .write("definitions/broken/list.json", "[]")
+    .write(
+        "definitions/broken/undefined.json",
+        r#"{"Artifacts": [{"Parameters": {"Url": "{VS_URLL}/vs.exe", "Script": "if (x) { y }"}}], "Destination": [{"CustomImageName": "Img-{VS_VERSION}"}]}"#,
+    );
+    let output = repo
+        .imagegen()
+        .arg("validate")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    insta::assert_snapshot!(stderr_of(&output));
+    assert_eq!(
+        stdout_of(&output),
+        "8 errors and 0 warnings in 9 definitions and variables.json\n"
+    );
+}
+
+#[test]
+fn validate_json_lists_diagnostics_with_codes_and_positions() {
+    let repo = Repo::fixture("small");
+    repo.write("definitions/broken/syntax.json", "{\n  \"A\": \"x\",\n}\n");
+    let output = repo
+        .imagegen()
+        .args(["validate", "--output", "json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    assert_eq!(document["ok"], false);
+    assert_eq!(
+        document["diagnostics"][0],
+        serde_json::json!({
+            "severity": "error",
+            "code": "json-syntax",
+            "file": "definitions/broken/syntax.json",
+            "line": 3,
+            "column": 1,
+            "definition": "broken/syntax",
+            "message": "trailing comma",
+        })
+    );
+}
+
+#[test]
+fn broken_variables_block_the_plan() {
+    let repo = Repo::fixture("small");
+    repo.write("variables.json", "{\"VS_URL\": \"x\",}");
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(stdout_of(&output), "");
+    assert_eq!(
+        stderr_of(&output),
+        "error: variables.json:1:16: trailing comma\n\
+         nothing was planned: fix variables.json first, every definition depends on it\n"
+    );
+}
+
+#[test]
+fn a_broken_definition_is_left_out_of_the_plan_and_fails_the_run() {
+    let repo = Repo::fixture("small");
+    repo.write("definitions/vs/windows-11.json", "{");
+    let output = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("Not planned because of the errors reported (1): vs/windows-11"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Plan: 4 to submit"), "{stdout}");
+    assert!(
+        stderr_of(&output).starts_with(
+            "error: definitions/vs/windows-11.json:1:1: EOF while parsing an object\n"
+        )
+    );
+}
+
+#[test]
+fn byte_order_marks_and_crlf_files_are_accepted() {
+    let repo = Repo::fixture("small");
+    let variables = repo.read("variables.json").replace('\n', "\r\n");
+    repo.write("variables.json", &format!("\u{feff}{variables}"));
+    let definition = repo
+        .read("definitions/vs/server-2022.json")
+        .replace('\n', "\r\n");
+    repo.write(
+        "definitions/vs/server-2022.json",
+        &format!("\u{feff}{definition}"),
+    );
+    repo.imagegen().arg("validate").assert().code(0).stderr("");
+}
+
+#[test]
+fn an_empty_definitions_folder_warns_and_plans_nothing() {
+    let repo = Repo::empty();
+    repo.write("variables.json", "{\"UNUSED\": \"1\"}");
+    std::fs::create_dir_all(repo.path().join("definitions")).expect("mkdir");
+    repo.imagegen()
+        .arg("validate")
+        .assert()
+        .code(0)
+        .stdout("ok: 0 definitions rendered with 1 variables (2 warnings)\n")
+        .stderr(
+            "warning: definitions: no definitions found: add image definitions as *.json files here\n\
+             warning: variables.json:1:3: variable UNUSED is not used by any definition\n",
+        );
+    repo.imagegen()
+        .args(["reconcile", "--dry-run", "--quiet"])
+        .assert()
+        .code(0)
+        .stdout("Plan: 0 to submit, 0 pending, 0 failed, 0 unchanged.\n")
+        .stderr("");
+}
+
+#[test]
+fn a_missing_repository_says_where_to_run() {
+    let repo = Repo::empty();
+    let output = repo
+        .imagegen()
+        .arg("validate")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("error: variables.json: cannot read "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run imagegen from the repository root or pass --repo"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot read the definitions folder"),
+        "{stderr}"
+    );
+}
+
+// --- render ---------------------------------------------------------------------------------
+
+#[test]
+fn render_by_id_or_path_prints_the_payload_with_escaped_values() {
+    let repo = Repo::fixture("small");
+    let variables = repo.read("variables.json").replace(
+        "https://vs.example.test/17/release",
+        r#"C:\\VS \"Preview\" — ü"#,
+    );
+    repo.write("variables.json", &variables);
+    let by_id = repo
+        .imagegen()
+        .args(["render", "vs/server-2022"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let by_path = repo
+        .imagegen()
+        .args(["render", "definitions/vs/server-2022.json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert_eq!(by_id.stdout, by_path.stdout);
+    let text = stdout_of(&by_id);
+    assert!(
+        text.contains(r#""VSBootstrapperURL": "C:\\VS \"Preview\" — ü/vs_Enterprise.exe""#),
+        "{text}"
+    );
+    let payload: Value = serde_json::from_str(&text).expect("the output is JSON");
+    assert_eq!(
+        payload["Destination"][0]["CustomImageName"],
+        "Helix-Server-2022-VS2022-Enterprise_17_12_1"
+    );
+    let keys: Vec<&String> = payload.as_object().expect("an object").keys().collect();
+    assert_eq!(
+        keys,
+        ["BaseImage", "VMSize", "Artifacts", "Destination"],
+        "key order is kept"
+    );
+}
+
+#[test]
+fn render_json_carries_hash_images_and_variables() {
+    let repo = Repo::fixture("small");
+    let output = repo
+        .imagegen()
+        .args(["render", "windows/server-2019", "--output", "json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    assert_eq!(document["definition"], "windows/server-2019");
+    assert_eq!(document["image_names"][0], "Helix-Server-2019_17763_6532");
+    assert_eq!(
+        document["variables"],
+        serde_json::json!({"WIN_2019_PATCH": "17763_6532"})
+    );
+    assert_eq!(document["payload_hash"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn render_accepts_a_payload_file_outside_the_definitions() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        "scratch/try.json",
+        r#"{"Note": "{{literal}}", "Destination": [{"CustomImageName": "Try-{VS_VERSION}"}]}"#,
+    );
+    let output = repo
+        .imagegen()
+        .args(["render", "scratch/try.json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let payload: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(payload["Note"], "{literal}");
+    assert_eq!(payload["Destination"][0]["CustomImageName"], "Try-17_12_1");
+}
+
+#[test]
+fn render_of_an_unknown_id_suggests_close_ones() {
+    let repo = Repo::fixture("small");
+    repo.imagegen()
+        .args(["render", "server-2019"])
+        .assert()
+        .code(1)
+        .stderr(
+            "error: no definition \"server-2019\": expected definitions/server-2019.json, or a \
+             path to a payload file; did you mean windows/server-2019?\n",
+        );
+}
+
+#[test]
+fn render_reports_undefined_variables_with_their_pointer() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        "definitions/vs/server-2022.json",
+        &repo
+            .read("definitions/vs/server-2022.json")
+            .replace("{VS_URL}", "{VS_URI}"),
+    );
+    repo.imagegen()
+        .args(["render", "vs/server-2022"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            "error: definitions/vs/server-2022.json at /Artifacts/1/Parameters/VSBootstrapperURL: \
+             {VS_URI} names no variable in variables.json\n",
+        );
+}
+
+// --- affected -------------------------------------------------------------------------------
+
+#[test]
+fn affected_lists_the_definitions_using_any_variable() {
+    let repo = Repo::fixture("small");
+    repo.imagegen()
+        .args(["affected", "VS_VERSION", "WIN_2016_PATCH"])
+        .assert()
+        .code(0)
+        .stdout(
+            "vs/server-2022       VS_VERSION\n\
+             vs/windows-11        VS_VERSION\n\
+             windows/server-2016  WIN_2016_PATCH\n",
+        )
+        .stderr("3 definitions use VS_VERSION or WIN_2016_PATCH\n");
+}
+
+#[test]
+fn affected_refuses_unknown_variables_with_a_suggestion() {
+    let repo = Repo::fixture("small");
+    repo.imagegen()
+        .args(["affected", "VS_VERSON"])
+        .assert()
+        .code(1)
+        .stderr(
+            "error: no variable VS_VERSON in variables.json, and no definition uses it; did you \
+             mean VS_VERSION?\n",
+        );
+    repo.imagegen()
+        .args(["affected", "vs_version"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "\"vs_version\" is not a variable name",
+        ));
+}
+
+// --- Output conventions ---------------------------------------------------------------------
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let repo = Repo::fixture("small");
+    let plain = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .get_output()
+        .clone();
+    assert!(
+        !stdout_of(&plain).contains('\u{1b}'),
+        "no colour into a pipe"
+    );
+    let coloured = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run", "--color", "always"])
+        .assert()
+        .get_output()
+        .clone();
+    assert!(
+        stdout_of(&coloured).contains("\u{1b}["),
+        "colour when forced"
+    );
+    let no_color = repo
+        .imagegen()
+        .args(["reconcile", "--dry-run"])
+        .env("NO_COLOR", "1")
+        .env("CLICOLOR_FORCE", "1")
+        .assert()
+        .get_output()
+        .clone();
+    assert!(!stdout_of(&no_color).contains('\u{1b}'), "NO_COLOR wins");
+}
+
+#[test]
+fn every_command_help_shows_an_example() {
+    let repo = Repo::empty();
+    for command in ["validate", "render", "affected", "reconcile"] {
+        repo.imagegen()
+            .args([command, "--help"])
+            .assert()
+            .code(0)
+            .stdout(predicates::str::contains("Examples:\n  imagegen "));
+    }
+    repo.imagegen()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("Exit codes:"));
+}
