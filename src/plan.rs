@@ -382,13 +382,7 @@ pub fn render_text(plan: &Plan) -> String {
                 .submitted_at
                 .map(|at| format!(", submitted {at}"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                w,
-                "  {ID}{}{ID:#}  {PENDING}{}{PENDING:#}  {}{submitted}",
-                job.definition,
-                job.job.status,
-                describe_tracking(&job.job),
-            );
+            write_job(w, &job.definition, &job.job, PENDING, &submitted);
         }
         let _ = writeln!(w);
     }
@@ -405,13 +399,7 @@ pub fn render_text(plan: &Plan) -> String {
                 .filter(|message| !message.is_empty())
                 .map(|message| format!(": {message}"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                w,
-                "  {ID}{}{ID:#}  {FAILED}{}{FAILED:#}  {}{message}",
-                job.definition,
-                job.job.status,
-                describe_tracking(&job.job),
-            );
+            write_job(w, &job.definition, &job.job, FAILED, &message);
         }
         let _ = writeln!(w);
     }
@@ -450,6 +438,16 @@ pub fn render_text(plan: &Plan) -> String {
         summary.to_submit, summary.pending, summary.failed, summary.unchanged
     );
     out
+}
+
+/// One job a line: definition, status, tracking id, then `suffix`.
+fn write_job(w: &mut String, definition: &str, job: &JobRef, status_style: Style, suffix: &str) {
+    let _ = writeln!(
+        w,
+        "  {ID}{definition}{ID:#}  {status_style}{}{status_style:#}  {}{suffix}",
+        job.status,
+        describe_tracking(job),
+    );
 }
 
 fn describe_tracking(job: &JobRef) -> String {

@@ -92,6 +92,16 @@ impl Repo {
         command
     }
 
+    /// Runs the binary with `args`, checks its exit code, and returns what it wrote.
+    fn run(&self, args: &[&str], code: i32) -> std::process::Output {
+        self.imagegen()
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone()
+    }
+
     fn definition_ids(&self) -> Vec<String> {
         imagegen::catalog::definition_ids(self.path())
     }
@@ -161,13 +171,7 @@ fn json_of(output: &std::process::Output) -> Value {
 #[test]
 fn shipped_repository_validates_cleanly() {
     let repo = Repo::shipped();
-    let output = repo
-        .imagegen()
-        .arg("validate")
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+    let output = repo.run(&["validate"], 0);
     assert_eq!(stderr_of(&output), "", "the shipped repo has no warnings");
     let count = repo.definition_ids().len();
     assert!(count >= 12, "at least 12 definitions ship, found {count}");
@@ -181,13 +185,7 @@ fn shipped_repository_validates_cleanly() {
 #[test]
 fn dry_run_on_a_fresh_clone_plans_every_definition_and_exits_2() {
     let repo = Repo::shipped();
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 2);
     let stdout = stdout_of(&output);
     let ids = repo.definition_ids();
     for id in &ids {
@@ -213,13 +211,7 @@ fn dry_run_on_a_fresh_clone_plans_every_definition_and_exits_2() {
 #[test]
 fn dry_run_json_gives_the_same_plan() {
     let repo = Repo::shipped();
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run", "--output", "json"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run", "--output", "json"], 2);
     let document = json_of(&output);
     let ids = repo.definition_ids();
     assert_eq!(document["summary"]["to_submit"], ids.len());
@@ -236,18 +228,15 @@ fn dry_run_json_gives_the_same_plan() {
 #[test]
 fn every_vs2019_preview_definition_uses_both_preview_variables() {
     let repo = Repo::shipped();
-    let output = repo
-        .imagegen()
-        .args([
+    let output = repo.run(
+        &[
             "affected",
             "VS_2019_PREVIEW_URL,VS_2019_PREVIEW_VERSION",
             "--output",
             "json",
-        ])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+        ],
+        0,
+    );
     let document = json_of(&output);
     let both: Vec<&Value> = document["definitions"]
         .as_array()
@@ -297,26 +286,14 @@ fn repo_with_history() -> Repo {
 #[test]
 fn dry_run_text_shows_changes_diffs_pending_and_failed_jobs() {
     let repo = repo_with_history();
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
     insta::assert_snapshot!(stdout_of(&output));
 }
 
 #[test]
 fn dry_run_json_shows_the_same_plan() {
     let repo = repo_with_history();
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run", "--output", "json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run", "--output", "json"], 1);
     let text = stdout_of(&output).replace(&repo.path().display().to_string(), "[REPO]");
     insta::assert_snapshot!(text);
 }
@@ -332,13 +309,7 @@ fn nothing_changed_means_exit_0() {
         .collect();
     let statuses: Vec<(&str, JobStatus)> = all.iter().map(|(id, s)| (id.as_str(), *s)).collect();
     repo.record_ledger(&current, &statuses);
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 0);
     assert_eq!(
         stdout_of(&output),
         "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n"
@@ -348,13 +319,10 @@ fn nothing_changed_means_exit_0() {
 #[test]
 fn force_plans_built_definitions_again_but_leaves_jobs_in_flight() {
     let repo = repo_with_history();
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run", "--force", "--output", "json"])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
+    let output = repo.run(
+        &["reconcile", "--dry-run", "--force", "--output", "json"],
+        2,
+    );
     let document = json_of(&output);
     let reasons: Vec<(String, String)> = document["plan"]["submit"]
         .as_array()
@@ -421,13 +389,7 @@ fn a_damaged_ledger_is_an_error_naming_the_file_and_line() {
         ".imagegen/state.json",
         "{\n  \"version\": 1,\n  \"definitions\": {\n    \"a\": {\"payload_hash\": 3}\n  }\n}\n",
     );
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
     let stderr = stderr_of(&output);
     assert!(
         stderr.starts_with("error: cannot plan without the ledger: the ledger "),
@@ -448,13 +410,7 @@ fn a_damaged_ledger_is_an_error_naming_the_file_and_line() {
 fn a_damaged_ledger_in_json_output_is_a_json_error() {
     let repo = Repo::fixture("small");
     repo.write(".imagegen/state.json", "not json");
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run", "--output", "json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run", "--output", "json"], 1);
     let document = json_of(&output);
     assert_eq!(
         document["error"]["message"],
@@ -492,13 +448,7 @@ fn every_problem_in_every_file_is_reported_in_one_run() {
         "definitions/broken/undefined.json",
         r#"{"Artifacts": [{"Parameters": {"Url": "{VS_URLL}/vs.exe", "Script": "if (x) { y }"}}], "Destination": [{"CustomImageName": "Img-{VS_VERSION}"}]}"#,
     );
-    let output = repo
-        .imagegen()
-        .arg("validate")
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["validate"], 1);
     insta::assert_snapshot!(stderr_of(&output));
     assert_eq!(
         stdout_of(&output),
@@ -510,13 +460,7 @@ fn every_problem_in_every_file_is_reported_in_one_run() {
 fn validate_json_lists_diagnostics_with_codes_and_positions() {
     let repo = Repo::fixture("small");
     repo.write("definitions/broken/syntax.json", "{\n  \"A\": \"x\",\n}\n");
-    let output = repo
-        .imagegen()
-        .args(["validate", "--output", "json"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["validate", "--output", "json"], 1);
     let document = json_of(&output);
     assert_eq!(document["ok"], false);
     assert_eq!(
@@ -537,13 +481,7 @@ fn validate_json_lists_diagnostics_with_codes_and_positions() {
 fn broken_variables_block_the_plan() {
     let repo = Repo::fixture("small");
     repo.write("variables.json", "{\"VS_URL\": \"x\",}");
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
     assert_eq!(stdout_of(&output), "");
     assert_eq!(
         stderr_of(&output),
@@ -556,13 +494,7 @@ fn broken_variables_block_the_plan() {
 fn a_broken_definition_is_left_out_of_the_plan_and_fails_the_run() {
     let repo = Repo::fixture("small");
     repo.write("definitions/vs/windows-11.json", "{");
-    let output = repo
-        .imagegen()
-        .args(["reconcile", "--dry-run"])
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
     let stdout = stdout_of(&output);
     assert!(
         stdout.contains("Not planned because of the errors reported (1): vs/windows-11"),
@@ -616,13 +548,7 @@ fn an_empty_definitions_folder_warns_and_plans_nothing() {
 #[test]
 fn a_missing_repository_says_where_to_run() {
     let repo = Repo::empty();
-    let output = repo
-        .imagegen()
-        .arg("validate")
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
+    let output = repo.run(&["validate"], 1);
     let stderr = stderr_of(&output);
     assert!(
         stderr.contains("error: variables.json: cannot read "),
@@ -648,20 +574,8 @@ fn render_by_id_or_path_prints_the_payload_with_escaped_values() {
         r#"C:\\VS \"Preview\" — ü"#,
     );
     repo.write("variables.json", &variables);
-    let by_id = repo
-        .imagegen()
-        .args(["render", "vs/server-2022"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let by_path = repo
-        .imagegen()
-        .args(["render", "definitions/vs/server-2022.json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+    let by_id = repo.run(&["render", "vs/server-2022"], 0);
+    let by_path = repo.run(&["render", "definitions/vs/server-2022.json"], 0);
     assert_eq!(by_id.stdout, by_path.stdout);
     let text = stdout_of(&by_id);
     assert!(
@@ -684,13 +598,7 @@ fn render_by_id_or_path_prints_the_payload_with_escaped_values() {
 #[test]
 fn render_json_carries_hash_images_and_variables() {
     let repo = Repo::fixture("small");
-    let output = repo
-        .imagegen()
-        .args(["render", "windows/server-2019", "--output", "json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+    let output = repo.run(&["render", "windows/server-2019", "--output", "json"], 0);
     let document = json_of(&output);
     assert_eq!(document["definition"], "windows/server-2019");
     assert_eq!(document["image_names"][0], "Helix-Server-2019_17763_6532");
@@ -708,13 +616,7 @@ fn render_accepts_a_payload_file_outside_the_definitions() {
         "scratch/try.json",
         r#"{"Note": "{{literal}}", "Destination": [{"CustomImageName": "Try-{VS_VERSION}"}]}"#,
     );
-    let output = repo
-        .imagegen()
-        .args(["render", "scratch/try.json"])
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
+    let output = repo.run(&["render", "scratch/try.json"], 0);
     let payload: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(payload["Note"], "{literal}");
     assert_eq!(payload["Destination"][0]["CustomImageName"], "Try-17_12_1");
