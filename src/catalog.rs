@@ -45,6 +45,8 @@ pub fn read_sources(root: &Path) -> Sources {
             Err(problem) => sources.problems.push(*problem),
         }
     }
+    // By id, not by path: `a/b.json` sorts after `a/b-core.json`, but `a/b` before `a/b-core`.
+    sources.definitions.sort_by(|a, b| a.id.cmp(&b.id));
     sources
 }
 
@@ -76,11 +78,13 @@ pub fn definition_files(root: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
 /// Every definition id below `definitions/`, sorted.
 pub fn definition_ids(root: &Path) -> Vec<String> {
     let definitions_root = root.join(DEFINITIONS_DIR);
-    definition_files(root)
+    let mut ids: Vec<String> = definition_files(root)
         .0
         .iter()
         .filter_map(|path| definition_id(path.strip_prefix(&definitions_root).ok()?))
-        .collect()
+        .collect();
+    ids.sort();
+    ids
 }
 
 fn collect_json_files(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
