@@ -116,7 +116,14 @@ fn collect_json_files(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Ve
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        // The entry's own type needs no extra system call; only a link is followed to see what
+        // it points at.
+        let is_dir = match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => path.is_dir(),
+            Ok(kind) => kind.is_dir(),
+            Err(_) => path.is_dir(),
+        };
+        if is_dir {
             collect_json_files(&path, files, problems);
         } else if path
             .extension()
@@ -234,19 +241,19 @@ impl Catalog {
 
         let variables = &catalog.variables;
         let results = parallel_map(&sources.definitions, |source| {
-            let (definition, mut problems) =
-                Definition::parse(&source.id, &source.file, &source.text);
-            let rendered =
+            let (parsed, mut problems) = Definition::parse(&source.id, &source.file, &source.text);
+            let Some((definition, template)) = parsed else {
+                return (None, None, problems);
+            };
+            let rendered = if variables_parsed {
                 definition
-                    .as_ref()
-                    .filter(|_| variables_parsed)
-                    .and_then(|definition| {
-                        definition
-                            .render(variables)
-                            .map_err(|errors| problems.extend(errors))
-                            .ok()
-                    });
-            (definition, rendered, problems)
+                    .render(template, variables)
+                    .map_err(|errors| problems.extend(errors))
+                    .ok()
+            } else {
+                None
+            };
+            (Some(definition), rendered, problems)
         });
         let mut all_parsed = true;
         for (source, (definition, rendered, problems)) in sources.definitions.iter().zip(results) {

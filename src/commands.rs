@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::catalog::{self, Catalog};
@@ -115,10 +116,10 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read {}", target.path.display()))?;
     let mut diagnostics = Diagnostics::default();
     let variables = read_variables(&context.repo, &mut diagnostics);
-    let (definition, problems) = Definition::parse(&target.id, &target.file, &text);
+    let (parsed, problems) = Definition::parse(&target.id, &target.file, &text);
     diagnostics.extend(problems);
-    let rendered = match &definition {
-        Some(definition) => match definition.render(&variables) {
+    let rendered = match parsed {
+        Some((definition, template)) => match definition.render(template, &variables) {
             Ok(rendered) if !diagnostics.has_errors() => Some(rendered),
             Ok(_) => None,
             Err(errors) => {
@@ -137,13 +138,13 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
             "payload_hash": rendered.hash,
             "image_names": rendered.image_names,
             "variables": rendered.variables,
-            "payload": rendered.payload,
+            "payload": rendered.payload.to_value(),
             "diagnostics": diagnostics,
         }))?,
         (None, true) => output.json(&json!({ "diagnostics": diagnostics }))?,
         (Some(rendered), false) => {
             output.diagnostics(&diagnostics)?;
-            let mut text = serde_json::to_string_pretty(&rendered.payload)?;
+            let mut text = serde_json::to_string_pretty(&rendered.payload.to_value())?;
             text.push('\n');
             output.text(&text)?;
         }
@@ -312,6 +313,16 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
     Ok(exit_for(&errors))
 }
 
+/// `reconcile --dry-run --output json`, borrowed from the plan rather than copied into a tree.
+#[derive(Serialize)]
+struct DryRunReport<'a> {
+    dry_run: bool,
+    state: &'a Path,
+    summary: plan::Summary,
+    plan: &'a plan::Plan,
+    diagnostics: &'a Diagnostics,
+}
+
 /// What `imagegen reconcile` is asked to do.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReconcileRequest {
@@ -325,7 +336,16 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     if !request.dry_run {
         bail!("imagegen reconcile needs --dry-run: this version plans only, and submits nothing");
     }
-    let catalog = Catalog::load(&context.repo);
+    let store = FileStore::new(&context.state);
+    // The ledger is read while the catalog loads: both are large in a big repository.
+    let (catalog, ledger) = std::thread::scope(|scope| {
+        let ledger = scope.spawn(|| store.read());
+        let catalog = Catalog::load(&context.repo);
+        (
+            catalog,
+            ledger.join().expect("reading the ledger does not panic"),
+        )
+    });
     let output = &context.output;
     if catalog.blocks_planning() {
         if output.is_json() {
@@ -342,17 +362,16 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         }
         return Ok(EXIT_ERROR);
     }
-    let store = FileStore::new(&context.state);
-    let snapshot = store.load().context("cannot plan without the ledger")?;
-    let plan = plan::plan(&catalog, &snapshot.ledger, request.plan);
+    let ledger = ledger.context("cannot plan without the ledger")?;
+    let plan = plan::plan(&catalog, &ledger, request.plan);
     if output.is_json() {
-        output.json(&json!({
-            "dry_run": true,
-            "state": context.state,
-            "summary": plan.summary(),
-            "plan": plan,
-            "diagnostics": catalog.diagnostics,
-        }))?;
+        output.json(&DryRunReport {
+            dry_run: true,
+            state: &context.state,
+            summary: plan.summary(),
+            plan: &plan,
+            diagnostics: &catalog.diagnostics,
+        })?;
     } else {
         output.diagnostics(&catalog.diagnostics)?;
         output.text(&plan::render_text(&plan))?;

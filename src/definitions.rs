@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Code, Diagnostic};
@@ -30,14 +31,15 @@ pub struct Placeholder {
     pub pointer: String,
 }
 
-/// A definition as committed: its id, its file and its template, checked for brace errors.
+/// What is known of a committed definition once parsed: its id, its file and its placeholders.
+/// Its template travels beside it ([`Definition::parse`]) and is consumed by rendering, so a
+/// large catalog never holds two copies of every payload.
 #[derive(Debug, Clone)]
 pub struct Definition {
     /// Its path under `definitions/` without `.json`, with `/` separators.
     pub id: String,
     /// Its path relative to the repository root, for messages.
     pub file: String,
-    pub template: Value,
     /// Every placeholder, in document order.
     pub placeholders: Vec<Placeholder>,
     /// Some string holds a stray brace (already reported): the definition cannot be rendered,
@@ -50,12 +52,41 @@ pub struct Definition {
 pub struct Rendered {
     pub id: String,
     pub file: String,
-    pub payload: Value,
+    pub payload: Payload,
     pub hash: PayloadHash,
     /// The variables the definition uses, with the values it was rendered with.
     pub variables: BTreeMap<String, String>,
     /// `Destination[].CustomImageName`, rendered: the images the job will produce.
     pub image_names: Vec<String>,
+}
+
+/// A payload kept as its compact JSON text, key order kept. Catalogs and ledgers hold thousands
+/// of payloads but need a payload's tree only to show what changed, so they keep the text: one
+/// allocation each instead of one per field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    pub fn new(payload: &Value) -> Self {
+        Self(serde_json::value::to_raw_value(payload).expect("a JSON value serializes"))
+    }
+
+    /// The payload as a JSON tree, key order kept.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).expect("a payload holds valid JSON")
+    }
+
+    /// The compact JSON text, exactly as it is submitted.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// sha256, in lower-case hex, of a payload's canonical JSON (see [`canonical_json`]).
@@ -65,7 +96,9 @@ pub struct PayloadHash(String);
 
 impl PayloadHash {
     pub fn of(payload: &Value) -> Self {
-        let digest = Sha256::digest(canonical_json(payload));
+        let mut hasher = HashWriter(Sha256::new());
+        write_canonical(payload, &mut hasher).expect("hashing cannot fail");
+        let digest = hasher.0.finalize();
         let mut hex = String::with_capacity(64);
         for byte in digest.iter() {
             let _ = write!(hex, "{byte:02x}");
@@ -93,42 +126,52 @@ impl std::fmt::Display for PayloadHash {
 /// so re-indenting a definition or reordering its keys is not a change worth a rebuild.
 pub fn canonical_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    write_canonical(value, &mut out);
+    write_canonical(value, &mut out).expect("writing to memory cannot fail");
     out
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+/// Feeds what is written straight into the hash, so the canonical form is never buffered.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_canonical(value: &Value, out: &mut impl std::io::Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
+            out.write_all(b"{")?;
             for (index, (key, value)) in entries.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                write_canonical(value, out);
+                serde_json::to_writer(&mut *out, key.as_str())?;
+                out.write_all(b":")?;
+                write_canonical(value, out)?;
             }
-            out.push(b'}');
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.push(b'[');
+            out.write_all(b"[")?;
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(b',');
+                    out.write_all(b",")?;
                 }
-                write_canonical(item, out);
+                write_canonical(item, out)?;
             }
-            out.push(b']');
+            out.write_all(b"]")
         }
-        scalar => write_scalar(scalar, out),
+        scalar => Ok(serde_json::to_writer(out, scalar)?),
     }
-}
-
-fn write_scalar(value: &Value, out: &mut Vec<u8>) {
-    serde_json::to_writer(out, value).expect("writing JSON to memory cannot fail");
 }
 
 /// A piece of a string value: literal text, or a placeholder's name.
@@ -218,9 +261,10 @@ impl Path<'_> {
 }
 
 impl Definition {
-    /// Parses a definition's text. Problems name `file` and a line and column or a JSON pointer.
-    /// A definition comes back whenever the text is a JSON object, even with brace errors.
-    pub fn parse(id: &str, file: &str, text: &str) -> (Option<Self>, Vec<Diagnostic>) {
+    /// Parses a definition's text into the definition and its template. Problems name `file`
+    /// and a line and column or a JSON pointer. A definition comes back whenever the text is a
+    /// JSON object, even with brace errors.
+    pub fn parse(id: &str, file: &str, text: &str) -> (Option<(Self, Value)>, Vec<Diagnostic>) {
         let located = |diagnostic: Diagnostic| diagnostic.in_file(file).for_definition(id);
         let template = match json::parse_strict(text) {
             Ok(value) => value,
@@ -252,11 +296,10 @@ impl Definition {
         let definition = Self {
             id: id.to_string(),
             file: file.to_string(),
-            template,
             placeholders,
             has_brace_errors: problems.iter().any(Diagnostic::is_error),
         };
-        (Some(definition), problems)
+        (Some((definition, template)), problems)
     }
 
     /// The names of the variables this definition uses.
@@ -276,7 +319,11 @@ impl Definition {
     /// definition's file and the JSON pointer of the field. A placeholder naming a variable
     /// whose value variables.json got wrong fails the rendering without an error of its own:
     /// that error is variables.json's.
-    pub fn render(&self, variables: &Variables) -> Result<Rendered, Vec<Diagnostic>> {
+    pub fn render(
+        &self,
+        mut template: Value,
+        variables: &Variables,
+    ) -> Result<Rendered, Vec<Diagnostic>> {
         let located =
             |diagnostic: Diagnostic| diagnostic.in_file(&self.file).for_definition(&self.id);
         let missing = |placeholder: &&Placeholder| !variables.contains(&placeholder.name);
@@ -303,7 +350,8 @@ impl Definition {
         {
             return Err(undefined);
         }
-        let payload = substitute(&self.template, variables);
+        substitute(&mut template, variables);
+        let payload = template;
         let image_names = image_names(&payload)
             .map_err(|problems| problems.into_iter().map(located).collect::<Vec<_>>())?;
         let variables = self
@@ -318,7 +366,7 @@ impl Definition {
             id: self.id.clone(),
             file: self.file.clone(),
             hash: PayloadHash::of(&payload),
-            payload,
+            payload: Payload::new(&payload),
             variables,
             image_names,
         })
@@ -391,8 +439,9 @@ fn collect_placeholders<'a>(
     }
 }
 
-/// Renders a template already checked by [`Definition::parse`] whose variables all exist.
-fn substitute(template: &Value, variables: &Variables) -> Value {
+/// Renders, in place, a template already checked by [`Definition::parse`] whose variables all
+/// exist. Only strings holding a brace are rewritten; everything else stays where it is.
+fn substitute(template: &mut Value, variables: &Variables) {
     match template {
         Value::String(text) if has_brace(text) => {
             let mut rendered = String::with_capacity(text.len() + 32);
@@ -404,22 +453,19 @@ fn substitute(template: &Value, variables: &Variables) -> Value {
                     }
                 }
             }
-            Value::String(rendered)
+            *text = rendered;
         }
         Value::Object(map) => {
-            let rendered: Map<String, Value> = map
-                .iter()
-                .map(|(key, value)| (key.clone(), substitute(value, variables)))
-                .collect();
-            Value::Object(rendered)
+            for value in map.values_mut() {
+                substitute(value, variables);
+            }
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| substitute(item, variables))
-                .collect(),
-        ),
-        other => other.clone(),
+        Value::Array(items) => {
+            for item in items {
+                substitute(item, variables);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -505,7 +551,7 @@ mod tests {
     const DESTINATION: &str =
         r#""Destination": [{"StorageAccountName": "s", "CustomImageName": "Image-{VERSION}"}]"#;
 
-    fn definition(body: &str) -> Definition {
+    fn definition(body: &str) -> (Definition, Value) {
         let text = format!("{{{body}, {DESTINATION}}}");
         let (definition, problems) =
             Definition::parse("group/image", "definitions/group/image.json", &text);
@@ -529,7 +575,12 @@ mod tests {
     }
 
     fn render(body: &str) -> Value {
-        definition(body).render(&variables()).unwrap().payload
+        let (definition, template) = definition(body);
+        definition
+            .render(template, &variables())
+            .unwrap()
+            .payload
+            .to_value()
     }
 
     #[test]
@@ -579,7 +630,12 @@ mod tests {
                  placeholder, but keys are never substituted: it is sent as written"
             ]
         );
-        let payload = definition.unwrap().render(&variables()).unwrap().payload;
+        let (definition, template) = definition.unwrap();
+        let payload = definition
+            .render(template, &variables())
+            .unwrap()
+            .payload
+            .to_value();
         assert_eq!(payload["{VERSION}"], "x");
     }
 
@@ -602,7 +658,8 @@ mod tests {
     #[test]
     fn undefined_variable_names_definition_file_and_pointer() {
         let definition = definition(r#""Artifacts": [{"Parameters": {"Url": "{MISSING}/x"}}]"#);
-        let errors = definition.render(&variables()).unwrap_err();
+        let (definition, template) = definition;
+        let errors = definition.render(template, &variables()).unwrap_err();
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
@@ -616,7 +673,8 @@ mod tests {
     #[test]
     fn pointer_escapes_slash_and_tilde_in_keys() {
         let definition = definition(r#""a/b": {"c~d": "{MISSING}"}"#);
-        let errors = definition.render(&variables()).unwrap_err();
+        let (definition, template) = definition;
+        let errors = definition.render(template, &variables()).unwrap_err();
         assert_eq!(errors[0].pointer.as_deref(), Some("/a~1b/c~0d"));
     }
 
@@ -665,10 +723,10 @@ mod tests {
     #[test]
     fn image_names_are_required_and_checked() {
         let render_errors = |text: &str| {
-            let (definition, _) = Definition::parse("d", "definitions/d.json", text);
+            let (parsed, _) = Definition::parse("d", "definitions/d.json", text);
+            let (definition, template) = parsed.unwrap();
             definition
-                .unwrap()
-                .render(&variables())
+                .render(template, &variables())
                 .unwrap_err()
                 .iter()
                 .map(ToString::to_string)
@@ -730,9 +788,8 @@ mod tests {
 
     #[test]
     fn rendered_records_the_variables_used() {
-        let rendered = definition(r#""Url": "{URL}""#)
-            .render(&variables())
-            .unwrap();
+        let (definition, template) = definition(r#""Url": "{URL}""#);
+        let rendered = definition.render(template, &variables()).unwrap();
         assert_eq!(
             rendered.variables.into_iter().collect::<Vec<_>>(),
             [

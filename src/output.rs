@@ -42,7 +42,8 @@ impl Output {
 
     /// Writes one JSON document to stdout.
     pub fn json(&self, value: &impl Serialize) -> std::io::Result<()> {
-        let mut stdout = std::io::stdout().lock();
+        // stdout flushes at every newline; a large document is written in far fewer calls.
+        let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut stdout, value)?;
         stdout.write_all(b"\n")?;
         stdout.flush()

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, parallel_map};
 use crate::definitions::{PayloadHash, Rendered};
 use crate::state::{JobStatus, Ledger, LedgerEntry};
 use crate::variables::{self, ValueChange};
@@ -175,13 +175,17 @@ pub fn plan(catalog: &Catalog, ledger: &Ledger, options: PlanOptions) -> Plan {
         not_planned: catalog.invalid.iter().cloned().collect(),
         ..Plan::default()
     };
-    for rendered in &catalog.rendered {
-        plan_definition(
-            &mut plan,
-            rendered,
-            ledger.definitions.get(&rendered.id),
-            options,
-        );
+    // Each definition is planned on its own (diffs are the costly part), then gathered in order.
+    let decisions = parallel_map(&catalog.rendered, |rendered| {
+        decide(rendered, ledger.definitions.get(&rendered.id), options)
+    });
+    for decision in decisions {
+        match decision {
+            Decision::Submit(submission) => plan.submit.push(*submission),
+            Decision::Pending(job) => plan.pending.push(job),
+            Decision::Failed(job) => plan.failed.push(job),
+            Decision::Unchanged(id) => plan.unchanged.push(id),
+        }
     }
     let committed: BTreeSet<&str> = catalog
         .rendered
@@ -202,14 +206,17 @@ pub fn plan(catalog: &Catalog, ledger: &Ledger, options: PlanOptions) -> Plan {
     plan
 }
 
-fn plan_definition(
-    plan: &mut Plan,
-    rendered: &Rendered,
-    entry: Option<&LedgerEntry>,
-    options: PlanOptions,
-) {
+/// What the plan does with one definition.
+enum Decision {
+    Submit(Box<Submission>),
+    Pending(PendingJob),
+    Failed(FailedJob),
+    Unchanged(String),
+}
+
+fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions) -> Decision {
     let Some(entry) = entry else {
-        plan.submit.push(Submission {
+        return Decision::Submit(Box::new(Submission {
             definition: rendered.id.clone(),
             reason: SubmitReason::NeverSubmitted,
             payload_hash: rendered.hash.clone(),
@@ -219,8 +226,7 @@ fn plan_definition(
             variable_changes: Vec::new(),
             diff: None,
             replaces: None,
-        });
-        return;
+        }));
     };
     let changed = entry.payload_hash != rendered.hash;
     let reason = if changed {
@@ -228,26 +234,23 @@ fn plan_definition(
     } else if options.force && !entry.status.is_pending() {
         SubmitReason::Forced
     } else if entry.status.is_pending() {
-        plan.pending.push(PendingJob {
+        return Decision::Pending(PendingJob {
             definition: rendered.id.clone(),
             job: job_ref(entry),
             submitted_at: entry.submitted_at,
             image_names: rendered.image_names.clone(),
         });
-        return;
     } else if entry.status.is_unsuccessful() {
-        plan.failed.push(FailedJob {
+        return Decision::Failed(FailedJob {
             definition: rendered.id.clone(),
             job: job_ref(entry),
             message: entry.message.clone(),
             completed_at: entry.completed_at,
         });
-        return;
     } else {
-        plan.unchanged.push(rendered.id.clone());
-        return;
+        return Decision::Unchanged(rendered.id.clone());
     };
-    plan.submit.push(Submission {
+    Decision::Submit(Box::new(Submission {
         definition: rendered.id.clone(),
         reason,
         payload_hash: rendered.hash.clone(),
@@ -255,9 +258,10 @@ fn plan_definition(
         image_names: rendered.image_names.clone(),
         previous_image_names: previous_image_names(entry),
         variable_changes: variables::changes(&entry.variables, &rendered.variables),
-        diff: changed.then(|| payload_diff(&entry.payload, &rendered.payload)),
+        diff: changed
+            .then(|| payload_diff(&entry.payload.to_value(), &rendered.payload.to_value())),
         replaces: Some(job_ref(entry)),
-    });
+    }))
 }
 
 fn job_ref(entry: &LedgerEntry) -> JobRef {
@@ -272,8 +276,8 @@ fn previous_image_names(entry: &LedgerEntry) -> Vec<String> {
     if !entry.image_names.is_empty() {
         return entry.image_names.clone();
     }
-    entry
-        .payload
+    let payload = entry.payload.to_value();
+    payload
         .get("Destination")
         .and_then(Value::as_array)
         .into_iter()

@@ -129,29 +129,39 @@ impl FileStore {
         PathBuf::from(name)
     }
 
-    /// Reads the ledger; a missing file is an empty ledger. Needs no lock: writes replace the
-    /// file in one rename, so a reader sees the old ledger or the new one, never half of one.
+    /// Reads the ledger with the revision a later [`save`](Self::save) must find; a missing
+    /// file is an empty ledger. Needs no lock: writes replace the file in one rename, so a
+    /// reader sees the old ledger or the new one, never half of one.
     pub fn load(&self) -> Result<Snapshot, StateError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Snapshot {
-                    ledger: Ledger::default(),
-                    revision: Revision::of(None),
-                });
-            }
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
+        let bytes = self.read_bytes()?;
+        let ledger = match &bytes {
+            Some(bytes) => parse_ledger(&self.path, bytes)?,
+            None => Ledger::default(),
         };
-        let ledger = parse_ledger(&self.path, &bytes)?;
         Ok(Snapshot {
             ledger,
-            revision: Revision::of(Some(&bytes)),
+            revision: Revision::of(bytes.as_deref()),
         })
+    }
+
+    /// Reads the ledger only to look at it (a dry run): no revision is computed, since nothing
+    /// will be written.
+    pub fn read(&self) -> Result<Ledger, StateError> {
+        match self.read_bytes()? {
+            Some(bytes) => parse_ledger(&self.path, &bytes),
+            None => Ok(Ledger::default()),
+        }
+    }
+
+    fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
     /// Takes the run lock, waiting up to `timeout` for another run to finish. `purpose` (such
@@ -220,16 +230,7 @@ impl FileStore {
             lock.ledger_path, self.path,
             "a ledger is saved under its own lock"
         );
-        let current = match std::fs::read(&self.path) {
-            Ok(bytes) => Revision::of(Some(&bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Revision::of(None),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
+        let current = Revision::of(self.read_bytes()?.as_deref());
         if &current != expected {
             return Err(StateError::Conflict {
                 path: self.path.clone(),
@@ -330,7 +331,7 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::PayloadHash;
+    use crate::definitions::{Payload, PayloadHash};
     use crate::state::{JobStatus, LedgerEntry};
     use serde_json::json;
 
@@ -338,7 +339,7 @@ mod tests {
         let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
         LedgerEntry {
             payload_hash: PayloadHash::of(&payload),
-            payload,
+            payload: Payload::new(&payload),
             variables: [("V".to_string(), "1".to_string())].into(),
             idempotency_key: Some("key".into()),
             tracking_id: Some("5f0c".into()),
@@ -376,6 +377,7 @@ mod tests {
         let reread = store.load().unwrap();
         assert_eq!(reread.ledger, ledger);
         assert_eq!(reread.revision, revision);
+        assert_eq!(store.read().unwrap(), ledger);
         // No temporary file is left beside the ledger.
         let names: Vec<_> = std::fs::read_dir(store.path().parent().unwrap())
             .unwrap()

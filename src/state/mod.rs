@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::definitions::{PayloadHash, Rendered};
+use crate::definitions::{Payload, PayloadHash, Rendered};
 
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
 
@@ -45,7 +44,7 @@ pub struct LedgerEntry {
     /// The hash of the payload submitted; a different rendered hash means "submit again".
     pub payload_hash: PayloadHash,
     /// The payload submitted, exactly, so a plan can show what changed since.
-    pub payload: Value,
+    pub payload: Payload,
     /// The variables the payload was rendered with.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
