@@ -10,17 +10,11 @@ use serde_json::json;
 use crate::catalog::{self, Catalog};
 use crate::definitions::{DEFINITIONS_DIR, Definition};
 use crate::diagnostics::Diagnostics;
+use crate::exit;
 use crate::output::Output;
 use crate::plan::{self, PlanOptions};
 use crate::state::{DEFAULT_STATE_PATH, FileStore};
 use crate::variables::{self, VARIABLES_FILE, Variables};
-
-/// Exit code: done, nothing pending.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: an error, or a failed job.
-pub const EXIT_ERROR: u8 = 1;
-/// Exit code: changes planned or jobs still pending.
-pub const EXIT_PENDING: u8 = 2;
 
 /// What every command needs to know: where the repository and the ledger are, how to write.
 #[derive(Debug, Clone)]
@@ -52,9 +46,9 @@ impl Context {
 
 fn exit_for(diagnostics: &Diagnostics) -> u8 {
     if diagnostics.has_errors() {
-        EXIT_ERROR
+        exit::ERROR
     } else {
-        EXIT_OK
+        exit::OK
     }
 }
 
@@ -360,7 +354,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
                 "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
             ))?;
         }
-        return Ok(EXIT_ERROR);
+        return Ok(exit::ERROR);
     }
     let ledger = ledger.context("cannot plan without the ledger")?;
     let plan = plan::plan(&catalog, &ledger, request.plan);
@@ -378,7 +372,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         output.note("dry run: nothing was submitted and the ledger was not changed")?;
     }
     Ok(if catalog.diagnostics.has_errors() {
-        EXIT_ERROR
+        exit::ERROR
     } else {
         plan.exit_code()
     })

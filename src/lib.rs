@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod commands;
 pub mod definitions;
 pub mod diagnostics;
+pub mod exit;
 pub mod json;
 pub mod output;
 pub mod plan;

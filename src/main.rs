@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             imagegen::output::fatal(context.output.format, &error);
-            ExitCode::from(commands::EXIT_ERROR)
+            ExitCode::from(imagegen::exit::ERROR)
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::catalog::{Catalog, parallel_map};
 use crate::definitions::{PayloadHash, Rendered};
+use crate::exit;
 use crate::state::{JobStatus, Ledger, LedgerEntry};
 use crate::variables::{self, ValueChange};
 
@@ -160,11 +161,11 @@ impl Plan {
     /// ARCHITECTURE.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
         if !self.failed.is_empty() {
-            1
+            exit::ERROR
         } else if !self.is_settled() {
-            2
+            exit::PENDING
         } else {
-            0
+            exit::OK
         }
     }
 }
