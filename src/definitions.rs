@@ -124,6 +124,15 @@ impl std::fmt::Display for PayloadHash {
 
 /// Compact JSON with every object's keys sorted by their UTF-8 bytes: the form that is hashed,
 /// so re-indenting a definition or reordering its keys is not a change worth a rebuild.
+///
+/// ```
+/// use imagegen::definitions::{canonical_json, PayloadHash};
+/// use serde_json::json;
+///
+/// let payload = json!({"b": [1, 2], "a": "x"});
+/// assert_eq!(canonical_json(&payload), br#"{"a":"x","b":[1,2]}"#);
+/// assert_eq!(PayloadHash::of(&payload), PayloadHash::of(&json!({"a": "x", "b": [1, 2]})));
+/// ```
 pub fn canonical_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     write_canonical(value, &mut out).expect("writing to memory cannot fail");

@@ -30,6 +30,11 @@ pub fn strip_bom(text: &str) -> &str {
 }
 
 /// Parses `text` into a [`Value`], keeping key order and refusing duplicate keys.
+///
+/// ```
+/// let error = imagegen::json::parse_strict("{\n  \"A\": 1,\n  \"A\": 2\n}").unwrap_err();
+/// assert_eq!(error.to_string(), "3:5: duplicate key \"A\"");
+/// ```
 pub fn parse_strict(text: &str) -> Result<Value, JsonError> {
     let text = strip_bom(text);
     let mut deserializer = serde_json::Deserializer::from_str(text);

@@ -173,6 +173,14 @@ impl Variables {
 }
 
 /// `[A-Z][A-Z0-9_]*`: the only names a placeholder can have.
+///
+/// ```
+/// use imagegen::variables::is_valid_name;
+///
+/// assert!(is_valid_name("VS_2019_PREVIEW_VERSION"));
+/// assert!(!is_valid_name("vs_version"));
+/// assert!(!is_valid_name("2019_VERSION"));
+/// ```
 pub fn is_valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'A'..=b'Z'))
