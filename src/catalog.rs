@@ -53,16 +53,46 @@ pub fn read_sources(root: &Path) -> Sources {
 /// Reads variables.json, or says why it cannot.
 pub fn read_variables_text(root: &Path) -> Result<String, Box<Diagnostic>> {
     let path = root.join(VARIABLES_FILE);
-    std::fs::read_to_string(&path).map_err(|error| {
-        Diagnostic::error(
-            Code::Io,
+    read_text(&path, VARIABLES_FILE).map_err(|mut problem| {
+        if problem.code == Code::Io {
+            problem.message = format!(
+                "{}; run imagegen from the repository root or pass --repo",
+                problem.message
+            );
+        }
+        problem
+    })
+}
+
+/// Reads a file that must be UTF-8 text. When it is not, the problem says why in terms an
+/// editor can act on: saved as UTF-16, or the line and column of the first byte that is not
+/// UTF-8. `file` names it in the problem.
+pub fn read_text(path: &Path, file: &str) -> Result<String, Box<Diagnostic>> {
+    let problem = |code, message: String| Box::new(Diagnostic::error(code, message).in_file(file));
+    let bytes = std::fs::read(path)
+        .map_err(|error| problem(Code::Io, format!("cannot read {}: {error}", path.display())))?;
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(problem(
+            Code::NotUtf8,
+            "the file is saved as UTF-16; save it as UTF-8".to_string(),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = error.utf8_error().valid_up_to();
+        let bytes = error.as_bytes();
+        let before = std::str::from_utf8(&bytes[..valid]).expect("valid up to here");
+        let (line, column) = crate::json::line_column(before, valid);
+        let diagnostic = Diagnostic::error(
+            Code::NotUtf8,
             format!(
-                "cannot read {}: {error}; run imagegen from the repository root or pass --repo",
-                path.display()
+                "byte 0x{:02X} is not UTF-8 (the file may be saved as Windows-1252 or Latin-1); \
+                 save it as UTF-8",
+                bytes[valid]
             ),
         )
-        .in_file(VARIABLES_FILE)
-        .into()
+        .in_file(file)
+        .at(line, column);
+        Box::new(diagnostic)
     })
 }
 
@@ -151,12 +181,7 @@ pub fn read_definition(
         .in_file(&file);
         Box::new(diagnostic)
     })?;
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        let diagnostic = Diagnostic::error(Code::Io, format!("cannot read the file: {error}"))
-            .in_file(&file)
-            .for_definition(&id);
-        Box::new(diagnostic)
-    })?;
+    let text = read_text(path, &file).map_err(|problem| Box::new(problem.for_definition(&id)))?;
     Ok(DefinitionSource { id, file, text })
 }
 
@@ -226,6 +251,12 @@ impl Catalog {
         // Without a parsed variables.json every placeholder would be reported as undefined,
         // burying the one error that matters: then definitions are only checked on their own.
         let mut variables_parsed = false;
+        catalog.invalid.extend(
+            sources
+                .problems
+                .iter()
+                .filter_map(|problem| problem.definition.clone()),
+        );
         diagnostics.extend(sources.problems);
         if let Some(text) = &sources.variables {
             let (variables, problems) = Variables::parse(VARIABLES_FILE, text);

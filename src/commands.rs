@@ -106,11 +106,20 @@ fn count(count: usize, noun: &str) -> String {
 /// `imagegen render <definition-id-or-path>`: prints one rendered payload.
 pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     let target = resolve_render_target(&context.repo, target)?;
-    let text = std::fs::read_to_string(&target.path)
-        .with_context(|| format!("cannot read {}", target.path.display()))?;
     let mut diagnostics = Diagnostics::default();
+    let text = match catalog::read_text(&target.path, &target.file) {
+        Ok(text) => text,
+        Err(problem) => {
+            diagnostics.push(*problem);
+            String::new()
+        }
+    };
     let variables = read_variables(&context.repo, &mut diagnostics);
-    let (parsed, problems) = Definition::parse(&target.id, &target.file, &text);
+    let (parsed, problems) = if diagnostics.has_errors() {
+        (None, Vec::new())
+    } else {
+        Definition::parse(&target.id, &target.file, &text)
+    };
     diagnostics.extend(problems);
     let rendered = match parsed {
         Some((definition, template)) => match definition.render(template, &variables) {
@@ -171,8 +180,12 @@ struct RenderTarget {
 /// A definition id (`vs2019-preview/server-2019`), a path to a definition, or a path to any
 /// payload file.
 fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarget> {
-    let as_path = Path::new(target);
-    if as_path.is_file() {
+    // A path is taken as given, or else inside the repository (`--repo` from elsewhere).
+    let in_repo = repo.join(target);
+    let as_path = [Path::new(target), in_repo.as_path()]
+        .into_iter()
+        .find(|path| path.is_file());
+    if let Some(as_path) = as_path {
         let definitions_root = repo.join(DEFINITIONS_DIR);
         let inside = match (as_path.canonicalize(), definitions_root.canonicalize()) {
             (Ok(path), Ok(root)) => path

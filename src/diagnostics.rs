@@ -18,6 +18,8 @@ pub enum Severity {
 pub enum Code {
     /// A file or folder could not be read.
     Io,
+    /// The file is not UTF-8 text.
+    NotUtf8,
     /// The text is not valid JSON (syntax, or the same key twice in one object).
     JsonSyntax,
     /// A file's top level has the wrong shape.

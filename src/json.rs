@@ -37,6 +37,13 @@ pub fn strip_bom(text: &str) -> &str {
 /// ```
 pub fn parse_strict(text: &str) -> Result<Value, JsonError> {
     let text = strip_bom(text);
+    if text.trim().is_empty() {
+        return Err(JsonError {
+            line: 1,
+            column: 1,
+            message: "the file is empty; it must hold one JSON object".into(),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = StrictValue
         .deserialize(&mut deserializer)

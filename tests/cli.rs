@@ -524,6 +524,60 @@ fn byte_order_marks_and_crlf_files_are_accepted() {
 }
 
 #[test]
+fn files_that_are_not_utf8_or_empty_say_how_to_fix_them() {
+    let repo = Repo::fixture("small");
+    std::fs::write(
+        repo.path().join("definitions/vs/notepad.json"),
+        b"\xff\xfe{\x00}\x00",
+    )
+    .expect("write a UTF-16 file");
+    std::fs::write(
+        repo.path().join("definitions/vs/latin1.json"),
+        b"{\n  \"Name\": \"caf\xe9\"\n}\n",
+    )
+    .expect("write a Latin-1 file");
+    repo.write("definitions/vs/empty.json", "\n");
+    let output = repo.run(&["validate"], 1);
+    assert_eq!(
+        stderr_of(&output),
+        "error: definitions/vs/empty.json:1:1: the file is empty; it must hold one JSON object\n\
+         error: definitions/vs/latin1.json:2:15: byte 0xE9 is not UTF-8 (the file may be saved \
+         as Windows-1252 or Latin-1); save it as UTF-8\n\
+         error: definitions/vs/notepad.json: the file is saved as UTF-16; save it as UTF-8\n"
+    );
+    assert_eq!(
+        stdout_of(&output),
+        "3 errors and 0 warnings in 8 definitions and variables.json\n"
+    );
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
+    assert!(
+        stdout_of(&output).contains(
+            "Not planned because of the errors reported (3): vs/empty, vs/latin1, vs/notepad"
+        ),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[test]
+fn render_finds_a_path_inside_the_repository_given_by_flag() {
+    let repo = Repo::fixture("small");
+    let elsewhere = Repo::empty();
+    let output = elsewhere.run(
+        &[
+            "--repo",
+            repo.path().to_str().expect("a UTF-8 path"),
+            "render",
+            "definitions/windows/server-2019.json",
+            "--output",
+            "json",
+        ],
+        0,
+    );
+    assert_eq!(json_of(&output)["definition"], "windows/server-2019");
+}
+
+#[test]
 fn an_empty_definitions_folder_warns_and_plans_nothing() {
     let repo = Repo::empty();
     repo.write("variables.json", "{\"UNUSED\": \"1\"}");
