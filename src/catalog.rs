@@ -100,7 +100,13 @@ pub fn read_text(path: &Path, file: &str) -> Result<String, Box<Diagnostic>> {
 pub fn definition_files(root: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    collect_json_files(&root.join(DEFINITIONS_DIR), &mut files, &mut problems);
+    let definitions_root = root.join(DEFINITIONS_DIR);
+    collect_json_files(
+        &definitions_root,
+        &definitions_root,
+        &mut files,
+        &mut problems,
+    );
     files.sort();
     (files, problems)
 }
@@ -117,7 +123,14 @@ pub fn definition_ids(root: &Path) -> Vec<String> {
     ids
 }
 
-fn collect_json_files(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
+/// Collects the `*.json` files below `folder`, and warns of any other file but notes (`*.md`):
+/// a definition saved as `server.jsn` or `server.json.txt` would otherwise never be built.
+fn collect_json_files(
+    definitions_root: &Path,
+    folder: &Path,
+    files: &mut Vec<PathBuf>,
+    problems: &mut Vec<Diagnostic>,
+) {
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(error) => {
@@ -153,13 +166,21 @@ fn collect_json_files(folder: &Path, files: &mut Vec<PathBuf>, problems: &mut Ve
             Ok(kind) => kind.is_dir(),
             Err(_) => path.is_dir(),
         };
+        let extension = path.extension().and_then(|extension| extension.to_str());
         if is_dir {
-            collect_json_files(&path, files, problems);
-        } else if path
-            .extension()
-            .is_some_and(|extension| extension == "json")
-        {
+            collect_json_files(definitions_root, &path, files, problems);
+        } else if extension == Some("json") {
             files.push(path);
+        } else if extension != Some("md") {
+            let relative = path.strip_prefix(definitions_root).unwrap_or(&path);
+            problems.push(
+                Diagnostic::warning(
+                    Code::IgnoredFile,
+                    "only *.json files are definitions, so this file is ignored; rename it if it \
+                     is one",
+                )
+                .in_file(format!("{DEFINITIONS_DIR}/{}", slash_path(relative))),
+            );
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum Code {
     InvalidImageName,
     /// Two definitions would produce the same image.
     DuplicateImageName,
+    /// A file in the definitions folder that is not a definition (nor a note).
+    IgnoredFile,
     /// The definitions folder holds no definition.
     NoDefinitions,
 }

@@ -560,6 +560,17 @@ fn files_that_are_not_utf8_or_empty_say_how_to_fix_them() {
 }
 
 #[test]
+fn a_definition_saved_with_another_extension_is_not_skipped_silently() {
+    let repo = Repo::fixture("small");
+    repo.write("definitions/vs/server-2025.jsn", "{}")
+        .write("definitions/vs/README.md", "notes");
+    repo.imagegen().arg("validate").assert().code(0).stderr(
+        "warning: definitions/vs/server-2025.jsn: only *.json files are definitions, so this \
+             file is ignored; rename it if it is one\n",
+    );
+}
+
+#[test]
 fn render_finds_a_path_inside_the_repository_given_by_flag() {
     let repo = Repo::fixture("small");
     let elsewhere = Repo::empty();
