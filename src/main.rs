@@ -5,14 +5,26 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use imagegen::commands;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // clap exits 2 on a usage error, but 2 means "changes planned" here: a mistyped
+            // flag in a pipeline must fail it, not look like pending work.
+            return if error.use_stderr() {
+                ExitCode::from(imagegen::exit::ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     cli.color_choice().write_global();
     init_logging(cli.verbose);
     let context = cli.context();

@@ -794,6 +794,18 @@ fn colour_only_when_asked_or_on_a_terminal() {
 }
 
 #[test]
+fn a_usage_error_exits_1_not_2_which_means_pending() {
+    let repo = Repo::fixture("small");
+    let output = repo.run(&["reconcile", "--dry-rn"], 1);
+    assert!(
+        stderr_of(&output).contains("unexpected argument '--dry-rn'"),
+        "{}",
+        stderr_of(&output)
+    );
+    repo.run(&["--version"], 0);
+}
+
+#[test]
 fn every_command_help_shows_an_example() {
     let repo = Repo::empty();
     for command in ["validate", "render", "affected", "reconcile"] {
