@@ -1,0 +1,263 @@
+//! The one way imagegen speaks HTTP: a client built with a user agent and timeouts, and a retry
+//! loop with exponential backoff and jitter for throttling and transient failures.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+use tokio::time::Instant;
+
+/// The user agent every request carries, so a service's logs can name the tool and version.
+pub const USER_AGENT: &str = concat!("imagegen/", env!("CARGO_PKG_VERSION"));
+
+/// Timeouts of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time to open a connection (TCP and TLS).
+    pub connect: Duration,
+    /// Time for one whole request, from sending to the last byte of the answer.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builds the HTTP client: rustls, the user agent, the timeouts.
+pub fn client(timeouts: Timeouts) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .build()
+}
+
+/// How often and for how long a request is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first one included.
+    pub max_attempts: u32,
+    /// No retry starts once this much time has passed since the first try.
+    pub max_elapsed: Duration,
+    /// The backoff before the second try; each further one doubles it, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            max_elapsed: Duration::from_secs(120),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before try `attempt + 1`: "full jitter", a random share of the exponential
+    /// bound, so many clients throttled together do not come back together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let bound = self
+            .initial_backoff
+            .saturating_mul(1 << exponent)
+            .min(self.max_backoff);
+        bound.mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+}
+
+/// The outcome of [`send`]: the last answer (which may still be an error status the caller
+/// explains), or the transport error of the last try.
+#[derive(Debug)]
+pub struct Sent {
+    pub result: Result<Response, reqwest::Error>,
+    /// Tries made, the first one included.
+    pub attempts: u32,
+    /// From the first try to the end of the last one.
+    pub elapsed: Duration,
+}
+
+/// Whether an answer is worth trying again: throttling and server-side failures.
+pub fn is_transient_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Whether a transport error is worth trying again: a timeout, a refused or reset connection,
+/// an answer cut off. A request that could not be built is not.
+pub fn is_transient_error(error: &reqwest::Error) -> bool {
+    error.is_timeout() || error.is_connect() || error.is_request() || error.is_body()
+}
+
+/// Sends the request `build` makes, trying again under `policy` while the answer is 429 (as
+/// long as its Retry-After asks), a 5xx, or a transport failure. `what` names the request in
+/// logs. `build` is called once per try, so each try gets fresh headers.
+pub async fn send(
+    policy: &RetryPolicy,
+    what: &str,
+    mut build: impl FnMut() -> RequestBuilder,
+) -> Sent {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = build().send().await;
+        let wait = match &result {
+            Ok(response) if is_transient_status(response.status()) => {
+                let status = response.status();
+                let asked = retry_after(response);
+                let wait = asked.unwrap_or_else(|| policy.backoff(attempt));
+                Some((wait, format!("it answered {status}")))
+            }
+            Ok(_) => None,
+            Err(error) if is_transient_error(error) => {
+                Some((policy.backoff(attempt), error_summary(error)))
+            }
+            Err(_) => None,
+        };
+        let Some((wait, cause)) = wait else {
+            return Sent {
+                result,
+                attempts: attempt,
+                elapsed: started.elapsed(),
+            };
+        };
+        let out_of_tries = attempt >= policy.max_attempts;
+        let out_of_time = started.elapsed() + wait > policy.max_elapsed;
+        if out_of_tries || out_of_time {
+            tracing::warn!(
+                "{what}: {cause}; giving up after {attempt} {} in {:.1?}",
+                if attempt == 1 { "try" } else { "tries" },
+                started.elapsed()
+            );
+            return Sent {
+                result,
+                attempts: attempt,
+                elapsed: started.elapsed(),
+            };
+        }
+        tracing::warn!(
+            "{what}: {cause}; trying again in {:.1?} (try {} of at most {})",
+            wait,
+            attempt + 1,
+            policy.max_attempts
+        );
+        // The answer is dropped before the wait, so its connection goes back to the pool.
+        drop(result);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The wait a 429 or 503 asks for: `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    parse_retry_after(value, jiff::Timestamp::now())
+}
+
+/// Parses a `Retry-After` value against `now`. A date in the past means "now".
+pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Some(Duration::from_secs_f64(seconds));
+    }
+    let date = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let ahead = now.duration_until(date);
+    Some(Duration::try_from(ahead).unwrap_or(Duration::ZERO))
+}
+
+/// A transport error in a few words, with its innermost cause (such as "connection reset by
+/// peer"), which reqwest's own message leaves out.
+pub fn error_summary(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed"
+    };
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    format!("{kind} ({innermost})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        for _ in 0..100 {
+            let first = policy.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = policy.backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            assert!(policy.backoff(30) <= Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("0.25", now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn only_throttling_and_server_failures_are_transient() {
+        assert!(is_transient_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(is_transient_status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!is_transient_status(StatusCode::BAD_REQUEST));
+        assert!(!is_transient_status(StatusCode::UNAUTHORIZED));
+        assert!(!is_transient_status(StatusCode::NOT_IMPLEMENTED));
+    }
+}
