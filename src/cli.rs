@@ -2,8 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::{Context, ReconcileRequest};
+use imagegen::duration;
+use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
 
@@ -115,6 +120,153 @@ Exit codes: 0 nothing to do, 2 changes planned or jobs pending, 1 errors or a fa
         #[arg(long)]
         force: bool,
     },
+
+    /// Show Image Factory jobs: state, message, images and times
+    #[command(after_help = "\
+Examples:
+  imagegen status 5f0c2a9e-1b7d-4c1e-9a51-0d6c3f0e8b21
+  imagegen status ID1 ID2 --watch --poll-interval 30s
+  imagegen status ID --output json
+
+Exit codes: 0 every job succeeded, 1 any failed, was canceled or is unknown, 2 any still running.
+Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
+    Status(StatusArgs),
+
+    /// Submit a payload file, or every definition using some variables, to Image Factory
+    #[command(
+        group(ArgGroup::new("what").required(true).args(["payload", "vars"])),
+        after_help = SUBMIT_HELP
+    )]
+    Submit(SubmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Tracking ids, as `submit` and `reconcile` print them
+    #[arg(value_name = "TRACKING_ID", required = true)]
+    tracking_ids: Vec<String>,
+
+    /// Poll until every job has ended
+    #[arg(long)]
+    watch: bool,
+
+    /// Time between polls with --watch (like 30s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
+    poll_interval: Duration,
+
+    #[command(flatten)]
+    factory: FactoryArgs,
+}
+
+const SUBMIT_HELP: &str = "\
+Examples:
+  imagegen submit definitions/vs2022/server-2022-enterprise.json
+  imagegen submit vs2022/server-2022-enterprise --dry-run
+  imagegen submit my-payload.json
+  imagegen submit --vars VS_2022_CHANNEL_URL,VS_2022_VERSION
+
+Placeholders are rendered from variables.json (a file without any goes as is). Every submission
+is recorded in the ledger, so `reconcile` follows the job and never submits the same payload again.
+A payload already built is skipped unless --force; one in flight is always skipped.
+Exit codes: 0 every payload was submitted or skipped, 1 any was not.
+Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).";
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A payload file, or a definition id
+    #[arg(value_name = "PAYLOAD_FILE")]
+    payload: Option<String>,
+
+    /// Submit every definition that uses any of these variables
+    #[arg(long, value_name = "VAR", num_args = 1.., value_delimiter = ',')]
+    vars: Vec<String>,
+
+    /// Print the rendered payload and the request; send nothing, record nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Submit again a payload that was already built
+    #[arg(long)]
+    force: bool,
+
+    /// Submissions at once with --vars
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+
+    #[command(flatten)]
+    factory: FactoryArgs,
+}
+
+/// Where Image Factory is. Its credentials come from the environment only, never from flags.
+#[derive(Debug, Args)]
+pub struct FactoryArgs {
+    /// Image Factory's base URL
+    #[arg(long, env = "IMAGE_FACTORY_URL", value_name = "URL")]
+    pub factory_url: Option<String>,
+
+    /// The Azure AD authority tokens come from [default: https://login.microsoftonline.com]
+    #[arg(long, env = "IMAGE_FACTORY_AUTHORITY", value_name = "URL")]
+    pub authority: Option<String>,
+
+    /// The Azure AD token endpoint: v2 (scope) or v1 (resource)
+    #[arg(
+        long,
+        env = "IMAGE_FACTORY_TOKEN_VERSION",
+        value_name = "VERSION",
+        default_value = "v2"
+    )]
+    pub token_version: TokenVersion,
+
+    /// How long one request to Image Factory or Azure AD may take
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
+    pub http_timeout: Duration,
+
+    /// Retries of a throttled, failing or timed-out request (with backoff, within 2 minutes)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
+}
+
+impl StatusArgs {
+    pub fn request(&self) -> StatusRequest {
+        StatusRequest {
+            tracking_ids: self.tracking_ids.clone(),
+            watch: self.watch,
+            poll_interval: self.poll_interval,
+            factory: self.factory.options(),
+        }
+    }
+}
+
+impl SubmitArgs {
+    pub fn request(&self) -> SubmitRequest {
+        SubmitRequest {
+            target: match &self.payload {
+                Some(file) => SubmitTarget::File(file.clone()),
+                None => SubmitTarget::Variables(self.vars.clone()),
+            },
+            dry_run: self.dry_run,
+            force: self.force,
+            concurrency: usize::from(self.concurrency),
+            lock_timeout: self.lock_timeout,
+            factory: self.factory.options(),
+        }
+    }
+}
+
+impl FactoryArgs {
+    fn options(&self) -> FactoryOptions {
+        FactoryOptions {
+            url: self.factory_url.clone(),
+            authority: self.authority.clone(),
+            token_version: self.token_version,
+            request_timeout: self.http_timeout,
+            retries: self.retries,
+        }
+    }
 }
 
 impl Cli {

@@ -16,4 +16,5 @@ pub mod json;
 pub mod output;
 pub mod plan;
 pub mod state;
+pub mod submission;
 pub mod variables;

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Command::Reconcile { dry_run, force } => {
             commands::reconcile(&context, Command::reconcile_request(*dry_run, *force))
         }
+        Command::Status(status) => commands::jobs::status(&context, status.request()),
+        Command::Submit(submit) => commands::jobs::submit(&context, submit.request()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

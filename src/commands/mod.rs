@@ -1,6 +1,8 @@
 //! The commands: each turns its request into loading, rendering or planning, and its results
 //! into output and an exit code. Nothing here knows about argv.
 
+pub mod jobs;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -8,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::catalog::{self, Catalog};
-use crate::definitions::{DEFINITIONS_DIR, Definition};
+use crate::definitions::{DEFINITIONS_DIR, Definition, Rendered};
 use crate::diagnostics::Diagnostics;
 use crate::exit;
 use crate::output::Output;
@@ -106,33 +108,7 @@ fn count(count: usize, noun: &str) -> String {
 /// `imagegen render <definition-id-or-path>`: prints one rendered payload.
 pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     let target = resolve_render_target(&context.repo, target)?;
-    let mut diagnostics = Diagnostics::default();
-    let text = match catalog::read_text(&target.path, &target.file) {
-        Ok(text) => text,
-        Err(problem) => {
-            diagnostics.push(*problem);
-            String::new()
-        }
-    };
-    let variables = read_variables(&context.repo, &mut diagnostics);
-    let (parsed, problems) = if diagnostics.has_errors() {
-        (None, Vec::new())
-    } else {
-        Definition::parse(&target.id, &target.file, &text)
-    };
-    diagnostics.extend(problems);
-    let rendered = match parsed {
-        Some((definition, template)) => match definition.render(template, &variables) {
-            Ok(rendered) if !diagnostics.has_errors() => Some(rendered),
-            Ok(_) => None,
-            Err(errors) => {
-                diagnostics.extend(errors);
-                None
-            }
-        },
-        None => None,
-    };
-    diagnostics.sort();
+    let (rendered, diagnostics) = render_target(&context.repo, &target);
     let output = &context.output;
     match (&rendered, output.is_json()) {
         (Some(rendered), true) => output.json(&json!({
@@ -156,6 +132,47 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     Ok(exit_for(&diagnostics))
 }
 
+/// Reads and renders one target with variables.json; every problem found is returned.
+fn render_target(repo: &Path, target: &RenderTarget) -> (Option<Rendered>, Diagnostics) {
+    let mut diagnostics = Diagnostics::default();
+    let text = match catalog::read_text(&target.path, &target.file) {
+        Ok(text) => text,
+        Err(problem) => {
+            diagnostics.push(*problem);
+            String::new()
+        }
+    };
+    let (parsed, problems) = if diagnostics.has_errors() {
+        (None, Vec::new())
+    } else {
+        Definition::parse(&target.id, &target.file, &text)
+    };
+    // A payload file of one's own without placeholders goes as is: it needs no variables.json.
+    let needs_variables = target.is_definition
+        || parsed
+            .as_ref()
+            .is_none_or(|(definition, _)| !definition.placeholders.is_empty());
+    let variables = if needs_variables {
+        read_variables(repo, &mut diagnostics)
+    } else {
+        Variables::default()
+    };
+    diagnostics.extend(problems);
+    let rendered = match parsed {
+        Some((definition, template)) => match definition.render(template, &variables) {
+            Ok(rendered) if !diagnostics.has_errors() => Some(rendered),
+            Ok(_) => None,
+            Err(errors) => {
+                diagnostics.extend(errors);
+                None
+            }
+        },
+        None => None,
+    };
+    diagnostics.sort();
+    (rendered, diagnostics)
+}
+
 /// Parses variables.json into `diagnostics`; what parsed is returned either way.
 fn read_variables(repo: &Path, diagnostics: &mut Diagnostics) -> Variables {
     match catalog::read_variables_text(repo) {
@@ -175,6 +192,8 @@ struct RenderTarget {
     id: String,
     file: String,
     path: PathBuf,
+    /// Found under `definitions/`: the id is a definition id, not a file name.
+    is_definition: bool,
 }
 
 /// A definition id (`vs2019-preview/server-2019`), a path to a definition, or a path to any
@@ -199,11 +218,13 @@ fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarg
                 file: format!("{DEFINITIONS_DIR}/{id}.json"),
                 id,
                 path: as_path.to_path_buf(),
+                is_definition: true,
             },
             None => RenderTarget {
                 id: target.to_string(),
                 file: target.to_string(),
                 path: as_path.to_path_buf(),
+                is_definition: false,
             },
         });
     }
@@ -214,6 +235,7 @@ fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarg
             id: id.to_string(),
             file: format!("{DEFINITIONS_DIR}/{id}.json"),
             path,
+            is_definition: true,
         });
     }
     let suggestions = closest(id, catalog::definition_ids(repo));
@@ -259,8 +281,9 @@ fn did_you_mean(suggestions: &[String]) -> String {
     }
 }
 
-/// `imagegen affected <VAR>...`: the definitions that use any of the variables.
-pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
+/// Refuses names that are not variable names, or that neither variables.json nor any
+/// definition knows (with the closest known names).
+fn check_variable_names(catalog: &Catalog, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         if !variables::is_valid_name(name) {
             bail!(
@@ -269,7 +292,6 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
             );
         }
     }
-    let catalog = Catalog::load(&context.repo);
     let known = |name: &String| {
         catalog.variables.contains(name)
             || catalog
@@ -284,6 +306,13 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
             did_you_mean(&suggestions)
         );
     }
+    Ok(())
+}
+
+/// `imagegen affected <VAR>...`: the definitions that use any of the variables.
+pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
+    let catalog = Catalog::load(&context.repo);
+    check_variable_names(&catalog, names)?;
     let affected = catalog.affected_by(names);
     let output = &context.output;
     // A definition that does not parse might use the variables too: say so, and fail.

@@ -27,6 +27,78 @@ pub struct Ledger {
     pub version: u32,
     #[serde(default)]
     pub definitions: BTreeMap<String, LedgerEntry>,
+    /// Payloads submitted by hand from files outside `definitions/`, by the file's path as
+    /// given. Kept apart so that a plan never mistakes them for retired definitions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub manual: BTreeMap<String, LedgerEntry>,
+}
+
+/// Where an entry lives in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum LedgerKey {
+    /// A definition, by id.
+    Definition(String),
+    /// A payload file outside `definitions/`, by path.
+    Manual(String),
+}
+
+impl LedgerKey {
+    /// The definition id or the file, as shown to people.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Definition(name) | Self::Manual(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Ledger {
+    pub fn entry(&self, key: &LedgerKey) -> Option<&LedgerEntry> {
+        match key {
+            LedgerKey::Definition(id) => self.definitions.get(id),
+            LedgerKey::Manual(file) => self.manual.get(file),
+        }
+    }
+
+    pub fn entry_mut(&mut self, key: &LedgerKey) -> Option<&mut LedgerEntry> {
+        match key {
+            LedgerKey::Definition(id) => self.definitions.get_mut(id),
+            LedgerKey::Manual(file) => self.manual.get_mut(file),
+        }
+    }
+
+    /// Records `entry` under `key`, returning what was there before.
+    pub fn insert(&mut self, key: &LedgerKey, entry: LedgerEntry) -> Option<LedgerEntry> {
+        match key {
+            LedgerKey::Definition(id) => self.definitions.insert(id.clone(), entry),
+            LedgerKey::Manual(file) => self.manual.insert(file.clone(), entry),
+        }
+    }
+
+    pub fn remove(&mut self, key: &LedgerKey) -> Option<LedgerEntry> {
+        match key {
+            LedgerKey::Definition(id) => self.definitions.remove(id),
+            LedgerKey::Manual(file) => self.manual.remove(file),
+        }
+    }
+
+    /// Every entry with its key: definitions first, then manual submissions.
+    pub fn entries(&self) -> impl Iterator<Item = (LedgerKey, &LedgerEntry)> {
+        self.definitions
+            .iter()
+            .map(|(id, entry)| (LedgerKey::Definition(id.clone()), entry))
+            .chain(
+                self.manual
+                    .iter()
+                    .map(|(file, entry)| (LedgerKey::Manual(file.clone()), entry)),
+            )
+    }
 }
 
 impl Default for Ledger {
@@ -34,6 +106,7 @@ impl Default for Ledger {
         Self {
             version: LEDGER_FORMAT_VERSION,
             definitions: BTreeMap::new(),
+            manual: BTreeMap::new(),
         }
     }
 }

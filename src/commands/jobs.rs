@@ -1,0 +1,619 @@
+//! The commands that talk to Image Factory by hand: `status` follows jobs, `submit` sends one
+//! payload file or every definition that uses some variables, recording them in the ledger.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Context, count, render_target, resolve_render_target};
+use crate::catalog::Catalog;
+use crate::diagnostics::Diagnostics;
+use crate::duration;
+use crate::exit;
+use crate::factory::wire::{IDEMPOTENCY_KEY_HEADER, TokenVersion};
+use crate::factory::{
+    Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
+};
+use crate::http::{RetryPolicy, Timeouts};
+use crate::state::{FileStore, LedgerKey};
+use crate::submission::{self, Candidate, LedgerWriter, Outcome};
+
+/// Where Image Factory and its sign-in are. The credentials come from the environment only.
+#[derive(Debug, Clone)]
+pub struct FactoryOptions {
+    /// The service's base URL (`--factory-url`, `IMAGE_FACTORY_URL`).
+    pub url: Option<String>,
+    /// The Azure AD authority (`--authority`, `IMAGE_FACTORY_AUTHORITY`).
+    pub authority: Option<String>,
+    pub token_version: TokenVersion,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// Retries of a transient failure, after the first try.
+    pub retries: u32,
+}
+
+impl Default for FactoryOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            authority: None,
+            token_version: TokenVersion::default(),
+            request_timeout: Timeouts::default().request,
+            retries: RetryPolicy::default().max_attempts - 1,
+        }
+    }
+}
+
+impl FactoryOptions {
+    pub fn settings(&self) -> Result<FactorySettings, FactoryError> {
+        let url = self.url.as_deref().ok_or(FactoryError::MissingUrl)?;
+        let mut settings = FactorySettings::new(url, self.authority.as_deref())?;
+        settings.token_version = self.token_version;
+        settings.timeouts.request = self.request_timeout;
+        settings.retry.max_attempts = self.retries + 1;
+        Ok(settings)
+    }
+
+    /// A client, with every setting checked before anything goes over the network.
+    pub fn client(&self) -> Result<FactoryClient, FactoryError> {
+        let credentials = Credentials::from_env()?;
+        FactoryClient::new(self.settings()?, credentials)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// What `imagegen status` is asked to do.
+#[derive(Debug, Clone)]
+pub struct StatusRequest {
+    pub tracking_ids: Vec<String>,
+    /// Poll until every job has ended.
+    pub watch: bool,
+    pub poll_interval: Duration,
+    pub factory: FactoryOptions,
+}
+
+/// One job as `status` reports it.
+#[derive(Debug, Clone, Serialize)]
+struct JobReport {
+    tracking_id: String,
+    /// The definition or file the ledger records for this job, if it knows the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<JobState>,
+    /// Why the state could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The error may pass (the service was unreachable or busy).
+    #[serde(skip)]
+    transient: bool,
+}
+
+impl JobReport {
+    fn is_terminal(&self) -> bool {
+        match &self.state {
+            Some(state) => state.status.is_terminal(),
+            None => !self.transient,
+        }
+    }
+
+    fn summary(&self) -> String {
+        match (&self.state, &self.error) {
+            (Some(state), _) => state.status.to_string(),
+            (None, Some(_)) if self.transient => "unreachable".to_string(),
+            (None, _) => "unknown".to_string(),
+        }
+    }
+}
+
+/// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
+pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
+    let client = request.factory.client()?;
+    // The ledger only names the jobs it knows; without one, the ids speak for themselves.
+    let known: BTreeMap<String, LedgerKey> = FileStore::new(&context.state)
+        .read()
+        .map(|ledger| {
+            ledger
+                .entries()
+                .filter_map(|(key, entry)| Some((entry.tracking_id.clone()?, key)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let output = &context.output;
+    let runtime = runtime()?;
+    let mut reports: Vec<JobReport> = request
+        .tracking_ids
+        .iter()
+        .map(|id| JobReport {
+            tracking_id: id.clone(),
+            ledger: known.get(id).cloned(),
+            state: None,
+            error: None,
+            transient: true,
+        })
+        .collect();
+    let mut first = true;
+    loop {
+        for report in reports.iter_mut().filter(|report| !report.is_terminal()) {
+            let before = report.summary();
+            match runtime.block_on(client.job(&report.tracking_id)) {
+                Ok(state) => {
+                    if let RemoteStatus::Other(status) = &state.status {
+                        tracing::warn!(
+                            "job {}: status {status:?} is not one the contract names; \
+                             taking it as not finished",
+                            report.tracking_id
+                        );
+                    }
+                    report.state = Some(state);
+                    report.error = None;
+                    report.transient = false;
+                }
+                Err(error) => {
+                    report.transient = error.is_transient() && request.watch;
+                    if report.transient && !first {
+                        output.note(&format!(
+                            "job {}: {error}; asking again in {}",
+                            report.tracking_id,
+                            duration::display(request.poll_interval)
+                        ))?;
+                    }
+                    report.error = Some(error.to_string());
+                }
+            }
+            if request.watch && !first && !output.is_json() && report.summary() != before {
+                output.text(&format!(
+                    "{}  {}{}: {} -> {}\n",
+                    seconds(Timestamp::now()),
+                    report.tracking_id,
+                    report
+                        .ledger
+                        .as_ref()
+                        .map(|key| format!(" ({key})"))
+                        .unwrap_or_default(),
+                    before,
+                    report.summary()
+                ))?;
+            }
+        }
+        if request.watch && first && !output.is_json() {
+            output.text(&render_reports(&reports))?;
+        }
+        first = false;
+        if !request.watch || reports.iter().all(JobReport::is_terminal) {
+            break;
+        }
+        std::thread::sleep(request.poll_interval);
+    }
+    record_states(context, &reports)?;
+    if output.is_json() {
+        output.json(&json!({ "jobs": reports }))?;
+    } else {
+        if request.watch {
+            output.text("\n")?;
+        }
+        output.text(&render_reports(&reports))?;
+    }
+    Ok(status_exit_code(&reports))
+}
+
+/// Records what the service said about jobs the ledger knows. The ledger is only a cache of
+/// the service here: if another run holds it, that run records the same states itself.
+fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Result<()> {
+    let known: Vec<(&LedgerKey, &JobState)> = reports
+        .iter()
+        .filter_map(|report| Some((report.ledger.as_ref()?, report.state.as_ref()?)))
+        .collect();
+    if known.is_empty() {
+        return Ok(());
+    }
+    let store = FileStore::new(&context.state);
+    let mut writer = match LedgerWriter::open(store, Duration::from_secs(5), "imagegen status") {
+        Ok(writer) => writer,
+        Err(error) => {
+            context
+                .output
+                .note(&format!("the ledger was not updated: {error}"))?;
+            return Ok(());
+        }
+    };
+    let now = Timestamp::now();
+    writer.update(|ledger| {
+        for (key, state) in known {
+            let Some(entry) = ledger.entry_mut(key) else {
+                continue;
+            };
+            // Only the job the ledger still tracks: an older job's news is not this entry's.
+            if entry.tracking_id.as_deref() == Some(state.tracking_id.as_str()) {
+                submission::record_state(entry, state, now);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// 1 if any job failed, was canceled or is unknown; else 2 if any is still going; else 0.
+fn status_exit_code(reports: &[JobReport]) -> u8 {
+    let failed = reports.iter().any(|report| match &report.state {
+        Some(state) => matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled),
+        None => true,
+    });
+    if failed {
+        exit::ERROR
+    } else if reports.iter().all(JobReport::is_terminal) {
+        exit::OK
+    } else {
+        exit::PENDING
+    }
+}
+
+fn seconds(timestamp: Timestamp) -> Timestamp {
+    timestamp.round(jiff::Unit::Second).unwrap_or(timestamp)
+}
+
+fn render_reports(reports: &[JobReport]) -> String {
+    let mut text = String::new();
+    for report in reports {
+        let name = report
+            .ledger
+            .as_ref()
+            .map(|key| format!(" ({key})"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{}{name}: {}\n",
+            report.tracking_id,
+            report.summary()
+        ));
+        if let Some(state) = &report.state {
+            if let Some(created) = state.created_at {
+                let updated = state.updated_at.unwrap_or(created);
+                let (label, end) = if state.status.is_terminal() {
+                    ("took", updated)
+                } else {
+                    ("so far", Timestamp::now())
+                };
+                let took = Duration::try_from(end.duration_since(created)).unwrap_or_default();
+                text.push_str(&format!(
+                    "  created {}, updated {} ({label} {})\n",
+                    seconds(created),
+                    seconds(updated),
+                    duration::display(took)
+                ));
+            }
+            for image in &state.images {
+                text.push_str(&format!(
+                    "  image   {}{}\n",
+                    image.name,
+                    image
+                        .location
+                        .as_deref()
+                        .map(|location| format!(" ({location})"))
+                        .unwrap_or_default()
+                ));
+            }
+            if !state.message.is_empty() {
+                text.push_str(&format!("  message {}\n", state.message));
+            }
+        }
+        if let Some(error) = &report.error {
+            text.push_str(&format!("  error   {error}\n"));
+        }
+    }
+    text
+}
+
+/// What `imagegen submit` sends.
+#[derive(Debug, Clone)]
+pub enum SubmitTarget {
+    /// A definition id or a payload file.
+    File(String),
+    /// Every definition that uses any of these variables.
+    Variables(Vec<String>),
+}
+
+/// What `imagegen submit` is asked to do.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    pub target: SubmitTarget,
+    /// Print what would be sent; send nothing, record nothing.
+    pub dry_run: bool,
+    /// Send again a payload that was built already.
+    pub force: bool,
+    /// Submissions at once, with `--vars`.
+    pub concurrency: usize,
+    pub lock_timeout: Duration,
+    pub factory: FactoryOptions,
+}
+
+/// `imagegen submit`: renders, records the intent, sends, records the tracking id.
+pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
+    let (candidates, diagnostics) = match &request.target {
+        SubmitTarget::File(target) => {
+            let target = resolve_render_target(&context.repo, target)?;
+            let (rendered, diagnostics) = render_target(&context.repo, &target);
+            let key = if target.is_definition {
+                LedgerKey::Definition(target.id.clone())
+            } else {
+                LedgerKey::Manual(target.file.clone())
+            };
+            let candidates = rendered
+                .map(|rendered| vec![Candidate::from_rendered(key, &rendered)])
+                .unwrap_or_default();
+            (candidates, diagnostics)
+        }
+        SubmitTarget::Variables(names) => candidates_for_variables(context, names)?,
+    };
+    let output = &context.output;
+    if diagnostics.has_errors() {
+        if output.is_json() {
+            output.json(&json!({ "submitted": [], "diagnostics": diagnostics }))?;
+        } else {
+            output.diagnostics(&diagnostics)?;
+            output.note("nothing was submitted: fix the errors above first")?;
+        }
+        return Ok(exit::ERROR);
+    }
+    output.diagnostics(&diagnostics)?;
+    if candidates.is_empty() {
+        if let SubmitTarget::Variables(names) = &request.target {
+            output.note(&format!(
+                "no definition uses {}: nothing to submit",
+                names.join(" or ")
+            ))?;
+        }
+        if output.is_json() {
+            output.json(&json!({ "submitted": [], "diagnostics": diagnostics }))?;
+        }
+        return Ok(exit::OK);
+    }
+    if request.dry_run {
+        return print_dry_run(context, &request, &candidates);
+    }
+    let client = Arc::new(request.factory.client()?);
+    let store = FileStore::new(&context.state);
+    let writer = LedgerWriter::open(store, request.lock_timeout, "imagegen submit")
+        .context("cannot record the submission in the ledger, so nothing was submitted")?;
+    let writer = Arc::new(Mutex::new(writer));
+    let runtime = runtime()?;
+    let results = runtime.block_on(submit_all(
+        client,
+        writer,
+        candidates,
+        request.force,
+        request.concurrency.max(1),
+    ));
+    let results = results?;
+    if output.is_json() {
+        let submitted: Vec<_> = results
+            .iter()
+            .map(|(key, outcome)| json!({ "ledger": key, "result": outcome }))
+            .collect();
+        output.json(&json!({ "submitted": submitted, "diagnostics": diagnostics }))?;
+    } else {
+        output.text(&render_outcomes(&results))?;
+        let problems = results.iter().filter(|(_, o)| o.is_problem()).count();
+        if results
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::AnswerLost { .. }))
+        {
+            output.note(
+                "a submission's answer was lost: the ledger keeps its intent, and the next \
+                 `imagegen submit` or `imagegen reconcile` sends it again with the same \
+                 idempotency key",
+            )?;
+        }
+        if problems > 0 {
+            output.note(&format!("{} not submitted", count(problems, "payload")))?;
+        }
+    }
+    Ok(if results.iter().any(|(_, outcome)| outcome.is_problem()) {
+        exit::ERROR
+    } else {
+        exit::OK
+    })
+}
+
+async fn submit_all(
+    client: Arc<FactoryClient>,
+    writer: Arc<Mutex<LedgerWriter>>,
+    candidates: Vec<Candidate>,
+    force: bool,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for candidate in candidates {
+        let client = client.clone();
+        let writer = writer.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let outcome = submission::submit(&client, &writer, &candidate, force).await;
+            (candidate.key, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    let mut ledger_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (key, outcome) = joined.context("a submission task panicked")?;
+        match outcome {
+            Ok(outcome) => results.push((key, outcome)),
+            Err(error) => {
+                ledger_error.get_or_insert(error);
+            }
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(error) = ledger_error {
+        // The ledger refused a write: say which jobs did start, so none is lost from sight.
+        let started: Vec<String> = results
+            .iter()
+            .filter_map(|(key, outcome)| Some(format!("{key}: {}", outcome.tracking_id()?)))
+            .collect();
+        return Err(anyhow::Error::new(error).context(format!(
+            "the ledger could not be written; jobs started so far: {}",
+            if started.is_empty() {
+                "none".to_string()
+            } else {
+                started.join(", ")
+            }
+        )));
+    }
+    Ok(results)
+}
+
+fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
+    let width = results
+        .iter()
+        .map(|(key, _)| key.name().len())
+        .max()
+        .unwrap_or(0)
+        .max("definition".len());
+    let mut text = format!("{:width$}  {:36}  result\n", "definition", "tracking id");
+    for (key, outcome) in results {
+        let (tracking_id, result) = match outcome {
+            Outcome::Submitted {
+                tracking_id,
+                status,
+                existing,
+                replaced,
+            } => {
+                let mut result = status.to_lowercase();
+                if *existing {
+                    result.push_str(" (the service already had this payload)");
+                }
+                if let Some(replaced) = replaced {
+                    result.push_str(&format!(" (replaces job {replaced} in the ledger)"));
+                }
+                (tracking_id.clone(), result)
+            }
+            Outcome::Skipped {
+                reason,
+                tracking_id,
+            } => (
+                tracking_id.clone().unwrap_or_else(|| "-".into()),
+                format!("skipped: {reason}"),
+            ),
+            Outcome::Rejected { message } => ("-".into(), format!("rejected: {message}")),
+            Outcome::AnswerLost { message } => ("?".into(), format!("answer lost: {message}")),
+            Outcome::Error { message } => ("-".into(), format!("error: {message}")),
+        };
+        text.push_str(&format!(
+            "{:width$}  {tracking_id:36}  {result}\n",
+            key.name()
+        ));
+    }
+    text
+}
+
+/// The definitions using any of `names`, rendered; refuses unknown names.
+fn candidates_for_variables(
+    context: &Context,
+    names: &[String],
+) -> anyhow::Result<(Vec<Candidate>, Diagnostics)> {
+    let catalog = Catalog::load(&context.repo);
+    super::check_variable_names(&catalog, names)?;
+    let affected = catalog.affected_by(names);
+    let affected_ids: Vec<&str> = affected.iter().map(|(d, _)| d.id.as_str()).collect();
+    let mut diagnostics = Diagnostics::default();
+    // Problems of definitions that do not use the variables do not stop this submission.
+    diagnostics.extend(
+        catalog
+            .diagnostics
+            .iter()
+            .filter(|diagnostic| {
+                !diagnostic.is_error()
+                    || catalog.variables_invalid
+                    || diagnostic
+                        .definition
+                        .as_deref()
+                        .is_none_or(|id| affected_ids.contains(&id))
+            })
+            .cloned(),
+    );
+    let candidates = catalog
+        .rendered
+        .iter()
+        .filter(|rendered| affected_ids.contains(&rendered.id.as_str()))
+        .map(|rendered| {
+            Candidate::from_rendered(LedgerKey::Definition(rendered.id.clone()), rendered)
+        })
+        .collect();
+    Ok((candidates, diagnostics))
+}
+
+fn print_dry_run(
+    context: &Context,
+    request: &SubmitRequest,
+    candidates: &[Candidate],
+) -> anyhow::Result<u8> {
+    let jobs_url = match request.factory.settings() {
+        Ok(settings) => settings.jobs_url().to_string(),
+        Err(FactoryError::MissingUrl) => "$IMAGE_FACTORY_URL/api/jobs".to_string(),
+        Err(error) => return Err(error.into()),
+    };
+    let ledger = FileStore::new(&context.state).read().unwrap_or_default();
+    let output = &context.output;
+    let mut documents = Vec::new();
+    let mut text = String::new();
+    for candidate in candidates {
+        let decision =
+            submission::decide(ledger.entry(&candidate.key), &candidate.hash, request.force);
+        let payload = candidate.payload.to_value();
+        match &decision {
+            submission::Decision::Send {
+                idempotency_key, ..
+            } => {
+                text.push_str(&format!(
+                    "# {}\nPOST {jobs_url}\nAuthorization: Bearer (an Azure AD token, never shown)\n\
+                     Content-Type: application/json\n{IDEMPOTENCY_KEY_HEADER}: {idempotency_key}\n\n{}\n\n",
+                    candidate.key,
+                    serde_json::to_string_pretty(&payload)?
+                ));
+                documents.push(json!({
+                    "ledger": candidate.key,
+                    "send": true,
+                    "method": "POST",
+                    "url": jobs_url,
+                    "idempotency_key": idempotency_key,
+                    "payload": payload,
+                }));
+            }
+            submission::Decision::InFlight { tracking_id } => {
+                text.push_str(&format!(
+                    "# {}: not sent, the same payload is being built as job {tracking_id}\n\n",
+                    candidate.key
+                ));
+                documents.push(
+                    json!({"ledger": candidate.key, "send": false, "in_flight": tracking_id}),
+                );
+            }
+            submission::Decision::Built { tracking_id } => {
+                text.push_str(&format!(
+                    "# {}: not sent, the same payload was built already (--force sends it)\n\n",
+                    candidate.key
+                ));
+                documents
+                    .push(json!({"ledger": candidate.key, "send": false, "built_by": tracking_id}));
+            }
+        }
+    }
+    if output.is_json() {
+        output.json(&json!({ "dry_run": true, "requests": documents }))?;
+    } else {
+        output.text(&text)?;
+        output.note("dry run: nothing was submitted and the ledger was not changed")?;
+    }
+    Ok(exit::OK)
+}

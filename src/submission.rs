@@ -1,0 +1,463 @@
+//! Submitting payloads to Image Factory with the ledger as the record: the intent is saved
+//! before the POST and the tracking id right after, so that no run loses a job or starts the
+//! same payload twice, even when it is killed half way.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::definitions::{Payload, PayloadHash, Rendered};
+use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
+use crate::state::{
+    FileStore, JobStatus, Ledger, LedgerEntry, LedgerKey, LedgerLock, Revision, StateError,
+};
+
+/// A payload ready to submit, and where the ledger keeps it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub key: LedgerKey,
+    pub payload: Payload,
+    pub hash: PayloadHash,
+    pub variables: BTreeMap<String, String>,
+    pub image_names: Vec<String>,
+}
+
+impl Candidate {
+    pub fn from_rendered(key: LedgerKey, rendered: &Rendered) -> Self {
+        Self {
+            key,
+            payload: rendered.payload.clone(),
+            hash: rendered.hash.clone(),
+            variables: rendered.variables.clone(),
+            image_names: rendered.image_names.clone(),
+        }
+    }
+}
+
+/// What to do with a candidate, given the ledger's entry for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// POST it with this idempotency key. `resume` means an earlier run recorded the intent
+    /// but not the answer: the same key lets the service hand back the job it may have started.
+    Send {
+        idempotency_key: String,
+        resume: bool,
+    },
+    /// The same payload is being built already.
+    InFlight { tracking_id: String },
+    /// The same payload was built already; `--force` builds it again.
+    Built { tracking_id: Option<String> },
+}
+
+/// Decides whether `hash` is to be sent, from the ledger's entry for it. A failed or canceled
+/// payload may be sent again by hand; it then gets a fresh idempotency key, or the service
+/// would answer with the failed job.
+pub fn decide(entry: Option<&LedgerEntry>, hash: &PayloadHash, force: bool) -> Decision {
+    let fresh = || Decision::Send {
+        idempotency_key: hash.as_str().to_string(),
+        resume: false,
+    };
+    let Some(entry) = entry else {
+        return fresh();
+    };
+    if &entry.payload_hash != hash {
+        return fresh();
+    }
+    let next_key = || Decision::Send {
+        idempotency_key: next_idempotency_key(hash, entry.idempotency_key.as_deref()),
+        resume: false,
+    };
+    match entry.status {
+        JobStatus::Submitting => Decision::Send {
+            idempotency_key: entry
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| hash.as_str().to_string()),
+            resume: true,
+        },
+        JobStatus::Queued | JobStatus::Running => Decision::InFlight {
+            tracking_id: entry.tracking_id.clone().unwrap_or_default(),
+        },
+        JobStatus::Failed | JobStatus::Canceled => next_key(),
+        JobStatus::Succeeded if force => next_key(),
+        JobStatus::Succeeded => Decision::Built {
+            tracking_id: entry.tracking_id.clone(),
+        },
+    }
+}
+
+/// The key for the next deliberate submission of a payload: `<hash>`, then `<hash>-2`, `-3`...
+pub fn next_idempotency_key(hash: &PayloadHash, previous: Option<&str>) -> String {
+    let hash = hash.as_str();
+    let attempt = match previous {
+        Some(key) if key == hash => 1,
+        Some(key) => key
+            .strip_prefix(hash)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|number| number.parse::<u32>().ok())
+            .unwrap_or(1),
+        None => 0,
+    };
+    match attempt {
+        0 => hash.to_string(),
+        attempt => format!("{hash}-{}", attempt + 1),
+    }
+}
+
+/// The ledger held for writing: under the run lock, saved after every change.
+pub struct LedgerWriter {
+    store: FileStore,
+    lock: LedgerLock,
+    revision: Revision,
+    ledger: Ledger,
+}
+
+impl LedgerWriter {
+    /// Takes the run lock (waiting up to `timeout`) and reads the ledger.
+    pub fn open(store: FileStore, timeout: Duration, purpose: &str) -> Result<Self, StateError> {
+        let lock = store.lock(timeout, purpose)?;
+        let snapshot = store.load()?;
+        Ok(Self {
+            store,
+            lock,
+            revision: snapshot.revision,
+            ledger: snapshot.ledger,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Applies `change` and saves. If the save fails, the ledger in memory stays as it was, so
+    /// memory never claims what the file does not hold.
+    pub fn update<T>(&mut self, change: impl FnOnce(&mut Ledger) -> T) -> Result<T, StateError> {
+        let mut next = self.ledger.clone();
+        let result = change(&mut next);
+        self.revision = self.store.save(&self.lock, &self.revision, &next)?;
+        self.ledger = next;
+        Ok(result)
+    }
+}
+
+/// What became of one candidate.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The service took it (or, for a repeat, handed back the job it had).
+    Submitted {
+        tracking_id: String,
+        status: String,
+        /// The service recognised the idempotency key: no new job was started.
+        existing: bool,
+        /// The job of an earlier payload the ledger tracked for this key until now.
+        replaced: Option<String>,
+    },
+    /// Not sent: the same payload is in flight or built.
+    Skipped {
+        reason: String,
+        tracking_id: Option<String>,
+    },
+    /// The service refused the payload; recorded as failed so it is not sent again unchanged.
+    Rejected { message: String },
+    /// No answer arrived; the intent stays in the ledger and the next run sends the payload
+    /// again with the same idempotency key.
+    AnswerLost { message: String },
+    /// Nothing was started (sign-in refused, for one); the ledger holds what it held before.
+    Error { message: String },
+}
+
+impl Outcome {
+    pub fn is_problem(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected { .. } | Self::AnswerLost { .. } | Self::Error { .. }
+        )
+    }
+
+    pub fn tracking_id(&self) -> Option<&str> {
+        match self {
+            Self::Submitted { tracking_id, .. } => Some(tracking_id),
+            Self::Skipped { tracking_id, .. } => tracking_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Submits one candidate: records the intent, sends it, records the answer. A failure to write
+/// the ledger stops before anything is sent, or is reported with the tracking id to record.
+pub async fn submit(
+    client: &FactoryClient,
+    writer: &Mutex<LedgerWriter>,
+    candidate: &Candidate,
+    force: bool,
+) -> Result<Outcome, StateError> {
+    let now = Timestamp::now();
+    let (mut decision, mut previous) = {
+        let writer = lock(writer);
+        let previous = writer.ledger().entry(&candidate.key).cloned();
+        (decide(previous.as_ref(), &candidate.hash, force), previous)
+    };
+    // The ledger may be behind: ask how the job in flight is doing before calling it so.
+    if let Decision::InFlight { tracking_id } = &decision
+        && let Ok(state) = client.job(tracking_id).await
+    {
+        let refreshed = lock(writer).update(|ledger| {
+            let entry = entry_mut(ledger, &candidate.key)?;
+            record_state(entry, &state, Timestamp::now());
+            Some(entry.clone())
+        })?;
+        if let Some(entry) = refreshed {
+            decision = decide(Some(&entry), &candidate.hash, force);
+            previous = Some(entry);
+        }
+    }
+    let (idempotency_key, resume) = match decision {
+        Decision::Send {
+            idempotency_key,
+            resume,
+        } => (idempotency_key, resume),
+        Decision::InFlight { tracking_id } => {
+            return Ok(Outcome::Skipped {
+                reason: format!("the same payload is being built as job {tracking_id}"),
+                tracking_id: Some(tracking_id),
+            });
+        }
+        Decision::Built { tracking_id } => {
+            return Ok(Outcome::Skipped {
+                reason: match &tracking_id {
+                    Some(id) => {
+                        format!("the same payload was built by job {id}; --force builds it again")
+                    }
+                    None => "the same payload was recorded as built; --force builds it again"
+                        .to_string(),
+                },
+                tracking_id,
+            });
+        }
+    };
+    if !resume {
+        let intent = LedgerEntry {
+            payload_hash: candidate.hash.clone(),
+            payload: candidate.payload.clone(),
+            variables: candidate.variables.clone(),
+            idempotency_key: Some(idempotency_key.clone()),
+            tracking_id: None,
+            status: JobStatus::Submitting,
+            message: None,
+            image_names: Vec::new(),
+            submitted_at: Some(now),
+            updated_at: now,
+            completed_at: None,
+            adopted: false,
+        };
+        lock(writer).update(|ledger| ledger.insert(&candidate.key, intent))?;
+    } else {
+        tracing::info!(
+            "{}: an earlier run recorded this submission without its answer; sending it again \
+             with the same idempotency key",
+            candidate.key
+        );
+    }
+    let replaced = previous
+        .as_ref()
+        .filter(|entry| entry.status.is_pending() && entry.payload_hash != candidate.hash)
+        .and_then(|entry| entry.tracking_id.clone());
+    match client.submit(&candidate.payload, &idempotency_key).await {
+        Ok(submitted) => {
+            let status = submitted.status.clone();
+            lock(writer).update(|ledger| {
+                if let Some(entry) = entry_mut(ledger, &candidate.key) {
+                    let now = Timestamp::now();
+                    entry.tracking_id = Some(submitted.tracking_id.clone());
+                    entry.status = job_status(&status);
+                    entry.updated_at = now;
+                }
+            })?;
+            Ok(Outcome::Submitted {
+                tracking_id: submitted.tracking_id,
+                status: status.to_string(),
+                existing: submitted.existing,
+                replaced,
+            })
+        }
+        Err(FactoryError::Rejected { message, code, .. }) => {
+            let message = format!("Image Factory rejected the payload ({code}): {message}");
+            lock(writer).update(|ledger| {
+                if let Some(entry) = entry_mut(ledger, &candidate.key) {
+                    let now = Timestamp::now();
+                    entry.status = JobStatus::Failed;
+                    entry.message = Some(message.clone());
+                    entry.updated_at = now;
+                    entry.completed_at = Some(now);
+                }
+            })?;
+            Ok(Outcome::Rejected { message })
+        }
+        Err(error) if error.answer_lost() => Ok(Outcome::AnswerLost {
+            message: error.to_string(),
+        }),
+        Err(error) => {
+            // Nothing was started: put back what the ledger held, so the next run decides
+            // from the truth (a resumed intent stays, as it was already there).
+            if !resume {
+                lock(writer).update(|ledger| match &previous {
+                    Some(entry) => {
+                        ledger.insert(&candidate.key, entry.clone());
+                    }
+                    None => {
+                        ledger.remove(&candidate.key);
+                    }
+                })?;
+            }
+            Ok(Outcome::Error {
+                message: error.to_string(),
+            })
+        }
+    }
+}
+
+fn entry_mut<'a>(ledger: &'a mut Ledger, key: &LedgerKey) -> Option<&'a mut LedgerEntry> {
+    ledger.entry_mut(key)
+}
+
+fn lock(writer: &Mutex<LedgerWriter>) -> std::sync::MutexGuard<'_, LedgerWriter> {
+    writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The ledger's status for a status the service reports. One the contract does not name is
+/// not terminal, so it counts as running.
+pub fn job_status(status: &RemoteStatus) -> JobStatus {
+    match status {
+        RemoteStatus::Queued => JobStatus::Queued,
+        RemoteStatus::Running | RemoteStatus::Other(_) => JobStatus::Running,
+        RemoteStatus::Succeeded => JobStatus::Succeeded,
+        RemoteStatus::Failed => JobStatus::Failed,
+        RemoteStatus::Canceled => JobStatus::Canceled,
+    }
+}
+
+/// Records what the service reports about a job in its ledger entry.
+pub fn record_state(entry: &mut LedgerEntry, state: &JobState, now: Timestamp) {
+    let status = job_status(&state.status);
+    entry.status = status;
+    entry.message = Some(state.message.clone()).filter(|message| !message.is_empty());
+    if status == JobStatus::Succeeded {
+        entry.image_names = state
+            .images
+            .iter()
+            .map(|image| image.name.clone())
+            .collect();
+    }
+    entry.updated_at = now;
+    if state.status.is_terminal() && entry.completed_at.is_none() {
+        entry.completed_at = Some(state.updated_at.unwrap_or(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hash(text: &str) -> PayloadHash {
+        PayloadHash::of(&json!(text))
+    }
+
+    fn entry(payload_hash: &PayloadHash, status: JobStatus, key: &str) -> LedgerEntry {
+        LedgerEntry {
+            payload_hash: payload_hash.clone(),
+            payload: Payload::new(&json!({})),
+            variables: BTreeMap::new(),
+            idempotency_key: Some(key.to_string()),
+            tracking_id: Some("t-1".into()),
+            status,
+            message: None,
+            image_names: Vec::new(),
+            submitted_at: None,
+            updated_at: Timestamp::UNIX_EPOCH,
+            completed_at: None,
+            adopted: false,
+        }
+    }
+
+    #[test]
+    fn a_new_or_changed_payload_is_sent_under_its_hash() {
+        let new = hash("new");
+        let send = Decision::Send {
+            idempotency_key: new.as_str().to_string(),
+            resume: false,
+        };
+        assert_eq!(decide(None, &new, false), send);
+        let old = entry(&hash("old"), JobStatus::Running, "k");
+        assert_eq!(decide(Some(&old), &new, false), send);
+    }
+
+    #[test]
+    fn the_same_payload_is_never_started_twice_by_accident() {
+        let payload = hash("p");
+        let running = entry(&payload, JobStatus::Running, payload.as_str());
+        assert!(matches!(
+            decide(Some(&running), &payload, true),
+            Decision::InFlight { .. }
+        ));
+        let built = entry(&payload, JobStatus::Succeeded, payload.as_str());
+        assert!(matches!(
+            decide(Some(&built), &payload, false),
+            Decision::Built { .. }
+        ));
+        let interrupted = entry(&payload, JobStatus::Submitting, "earlier-key");
+        assert_eq!(
+            decide(Some(&interrupted), &payload, false),
+            Decision::Send {
+                idempotency_key: "earlier-key".into(),
+                resume: true
+            }
+        );
+    }
+
+    #[test]
+    fn deliberate_repeats_get_fresh_keys() {
+        let payload = hash("p");
+        let failed = entry(&payload, JobStatus::Failed, payload.as_str());
+        assert_eq!(
+            decide(Some(&failed), &payload, false),
+            Decision::Send {
+                idempotency_key: format!("{payload}-2"),
+                resume: false
+            }
+        );
+        assert_eq!(
+            next_idempotency_key(&payload, Some(&format!("{payload}-2"))),
+            format!("{payload}-3")
+        );
+        let built = entry(&payload, JobStatus::Succeeded, payload.as_str());
+        assert!(matches!(
+            decide(Some(&built), &payload, true),
+            Decision::Send { resume: false, .. }
+        ));
+    }
+
+    #[test]
+    fn a_reported_state_is_recorded() {
+        let mut recorded = entry(&hash("p"), JobStatus::Queued, "k");
+        let state: JobState = serde_json::from_value(json!({
+            "trackingId": "t-1", "status": "Succeeded", "message": "",
+            "images": [{"name": "Helix-X_1"}], "updatedAt": "2026-11-23T12:00:00Z"
+        }))
+        .unwrap();
+        record_state(&mut recorded, &state, Timestamp::UNIX_EPOCH);
+        assert_eq!(recorded.status, JobStatus::Succeeded);
+        assert_eq!(recorded.image_names, ["Helix-X_1"]);
+        assert_eq!(recorded.message, None);
+        assert_eq!(
+            recorded.completed_at,
+            Some("2026-11-23T12:00:00Z".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,843 @@
+//! Image Factory over real HTTP: the client against the emulator the tests start, and the
+//! `submit` and `status` commands of the binary against it, down to the emulator's request log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Repo, json_of, stderr_of, stdout_of};
+use imagegen::catalog::Catalog;
+use imagegen::definitions::Payload;
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
+use imagegen::factory::{Credentials, FactoryClient, FactoryError, FactorySettings, RemoteStatus};
+use imagegen::http::RetryPolicy;
+use imagegen::state::{FileStore, JobStatus, Ledger};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+/// Retries fast enough for tests, with the same shape as the real policy.
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        max_elapsed: Duration::from_secs(20),
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+    }
+}
+
+fn client_for(emulator: &Emulator, secret: &str) -> FactoryClient {
+    let config = emulator.config();
+    let mut settings = FactorySettings::new(&emulator.url(), Some(&emulator.url())).unwrap();
+    settings.retry = quick_retries();
+    settings.timeouts.request = Duration::from_millis(500);
+    let credentials = Credentials::new(
+        &config.tenant_id,
+        &config.client_id,
+        SecretString::from(secret.to_string()),
+        &config.resource_id,
+    );
+    FactoryClient::new(settings, credentials).unwrap()
+}
+
+fn client(emulator: &Emulator) -> FactoryClient {
+    client_for(emulator, &emulator.config().client_secret)
+}
+
+fn payload(name: &str) -> Payload {
+    Payload::new(&json!({
+        "Location": "westus2",
+        "Destination": [{"StorageAccountName": "x", "CustomImageName": name, "SubId": "s"}]
+    }))
+}
+
+fn submissions(emulator: &Emulator) -> usize {
+    emulator
+        .requests()
+        .iter()
+        .filter(|request| request.is_submission())
+        .count()
+}
+
+fn token_requests(emulator: &Emulator) -> usize {
+    emulator
+        .requests()
+        .iter()
+        .filter(|request| request.is_token_request())
+        .count()
+}
+
+// --- The client ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_token_is_fetched_once_and_reused() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let client = client(&emulator);
+    let submitted = client.submit(&payload("Helix-A_1"), "key-a").await.unwrap();
+    assert_eq!(submitted.status, RemoteStatus::Queued);
+    assert!(!submitted.existing);
+    client.submit(&payload("Helix-B_1"), "key-b").await.unwrap();
+    let state = client.job(&submitted.tracking_id).await.unwrap();
+    assert_eq!(state.tracking_id, submitted.tracking_id);
+    assert_eq!(token_requests(&emulator), 1);
+    assert_eq!(client.tokens_fetched(), 1);
+    let token_request = emulator
+        .requests()
+        .into_iter()
+        .find(|request| request.is_token_request())
+        .unwrap();
+    let form = token_request.body.unwrap();
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["scope"], "api://image-factory-emulator/.default");
+    assert_eq!(
+        form["client_secret"], "[hidden]",
+        "the log never holds the secret"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_once() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let client = client(&emulator);
+    let submitted = client.submit(&payload("Helix-A_1"), "key-a").await.unwrap();
+    emulator.expire_tokens();
+    client.job(&submitted.tracking_id).await.unwrap();
+    assert_eq!(client.tokens_fetched(), 2);
+    let statuses: Vec<(String, Option<u16>)> = emulator
+        .requests()
+        .iter()
+        .map(|request| (request.route.unwrap_or("-").to_string(), request.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("token".to_string(), Some(200)),
+            ("jobs".to_string(), Some(202)),
+            ("jobs".to_string(), Some(401)),
+            ("token".to_string(), Some(200)),
+            ("jobs".to_string(), Some(200)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_token_refused_twice_is_a_clear_error() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let refused = Fault::Status {
+        status: 401,
+        body: r#"{"error":{"code":"Unauthorized","message":"audience mismatch"}}"#.into(),
+    };
+    emulator.inject(Route::Jobs, refused.clone());
+    emulator.inject(Route::Jobs, refused);
+    let error = client(&emulator)
+        .submit(&payload("Helix-A_1"), "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, FactoryError::Unauthorized { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("audience mismatch") && message.contains("IMAGE_FACTORY_RESOURCE_ID"),
+        "{message}"
+    );
+    assert_eq!(token_requests(&emulator), 2);
+}
+
+#[tokio::test]
+async fn the_v1_token_endpoint_asks_for_the_resource() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let config = emulator.config();
+    let mut settings = FactorySettings::new(&emulator.url(), Some(&emulator.url())).unwrap();
+    settings.token_version = imagegen::factory::TokenVersion::V1;
+    let credentials = Credentials::new(
+        &config.tenant_id,
+        &config.client_id,
+        SecretString::from(config.client_secret.clone()),
+        &config.resource_id,
+    );
+    let client = FactoryClient::new(settings, credentials).unwrap();
+    client.submit(&payload("Helix-A_1"), "k").await.unwrap();
+    let request = &emulator.requests()[0];
+    assert!(
+        request.path.ends_with("/emulator-tenant/oauth2/token"),
+        "{}",
+        request.path
+    );
+    assert_eq!(
+        request.body.as_ref().unwrap()["resource"],
+        config.resource_id
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_without_showing_it() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let error = client_for(&emulator, "canary-wrong-secret-5d1e")
+        .submit(&payload("Helix-A_1"), "k")
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, FactoryError::Token { status: 401, .. }),
+        "{error:?}"
+    );
+    assert!(
+        message.contains("invalid_client") && message.contains("emulator-client"),
+        "{message}"
+    );
+    assert!(!message.contains("canary") && !format!("{error:?}").contains("canary"));
+    assert_eq!(submissions(&emulator), 0);
+}
+
+#[tokio::test]
+async fn throttling_waits_as_long_as_retry_after_asks() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.inject(
+        Route::Jobs,
+        Fault::Throttle {
+            retry_after: Some(1),
+        },
+    );
+    client(&emulator)
+        .submit(&payload("Helix-A_1"), "key-a")
+        .await
+        .unwrap();
+    let posts: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.is_submission())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0].status, Some(429));
+    assert_eq!(posts[1].status, Some(202));
+    assert!(
+        posts[1].at_ms - posts[0].at_ms >= 1000,
+        "the retry came {} ms later, before Retry-After's 1 s",
+        posts[1].at_ms - posts[0].at_ms
+    );
+    assert_eq!(emulator.job_count(), 1);
+}
+
+#[tokio::test]
+async fn bursts_of_server_errors_and_resets_are_retried_with_the_same_key() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    for fault in [
+        Fault::ServerError(500),
+        Fault::Reset,
+        Fault::ServerError(503),
+        Fault::ServerError(502),
+    ] {
+        emulator.inject(Route::Jobs, fault);
+    }
+    client(&emulator)
+        .submit(&payload("Helix-A_1"), "key-a")
+        .await
+        .unwrap();
+    let posts: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.is_submission())
+        .collect();
+    assert_eq!(posts.len(), 5);
+    assert!(
+        posts
+            .iter()
+            .all(|post| post.idempotency_key.as_deref() == Some("key-a"))
+    );
+    assert_eq!(emulator.job_count(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_is_asked_again() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let client = client(&emulator);
+    let submitted = client.submit(&payload("Helix-A_1"), "k").await.unwrap();
+    emulator.inject(Route::Jobs, Fault::Slow(Duration::from_secs(3)));
+    let state = client.job(&submitted.tracking_id).await.unwrap();
+    assert_eq!(state.tracking_id, submitted.tracking_id);
+}
+
+#[tokio::test]
+async fn retries_are_bounded_and_the_last_answer_is_shown() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        emulator.inject(Route::Jobs, Fault::ServerError(503));
+    }
+    let error = client(&emulator)
+        .submit(&payload("Helix-A_1"), "k")
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(error.is_transient() && error.answer_lost(), "{error:?}");
+    assert!(
+        message.contains("503")
+            && message.contains("after 5 tries")
+            && message.contains("/api/jobs"),
+        "{message}"
+    );
+    assert_eq!(submissions(&emulator), 5);
+}
+
+#[tokio::test]
+async fn a_rejected_payload_shows_the_service_message() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let error = client(&emulator)
+        .submit(&Payload::new(&json!({"Location": "westus2"})), "k")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "Image Factory rejected the payload at {}api/jobs (InvalidPayload): Destination is \
+             required and must be an array",
+            emulator.url()
+        )
+    );
+    assert_eq!(submissions(&emulator), 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn forbidden_and_unknown_jobs_say_what_is_wrong() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let client = client(&emulator);
+    let error = client.job("no-such-job").await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("Image Factory knows no job no-such-job"),
+        "{error}"
+    );
+    emulator.inject(
+        Route::Jobs,
+        Fault::Status {
+            status: 403,
+            body: r#"{"error":{"code":"Forbidden","message":"not on the allow list"}}"#.into(),
+        },
+    );
+    let error = client.submit(&payload("Helix-A_1"), "k").await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("client id emulator-client") && message.contains("not on the allow list"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_idempotency_key_returns_the_first_job() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let client = client(&emulator);
+    let first = client.submit(&payload("Helix-A_1"), "same").await.unwrap();
+    let again = client.submit(&payload("Helix-A_1"), "same").await.unwrap();
+    assert_eq!(first.tracking_id, again.tracking_id);
+    assert!(again.existing);
+    assert_eq!(emulator.job_count(), 1);
+}
+
+#[tokio::test]
+async fn jobs_move_along_the_emulator_clock() {
+    let emulator = Emulator::start(EmulatorConfig {
+        queued_for: Duration::from_secs(60),
+        running_for: Duration::from_secs(600),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&emulator);
+    let id = client
+        .submit(&payload("Helix-A_1"), "k")
+        .await
+        .unwrap()
+        .tracking_id;
+    assert_eq!(client.job(&id).await.unwrap().status, RemoteStatus::Queued);
+    emulator.skip(Duration::from_secs(61));
+    assert_eq!(client.job(&id).await.unwrap().status, RemoteStatus::Running);
+    emulator.skip(Duration::from_secs(600));
+    let done = client.job(&id).await.unwrap();
+    assert_eq!(done.status, RemoteStatus::Succeeded);
+    assert_eq!(done.images[0].name, "Helix-A_1");
+}
+
+// --- The binary ---------------------------------------------------------------------------------
+
+/// An emulator whose jobs finish within a second.
+fn fast_emulator() -> Emulator {
+    Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_millis(200),
+        running_for: Duration::from_millis(300),
+        ..EmulatorConfig::default()
+    })
+    .unwrap()
+}
+
+/// The binary in `repo`, with the emulator's settings in its environment.
+fn imagegen_against(repo: &Repo, emulator: &Emulator) -> assert_cmd::Command {
+    let mut command = repo.imagegen();
+    for (name, value) in emulator.environment() {
+        command.env(name, value);
+    }
+    command.env_remove("IMAGE_FACTORY_TOKEN_VERSION");
+    command
+}
+
+fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::process::Output {
+    imagegen_against(repo, emulator)
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+fn ledger(repo: &Repo) -> Ledger {
+    FileStore::new(repo.path().join(".imagegen/state.json"))
+        .read()
+        .unwrap()
+}
+
+#[test]
+fn submit_sends_one_file_and_records_it_for_reconcile() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let output = run(
+        &repo,
+        &emulator,
+        &["submit", "definitions/vs2022/server-2022-enterprise.json"],
+        0,
+    );
+    let stdout = stdout_of(&output);
+    let ledger = ledger(&repo);
+    let entry = &ledger.definitions["vs2022/server-2022-enterprise"];
+    let tracking_id = entry.tracking_id.clone().unwrap();
+    assert!(stdout.contains(&tracking_id), "{stdout}");
+    assert_eq!(entry.status, JobStatus::Queued);
+    assert_eq!(
+        entry.idempotency_key.as_deref(),
+        Some(entry.payload_hash.as_str())
+    );
+    let posts: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.is_submission())
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].idempotency_key.as_deref(),
+        Some(entry.payload_hash.as_str())
+    );
+    assert_eq!(posts[0].body.as_ref().unwrap(), &entry.payload.to_value());
+    // reconcile now follows the job instead of planning it again.
+    let plan = json_of(&repo.run(&["reconcile", "--dry-run", "--output", "json"], 2));
+    let pending: Vec<&str> = plan["plan"]["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["definition"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["vs2022/server-2022-enterprise"]);
+}
+
+#[test]
+fn submit_by_variables_sends_exactly_the_definitions_that_use_them() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let catalog = Catalog::load(repo.path());
+    let variables = vec!["VS_2022_VERSION".to_string()];
+    let mut expected: Vec<String> = catalog
+        .affected_by(&variables)
+        .iter()
+        .flat_map(|(definition, _)| {
+            catalog
+                .rendered
+                .iter()
+                .find(|rendered| rendered.id == definition.id)
+                .unwrap()
+                .image_names
+                .clone()
+        })
+        .collect();
+    expected.sort();
+    assert!(
+        expected.len() >= 2,
+        "the shipped repo uses VS_2022_VERSION in several definitions"
+    );
+    let output = run(
+        &repo,
+        &emulator,
+        &["submit", "--vars", "VS_2022_VERSION", "--output", "json"],
+        0,
+    );
+    let mut sent: Vec<String> = emulator
+        .requests()
+        .iter()
+        .filter(|request| request.is_submission())
+        .flat_map(|request| request.image_names())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, expected);
+    assert_eq!(
+        token_requests(&emulator),
+        1,
+        "one token serves every submission"
+    );
+    let document = json_of(&output);
+    let submitted = document["submitted"].as_array().unwrap();
+    assert_eq!(submitted.len(), expected.len());
+    assert!(
+        submitted
+            .iter()
+            .all(|item| item["result"]["outcome"] == "submitted")
+    );
+    assert_eq!(
+        ledger(&repo).definitions.len(),
+        expected.len(),
+        "every submission is in the ledger"
+    );
+}
+
+#[test]
+fn status_watch_follows_jobs_to_the_end_and_records_them() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        0,
+    );
+    let entry = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let tracking_id = entry.tracking_id.unwrap();
+    let output = run(
+        &repo,
+        &emulator,
+        &[
+            "status",
+            &tracking_id,
+            "--watch",
+            "--poll-interval",
+            "100ms",
+        ],
+        0,
+    );
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains(&format!(
+            "{tracking_id} (vs2022/server-2022-enterprise): Succeeded"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-> Succeeded"), "{stdout}");
+    let recorded = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    assert_eq!(recorded.status, JobStatus::Succeeded);
+    assert_eq!(
+        recorded.image_names,
+        entry.payload.to_value()["Destination"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["CustomImageName"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    // Built already: a second submit skips it, --force builds it again under a new key.
+    let again = stdout_of(&run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        0,
+    ));
+    assert!(
+        again.contains("skipped: the same payload was built"),
+        "{again}"
+    );
+    assert_eq!(submissions(&emulator), 1);
+    run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise", "--force"],
+        0,
+    );
+    let forced = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    assert_eq!(
+        forced.idempotency_key,
+        Some(format!("{}-2", forced.payload_hash))
+    );
+    assert_ne!(forced.tracking_id, recorded.tracking_id);
+    assert_eq!(emulator.job_count(), 2);
+}
+
+#[test]
+fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::ZERO,
+        running_for: Duration::ZERO,
+        fail_images: Some(regex::Regex::new("DataCenter-2022-VS2022").unwrap()),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        0,
+    );
+    let tracking_id = ledger(&repo).definitions["vs2022/server-2022-enterprise"]
+        .tracking_id
+        .clone()
+        .unwrap();
+    let output = run(
+        &repo,
+        &emulator,
+        &["status", &tracking_id, "no-such-job"],
+        1,
+    );
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains(": Failed"), "{stdout}");
+    assert!(
+        stdout.contains("installer exited with code 1603"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no-such-job: unknown") && stdout.contains("knows no job no-such-job"),
+        "{stdout}"
+    );
+    let recorded = &ledger(&repo).definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::Failed);
+    assert!(recorded.message.as_deref().unwrap().contains("1603"));
+}
+
+#[test]
+fn status_exits_2_while_a_job_runs() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig::default()).unwrap();
+    run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        0,
+    );
+    let tracking_id = ledger(&repo).definitions["vs2022/server-2022-enterprise"]
+        .tracking_id
+        .clone()
+        .unwrap();
+    let document = json_of(&run(
+        &repo,
+        &emulator,
+        &["status", &tracking_id, "--output", "json"],
+        2,
+    ));
+    assert_eq!(document["jobs"][0]["state"]["status"], "Queued");
+}
+
+#[test]
+fn a_rejected_submission_shows_the_message_and_is_recorded_as_failed() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    emulator.inject(
+        Route::Jobs,
+        Fault::Status {
+            status: 400,
+            body: r#"{"error":{"code":"InvalidPayload","message":"VMSize Standard_D8s_v5 is not offered in westus2"}}"#.into(),
+        },
+    );
+    let output = run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        1,
+    );
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("rejected: Image Factory rejected the payload (InvalidPayload): VMSize Standard_D8s_v5 is not offered in westus2"),
+        "{stdout}"
+    );
+    let recorded = &ledger(&repo).definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::Failed);
+    assert_eq!(recorded.tracking_id, None);
+}
+
+#[test]
+fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    emulator.inject(Route::Jobs, Fault::Reset);
+    let output = run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise", "--retries", "0"],
+        1,
+    );
+    assert!(
+        stdout_of(&output).contains("answer lost"),
+        "{}",
+        stdout_of(&output)
+    );
+    assert!(stderr_of(&output).contains("same idempotency key"));
+    let intent = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    assert_eq!(intent.status, JobStatus::Submitting);
+    assert_eq!(intent.tracking_id, None);
+    run(
+        &repo,
+        &emulator,
+        &["submit", "vs2022/server-2022-enterprise"],
+        0,
+    );
+    let recorded = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    assert_eq!(recorded.status, JobStatus::Queued);
+    assert!(recorded.tracking_id.is_some());
+    let keys: Vec<Option<String>> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.is_submission())
+        .map(|request| request.idempotency_key)
+        .collect();
+    assert_eq!(
+        keys,
+        [intent.idempotency_key.clone(), intent.idempotency_key]
+    );
+}
+
+#[test]
+fn missing_credentials_are_named_before_any_request() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let output = imagegen_against(&repo, &emulator)
+        .env_remove("IMAGE_FACTORY_CLIENT_SECRET")
+        .env("IMAGE_FACTORY_TENANT_ID", "  ")
+        .args(["submit", "--vars", "VS_2022_VERSION"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("IMAGE_FACTORY_TENANT_ID, IMAGE_FACTORY_CLIENT_SECRET"),
+        "{stderr}"
+    );
+    assert!(emulator.requests().is_empty());
+    assert!(!repo.path().join(".imagegen/state.json").exists());
+}
+
+#[test]
+fn a_missing_url_is_named() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let output = imagegen_against(&repo, &emulator)
+        .env_remove("IMAGE_FACTORY_URL")
+        .args(["status", "x"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(stderr_of(&output).contains("set IMAGE_FACTORY_URL or pass --factory-url"));
+}
+
+#[test]
+fn submit_dry_run_prints_the_request_and_sends_nothing() {
+    let repo = Repo::shipped();
+    let output = repo
+        .imagegen()
+        .env_remove("IMAGE_FACTORY_URL")
+        .args(["submit", "vs2022/server-2022-enterprise", "--dry-run"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.starts_with("# vs2022/server-2022-enterprise\nPOST $IMAGE_FACTORY_URL/api/jobs\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Idempotency-Key: "), "{stdout}");
+    assert!(stdout.contains("\"CustomImageName\": \"Helix-"), "{stdout}");
+    assert!(!repo.path().join(".imagegen").exists());
+}
+
+#[test]
+fn a_payload_file_without_placeholders_goes_as_is() {
+    let repo = Repo::empty();
+    let emulator = fast_emulator();
+    let text = r#"{"Location": "eastus", "Destination": [{"CustomImageName": "Helix-Manual_1", "SubId": "s"}]}"#;
+    repo.write("payload.json", text);
+    run(&repo, &emulator, &["submit", "payload.json"], 0);
+    let payloads = emulator.payloads();
+    assert_eq!(payloads, [serde_json::from_str::<Value>(text).unwrap()]);
+    let ledger = ledger(&repo);
+    assert!(ledger.definitions.is_empty());
+    assert_eq!(ledger.manual["payload.json"].status, JobStatus::Queued);
+}
+
+#[test]
+fn secrets_never_reach_output_logs_or_the_ledger() {
+    let repo = Repo::shipped();
+    let secret = "canary-secret-9b1f42";
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        client_secret: secret.to_string(),
+        token_prefix: "canary-token-".to_string(),
+        queued_for: Duration::ZERO,
+        running_for: Duration::from_millis(100),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    // Early expiry and a throttled request, so the retry and renewal paths log too.
+    emulator.inject(
+        Route::Jobs,
+        Fault::Throttle {
+            retry_after: Some(0),
+        },
+    );
+    let mut transcript = String::new();
+    let mut trace = |args: &[&str], code: i32| {
+        let output = imagegen_against(&repo, &emulator)
+            .env("RUST_LOG", "trace")
+            .args(["-vvv"])
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone();
+        transcript.push_str(&stdout_of(&output));
+        transcript.push_str(&stderr_of(&output));
+    };
+    trace(&["submit", "--vars", "VS_2022_VERSION"], 0);
+    emulator.expire_tokens();
+    let ids: Vec<String> = ledger(&repo)
+        .definitions
+        .values()
+        .filter_map(|entry| entry.tracking_id.clone())
+        .collect();
+    let mut args = vec!["status", "--watch", "--poll-interval", "100ms"];
+    args.extend(ids.iter().map(String::as_str));
+    trace(&args, 0);
+    // A wrong secret on the way out.
+    let output = imagegen_against(&repo, &emulator)
+        .env("RUST_LOG", "trace")
+        .env("IMAGE_FACTORY_CLIENT_SECRET", "canary-wrong-77aa")
+        .args(["-vvv", "status", &ids[0]])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    transcript.push_str(&stdout_of(&output));
+    transcript.push_str(&stderr_of(&output));
+    assert!(
+        transcript.contains("invalid_client"),
+        "the refusal is shown"
+    );
+    assert!(
+        transcript.contains("trying again"),
+        "the trace covers a retry: {transcript}"
+    );
+    assert!(transcript.len() > 1000, "trace logging was on");
+    let ledger_text = repo.read(".imagegen/state.json");
+    for canary in ["canary-secret", "canary-token", "canary-wrong"] {
+        assert!(
+            !transcript.contains(canary),
+            "{canary} leaked into the output"
+        );
+        assert!(
+            !ledger_text.contains(canary),
+            "{canary} leaked into the ledger"
+        );
+    }
+}
