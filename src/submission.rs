@@ -206,7 +206,7 @@ pub async fn submit(
         && let Ok(state) = client.job(tracking_id).await
     {
         let refreshed = lock(writer).update(|ledger| {
-            let entry = entry_mut(ledger, &candidate.key)?;
+            let entry = ledger.entry_mut(&candidate.key)?;
             record_state(entry, &state, Timestamp::now());
             Some(entry.clone())
         })?;
@@ -240,20 +240,13 @@ pub async fn submit(
         }
     };
     if !resume {
-        let intent = LedgerEntry {
-            payload_hash: candidate.hash.clone(),
-            payload: candidate.payload.clone(),
-            variables: candidate.variables.clone(),
-            idempotency_key: Some(idempotency_key.clone()),
-            tracking_id: None,
-            status: JobStatus::Submitting,
-            message: None,
-            image_names: Vec::new(),
-            submitted_at: Some(now),
-            updated_at: now,
-            completed_at: None,
-            adopted: false,
-        };
+        let intent = LedgerEntry::intent_for(
+            &candidate.payload,
+            &candidate.hash,
+            &candidate.variables,
+            idempotency_key.clone(),
+            now,
+        );
         lock(writer).update(|ledger| ledger.insert(&candidate.key, intent))?;
     } else {
         tracing::info!(
@@ -270,7 +263,7 @@ pub async fn submit(
         Ok(submitted) => {
             let status = submitted.status.clone();
             lock(writer).update(|ledger| {
-                if let Some(entry) = entry_mut(ledger, &candidate.key) {
+                if let Some(entry) = ledger.entry_mut(&candidate.key) {
                     let now = Timestamp::now();
                     entry.tracking_id = Some(submitted.tracking_id.clone());
                     entry.status = job_status(&status);
@@ -287,7 +280,7 @@ pub async fn submit(
         Err(FactoryError::Rejected { message, code, .. }) => {
             let message = format!("Image Factory rejected the payload ({code}): {message}");
             lock(writer).update(|ledger| {
-                if let Some(entry) = entry_mut(ledger, &candidate.key) {
+                if let Some(entry) = ledger.entry_mut(&candidate.key) {
                     let now = Timestamp::now();
                     entry.status = JobStatus::Failed;
                     entry.message = Some(message.clone());
@@ -318,10 +311,6 @@ pub async fn submit(
             })
         }
     }
-}
-
-fn entry_mut<'a>(ledger: &'a mut Ledger, key: &LedgerKey) -> Option<&'a mut LedgerEntry> {
-    ledger.entry_mut(key)
 }
 
 fn lock(writer: &Mutex<LedgerWriter>) -> std::sync::MutexGuard<'_, LedgerWriter> {

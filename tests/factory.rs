@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Repo, json_of, stderr_of, stdout_of};
 use imagegen::catalog::Catalog;
 use imagegen::definitions::Payload;
-use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, LoggedRequest, Route};
 use imagegen::factory::{Credentials, FactoryClient, FactoryError, FactorySettings, RemoteStatus};
 use imagegen::http::RetryPolicy;
 use imagegen::state::{FileStore, JobStatus, Ledger};
@@ -50,12 +50,17 @@ fn payload(name: &str) -> Payload {
     }))
 }
 
-fn submissions(emulator: &Emulator) -> usize {
+/// Every POST of a job the emulator received, in order.
+fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
     emulator
         .requests()
-        .iter()
+        .into_iter()
         .filter(|request| request.is_submission())
-        .count()
+        .collect()
+}
+
+fn submissions(emulator: &Emulator) -> usize {
+    posts(emulator).len()
 }
 
 fn token_requests(emulator: &Emulator) -> usize {
@@ -203,11 +208,7 @@ async fn throttling_waits_as_long_as_retry_after_asks() {
         .submit(&payload("Helix-A_1"), "key-a")
         .await
         .unwrap();
-    let posts: Vec<_> = emulator
-        .requests()
-        .into_iter()
-        .filter(|request| request.is_submission())
-        .collect();
+    let posts = posts(&emulator);
     assert_eq!(posts.len(), 2);
     assert_eq!(posts[0].status, Some(429));
     assert_eq!(posts[1].status, Some(202));
@@ -234,11 +235,7 @@ async fn bursts_of_server_errors_and_resets_are_retried_with_the_same_key() {
         .submit(&payload("Helix-A_1"), "key-a")
         .await
         .unwrap();
-    let posts: Vec<_> = emulator
-        .requests()
-        .into_iter()
-        .filter(|request| request.is_submission())
-        .collect();
+    let posts = posts(&emulator);
     assert_eq!(posts.len(), 5);
     assert!(
         posts
@@ -389,6 +386,12 @@ fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::proce
         .clone()
 }
 
+/// Submits one definition with the binary; its tracking id, from the ledger.
+fn submit_definition(repo: &Repo, emulator: &Emulator, id: &str) -> String {
+    run(repo, emulator, &["submit", id], 0);
+    ledger(repo).definitions[id].tracking_id.clone().unwrap()
+}
+
 fn ledger(repo: &Repo) -> Ledger {
     FileStore::new(repo.path().join(".imagegen/state.json"))
         .read()
@@ -415,11 +418,7 @@ fn submit_sends_one_file_and_records_it_for_reconcile() {
         entry.idempotency_key.as_deref(),
         Some(entry.payload_hash.as_str())
     );
-    let posts: Vec<_> = emulator
-        .requests()
-        .into_iter()
-        .filter(|request| request.is_submission())
-        .collect();
+    let posts = posts(&emulator);
     assert_eq!(posts.len(), 1);
     assert_eq!(
         posts[0].idempotency_key.as_deref(),
@@ -575,16 +574,7 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
         ..EmulatorConfig::default()
     })
     .unwrap();
-    run(
-        &repo,
-        &emulator,
-        &["submit", "vs2022/server-2022-enterprise"],
-        0,
-    );
-    let tracking_id = ledger(&repo).definitions["vs2022/server-2022-enterprise"]
-        .tracking_id
-        .clone()
-        .unwrap();
+    let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
     let output = run(
         &repo,
         &emulator,
@@ -610,16 +600,7 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
 fn status_exits_2_while_a_job_runs() {
     let repo = Repo::shipped();
     let emulator = Emulator::start_in_background(EmulatorConfig::default()).unwrap();
-    run(
-        &repo,
-        &emulator,
-        &["submit", "vs2022/server-2022-enterprise"],
-        0,
-    );
-    let tracking_id = ledger(&repo).definitions["vs2022/server-2022-enterprise"]
-        .tracking_id
-        .clone()
-        .unwrap();
+    let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
     let document = json_of(&run(
         &repo,
         &emulator,
@@ -685,10 +666,8 @@ fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
     let recorded = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
     assert_eq!(recorded.status, JobStatus::Queued);
     assert!(recorded.tracking_id.is_some());
-    let keys: Vec<Option<String>> = emulator
-        .requests()
+    let keys: Vec<Option<String>> = posts(&emulator)
         .into_iter()
-        .filter(|request| request.is_submission())
         .map(|request| request.idempotency_key)
         .collect();
     assert_eq!(

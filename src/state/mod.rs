@@ -150,10 +150,27 @@ impl LedgerEntry {
     /// The entry recorded just before a payload is sent: what is being submitted and the key
     /// that makes sending it again safe, with no tracking id yet.
     pub fn intent(rendered: &Rendered, idempotency_key: String, now: Timestamp) -> Self {
+        Self::intent_for(
+            &rendered.payload,
+            &rendered.hash,
+            &rendered.variables,
+            idempotency_key,
+            now,
+        )
+    }
+
+    /// The same, for any payload (such as a file submitted by hand).
+    pub fn intent_for(
+        payload: &Payload,
+        payload_hash: &PayloadHash,
+        variables: &BTreeMap<String, String>,
+        idempotency_key: String,
+        now: Timestamp,
+    ) -> Self {
         Self {
-            payload_hash: rendered.hash.clone(),
-            payload: rendered.payload.clone(),
-            variables: rendered.variables.clone(),
+            payload_hash: payload_hash.clone(),
+            payload: payload.clone(),
+            variables: variables.clone(),
             idempotency_key: Some(idempotency_key),
             tracking_id: None,
             status: JobStatus::Submitting,
