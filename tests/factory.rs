@@ -820,3 +820,28 @@ fn secrets_never_reach_output_logs_or_the_ledger() {
         );
     }
 }
+
+#[test]
+fn an_unreachable_service_is_named_as_such() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let output = imagegen_against(&repo, &emulator)
+        .env("IMAGE_FACTORY_URL", &url)
+        .env("IMAGE_FACTORY_AUTHORITY", &url)
+        .args(["status", "some-job", "--retries", "0"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains("some-job: unreachable"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "POST {url}emulator-tenant/oauth2/v2.0/token failed after 1 try: could not connect"
+        )),
+        "{stdout}"
+    );
+}

@@ -98,13 +98,16 @@ struct JobReport {
     /// The error may pass (the service was unreachable or busy).
     #[serde(skip)]
     transient: bool,
+    /// Not asked yet, or worth asking again (a transient error while watching).
+    #[serde(skip)]
+    ask_again: bool,
 }
 
 impl JobReport {
     fn is_terminal(&self) -> bool {
         match &self.state {
             Some(state) => state.status.is_terminal(),
-            None => !self.transient,
+            None => !self.ask_again,
         }
     }
 
@@ -112,7 +115,8 @@ impl JobReport {
         match (&self.state, &self.error) {
             (Some(state), _) => state.status.to_string(),
             (None, Some(_)) if self.transient => "unreachable".to_string(),
-            (None, _) => "unknown".to_string(),
+            (None, Some(_)) => "unknown".to_string(),
+            (None, None) => "not asked".to_string(),
         }
     }
 }
@@ -140,7 +144,8 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
             ledger: known.get(id).cloned(),
             state: None,
             error: None,
-            transient: true,
+            transient: false,
+            ask_again: true,
         })
         .collect();
     let mut first = true;
@@ -159,10 +164,12 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
                     report.state = Some(state);
                     report.error = None;
                     report.transient = false;
+                    report.ask_again = false;
                 }
                 Err(error) => {
-                    report.transient = error.is_transient() && request.watch;
-                    if report.transient && !first {
+                    report.transient = error.is_transient();
+                    report.ask_again = report.transient && request.watch;
+                    if report.ask_again && !first {
                         output.note(&format!(
                             "job {}: {error}; asking again in {}",
                             report.tracking_id,
