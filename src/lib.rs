@@ -15,6 +15,7 @@ pub mod http;
 pub mod json;
 pub mod output;
 pub mod plan;
+pub mod pr;
 pub mod state;
 pub mod submission;
 pub mod variables;
