@@ -45,6 +45,9 @@ pub struct Definition {
     /// Some string holds a stray brace (already reported): the definition cannot be rendered,
     /// but its placeholders are still checked so every problem shows in one run.
     pub has_brace_errors: bool,
+    /// `Destination[].CustomImageName` before rendering, in order (those that are strings):
+    /// the patterns that find this definition's images in OSOB.
+    pub image_name_templates: Vec<String>,
 }
 
 /// A definition rendered with the current variables: what would be submitted.
@@ -302,11 +305,23 @@ impl Definition {
             &mut problems,
         );
         let problems: Vec<Diagnostic> = problems.into_iter().map(located).collect();
+        let image_name_templates = template
+            .get("Destination")
+            .and_then(Value::as_array)
+            .map(|destinations| {
+                destinations
+                    .iter()
+                    .filter_map(|d| d.get("CustomImageName").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let definition = Self {
             id: id.to_string(),
             file: file.to_string(),
             placeholders,
             has_brace_errors: problems.iter().any(Diagnostic::is_error),
+            image_name_templates,
         };
         (Some((definition, template)), problems)
     }

@@ -48,6 +48,10 @@ pub enum Code {
     IgnoredFile,
     /// The definitions folder holds no definition.
     NoDefinitions,
+    /// osob-mapping/osob.json is malformed or names what does not exist.
+    Mapping,
+    /// A definition the OSOB mapping does not list.
+    UnmappedDefinition,
 }
 
 /// One problem, located as precisely as what was being read allows.

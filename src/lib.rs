@@ -13,6 +13,7 @@ pub mod exit;
 pub mod factory;
 pub mod http;
 pub mod json;
+pub mod osob;
 pub mod output;
 pub mod plan;
 pub mod pr;

@@ -1,6 +1,8 @@
 //! The OSOB pull request: what it says (rendered purely from the results), and the providers
 //! that open it or update it on Azure DevOps, GitHub, or nowhere (`local`).
 
+pub mod body;
+
 /// The pull request imagegen wants to exist: one, from a fixed branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestSpec {

@@ -1,0 +1,7 @@
+//! OSOB, the repository that defines Helix queues: the mapping from definitions to its files,
+//! the pure edit that swaps image names (and review dates) in them, and the git workspace that
+//! reads its base branch and pushes the pull-request branch.
+
+pub mod edit;
+pub mod mapping;
+pub mod workspace;

@@ -1,0 +1,341 @@
+//! The pull request's title and description, rendered purely from what was built and edited,
+//! and cut to the provider's limit with a note that says so.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One image name that changes in OSOB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageChange {
+    pub definition: String,
+    /// The names found in OSOB (usually one).
+    pub old_names: Vec<String>,
+    pub new_name: String,
+    /// Variables of the name that changed: (name, old, new).
+    pub variables: Vec<(String, String, String)>,
+    pub tracking_id: Option<String>,
+    /// When the job ended, and how long it took, as text ("2026-11-23 12:41 UTC, 2h 41m").
+    pub built: Option<String>,
+}
+
+/// A definition whose image is not in this pull request, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotIncluded {
+    pub definition: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// A review date moved in an OSOB file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DateMove {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// Everything the pull request tells its reviewers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PrContent {
+    pub changes: Vec<ImageChange>,
+    pub not_included: Vec<NotIncluded>,
+    pub dates: Vec<DateMove>,
+    /// OSOB files changed, each with how many names changed in it.
+    pub files: Vec<(String, usize)>,
+}
+
+const TITLE_LIMIT: usize = 200;
+
+/// `Update Helix images: VS_2019_PREVIEW_VERSION 16_11_0_4 (6 images)`.
+pub fn title(content: &PrContent) -> String {
+    let mut values: BTreeMap<&str, &str> = BTreeMap::new();
+    for change in &content.changes {
+        for (name, _, new) in &change.variables {
+            values.entry(name).or_insert(new);
+        }
+    }
+    let count = content.changes.len();
+    let images = format!("({count} image{})", if count == 1 { "" } else { "s" });
+    let mut summary: Vec<String> = values
+        .iter()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
+    if summary.is_empty() {
+        summary.push("new builds".to_string());
+    }
+    let mut title = format!("Update Helix images: {} {images}", summary.join(", "));
+    while title.chars().count() > TITLE_LIMIT && summary.len() > 1 {
+        summary.pop();
+        title = format!(
+            "Update Helix images: {}, and more {images}",
+            summary.join(", ")
+        );
+    }
+    title
+}
+
+/// Markdown for the description, at most `limit` characters: rows that do not fit are left
+/// out, and a note says how many and where to see them all.
+pub fn body(content: &PrContent, limit: usize) -> String {
+    let intro = "imagegen built new Helix images with Image Factory; this pull request points \
+                 OSOB at them. It changes image names, and the review dates of the entries \
+                 whose image changed, nothing else.\n";
+    let mut sections: Vec<Section> = Vec::new();
+    sections.push(Section {
+        heading:
+            "| Definition | Old image | New image | Variables changed | Tracking id | Built |\n\
+                  | --- | --- | --- | --- | --- | --- |\n"
+                .to_string(),
+        title: format!("\n### Images ({})\n\n", content.changes.len()),
+        rows: content.changes.iter().map(change_row).collect(),
+    });
+    if !content.dates.is_empty() {
+        sections.push(Section {
+            title: format!("\n### Review dates moved ({})\n\n", content.dates.len()),
+            heading: "| File | Line | Key | Old | New |\n| --- | --- | --- | --- | --- |\n"
+                .to_string(),
+            rows: content
+                .dates
+                .iter()
+                .map(|date| {
+                    format!(
+                        "| `{}` | {} | {} | {} | {} |\n",
+                        cell(&date.file),
+                        date.line,
+                        cell(&date.key),
+                        cell(&date.old),
+                        cell(&date.new)
+                    )
+                })
+                .collect(),
+        });
+    }
+    if !content.not_included.is_empty() {
+        sections.push(Section {
+            title: format!(
+                "\n### Not included ({}): not built from the current definition\n\n",
+                content.not_included.len()
+            ),
+            heading: "| Definition | Status | Why |\n| --- | --- | --- |\n".to_string(),
+            rows: content
+                .not_included
+                .iter()
+                .map(|item| {
+                    format!(
+                        "| {} | {} | {} |\n",
+                        cell(&item.definition),
+                        cell(&item.status),
+                        cell(&item.reason)
+                    )
+                })
+                .collect(),
+        });
+    }
+    if !content.files.is_empty() {
+        sections.push(Section {
+            title: "\n### Files changed\n\n".to_string(),
+            heading: String::new(),
+            rows: content
+                .files
+                .iter()
+                .map(|(file, names)| {
+                    format!(
+                        "- `{}`: {names} name{}\n",
+                        cell(file),
+                        if *names == 1 { "" } else { "s" }
+                    )
+                })
+                .collect(),
+        });
+    }
+    let full: usize = intro.chars().count() + sections.iter().map(Section::length).sum::<usize>();
+    if full <= limit {
+        let mut text = intro.to_string();
+        for section in &sections {
+            section.write_all(&mut text);
+        }
+        return text;
+    }
+    // Cut: fill each section in order while the note still fits.
+    let total_rows: usize = sections.iter().map(|section| section.rows.len()).sum();
+    let note = |left_out: usize| {
+        format!(
+            "\n> **{left_out} of {total_rows} rows are not shown**: this description is cut to the \
+             provider's limit of {limit} characters. The commit message lists every image; \
+             `imagegen pr --dry-run` shows everything.\n"
+        )
+    };
+    let reserve = note(total_rows).chars().count();
+    let mut text = intro.to_string();
+    let mut used = text.chars().count();
+    let mut shown = 0;
+    for section in &sections {
+        let head = section.title.chars().count() + section.heading.chars().count();
+        if used + head + reserve > limit {
+            break;
+        }
+        let mut body = String::new();
+        let mut rows = 0;
+        for row in &section.rows {
+            let length = row.chars().count();
+            if used + head + body.chars().count() + length + reserve > limit {
+                break;
+            }
+            body.push_str(row);
+            rows += 1;
+        }
+        if rows == 0 {
+            break;
+        }
+        text.push_str(&section.title);
+        text.push_str(&section.heading);
+        text.push_str(&body);
+        used = text.chars().count();
+        shown += rows;
+    }
+    text.push_str(&note(total_rows - shown));
+    text
+}
+
+struct Section {
+    title: String,
+    heading: String,
+    rows: Vec<String>,
+}
+
+impl Section {
+    fn length(&self) -> usize {
+        self.title.chars().count()
+            + self.heading.chars().count()
+            + self
+                .rows
+                .iter()
+                .map(|row| row.chars().count())
+                .sum::<usize>()
+    }
+
+    fn write_all(&self, text: &mut String) {
+        text.push_str(&self.title);
+        text.push_str(&self.heading);
+        for row in &self.rows {
+            text.push_str(row);
+        }
+    }
+}
+
+fn change_row(change: &ImageChange) -> String {
+    let old = change
+        .old_names
+        .iter()
+        .map(|name| format!("`{}`", cell(name)))
+        .collect::<Vec<_>>()
+        .join("<br>");
+    let variables = if change.variables.is_empty() {
+        "-".to_string()
+    } else {
+        change
+            .variables
+            .iter()
+            .map(|(name, old, new)| format!("{} {} → {}", cell(name), cell(old), cell(new)))
+            .collect::<Vec<_>>()
+            .join("<br>")
+    };
+    format!(
+        "| {} | {old} | `{}` | {variables} | {} | {} |\n",
+        cell(&change.definition),
+        cell(&change.new_name),
+        change.tracking_id.as_deref().map_or("-".to_string(), cell),
+        change.built.as_deref().map_or("-".to_string(), cell),
+    )
+}
+
+/// Text safe inside a table cell: no pipe, no line break, no HTML.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(index: usize) -> ImageChange {
+        ImageChange {
+            definition: format!("vs2019-preview/image-{index}"),
+            old_names: vec![format!("Helix-Image-{index}_16_11_0_3")],
+            new_name: format!("Helix-Image-{index}_16_11_0_4"),
+            variables: vec![(
+                "VS_2019_PREVIEW_VERSION".into(),
+                "16_11_0_3".into(),
+                "16_11_0_4".into(),
+            )],
+            tracking_id: Some(format!("job-{index}")),
+            built: Some("2026-11-23 12:41 UTC, 2h 41m".into()),
+        }
+    }
+
+    fn content(count: usize) -> PrContent {
+        PrContent {
+            changes: (0..count).map(change).collect(),
+            not_included: vec![NotIncluded {
+                definition: "vs2022/x".into(),
+                status: "failed".into(),
+                reason: "job j-9 failed: installer exited with code 1603 | see logs".into(),
+            }],
+            dates: vec![DateMove {
+                file: "queues/windows.yml".into(),
+                line: 12,
+                key: "UpdateRequiredDate".into(),
+                old: "2026-12-01".into(),
+                new: "2027-02-26".into(),
+            }],
+            files: vec![("queues/windows.yml".into(), count)],
+        }
+    }
+
+    #[test]
+    fn the_title_names_the_new_values_and_the_count() {
+        assert_eq!(
+            title(&content(6)),
+            "Update Helix images: VS_2019_PREVIEW_VERSION 16_11_0_4 (6 images)"
+        );
+        assert_eq!(
+            title(&content(1)),
+            "Update Helix images: VS_2019_PREVIEW_VERSION 16_11_0_4 (1 image)"
+        );
+    }
+
+    #[test]
+    fn the_body_has_every_table_and_no_html_comment() {
+        let text = body(&content(2), 65_536);
+        assert!(text.contains("| vs2019-preview/image-1 | `Helix-Image-1_16_11_0_3` | `Helix-Image-1_16_11_0_4` | VS_2019_PREVIEW_VERSION 16_11_0_3 → 16_11_0_4 | job-1 | 2026-11-23 12:41 UTC, 2h 41m |"), "{text}");
+        assert!(text.contains("### Not included (1)"));
+        assert!(
+            text.contains("1603 \\| see logs"),
+            "pipes are escaped: {text}"
+        );
+        assert!(text.contains(
+            "| `queues/windows.yml` | 12 | UpdateRequiredDate | 2026-12-01 | 2027-02-26 |"
+        ));
+        assert!(!text.contains("<!--"));
+        assert!(!text.contains("rows are not shown"));
+    }
+
+    #[test]
+    fn a_long_body_is_cut_to_the_limit_with_a_visible_note() {
+        let text = body(&content(200), 4_000);
+        assert!(
+            text.chars().count() <= 4_000,
+            "{} characters",
+            text.chars().count()
+        );
+        assert!(text.contains("rows are not shown"), "{text}");
+        assert!(text.contains("limit of 4000 characters"));
+        assert!(text.contains("| vs2019-preview/image-0 |"));
+    }
+}
