@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
+use imagegen::commands::osob::PrRequest;
 use imagegen::commands::{Context, ReconcileRequest};
 use imagegen::duration;
 use imagegen::factory::TokenVersion;
@@ -138,6 +139,48 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
         after_help = SUBMIT_HELP
     )]
     Submit(SubmitArgs),
+
+    /// Point OSOB at the images built: edit its files, push one branch, open or update one PR
+    #[command(after_help = PR_HELP)]
+    Pr(PrArgs),
+}
+
+const PR_HELP: &str = "\
+Examples:
+  imagegen pr --dry-run
+  imagegen pr
+  imagegen pr --osob-url ../dotnet-helix-machines --dry-run
+
+Every image built from the current definitions (per the ledger) replaces the name OSOB holds for
+it in the files osob-mapping/osob.json lists; review dates of those entries move forward. The
+branch is rebuilt from the tip of the base branch each time, so the pull request always shows
+exactly the image changes. A branch holding someone else's commits is left alone.
+Exit codes: 0 done or nothing to do, 2 (dry run) changes to push, 1 an error.
+Needs SYSTEM_ACCESSTOKEN or AZURE_DEVOPS_PAT (Azure DevOps), or GITHUB_TOKEN (GitHub).";
+
+#[derive(Debug, Args)]
+pub struct PrArgs {
+    /// Show the OSOB diff and the pull request; push nothing, call no API
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Rebuild the branch even if someone else committed to it (their commits are dropped)
+    #[arg(long)]
+    take_over_branch: bool,
+
+    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
+}
+
+impl PrArgs {
+    pub fn request(&self) -> PrRequest {
+        PrRequest {
+            dry_run: self.dry_run,
+            take_over_branch: self.take_over_branch,
+            osob_url: self.osob_url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

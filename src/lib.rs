@@ -17,6 +17,7 @@ pub mod osob;
 pub mod output;
 pub mod plan;
 pub mod pr;
+pub mod publish;
 pub mod state;
 pub mod submission;
 pub mod variables;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         }
         Command::Status(status) => commands::jobs::status(&context, status.request()),
         Command::Submit(submit) => commands::jobs::submit(&context, submit.request()),
+        Command::Pr(pr) => commands::osob::pr(&context, pr.request()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

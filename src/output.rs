@@ -77,6 +77,12 @@ impl Output {
     }
 }
 
+/// One error line for people on stderr, styled like every other error.
+pub fn error_line(text: &str) -> std::io::Result<()> {
+    let mut stderr = anstream::stderr().lock();
+    writeln!(stderr, "{ERROR}error:{ERROR:#} {text}")
+}
+
 /// Prints a fatal error (the whole chain of causes) in the chosen format.
 pub fn fatal(format: Format, error: &anyhow::Error) {
     let causes: Vec<String> = error.chain().map(ToString::to_string).collect();

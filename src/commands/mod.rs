@@ -2,6 +2,7 @@
 //! into output and an exit code. Nothing here knows about argv.
 
 pub mod jobs;
+pub mod osob;
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use crate::catalog::{self, Catalog};
 use crate::definitions::{DEFINITIONS_DIR, Definition, Rendered};
 use crate::diagnostics::Diagnostics;
 use crate::exit;
+use crate::osob::mapping;
 use crate::output::Output;
 use crate::plan::{self, PlanOptions};
 use crate::state::{DEFAULT_STATE_PATH, FileStore};
@@ -57,7 +59,12 @@ fn exit_for(diagnostics: &Diagnostics) -> u8 {
 /// `imagegen validate`: loads and renders everything and reports every problem.
 pub fn validate(context: &Context) -> anyhow::Result<u8> {
     let catalog = Catalog::load(&context.repo);
-    let diagnostics = &catalog.diagnostics;
+    let mut diagnostics = catalog.diagnostics.clone();
+    let (_, mapping_problems) =
+        mapping::load(&context.repo, &catalog::definition_ids(&context.repo));
+    diagnostics.extend(mapping_problems);
+    diagnostics.sort();
+    let diagnostics = &diagnostics;
     let output = &context.output;
     if output.is_json() {
         output.json(&json!({
@@ -356,6 +363,9 @@ struct DryRunReport<'a> {
     state: &'a Path,
     summary: plan::Summary,
     plan: &'a plan::Plan,
+    /// The OSOB change the plan leads to, or why it could not be shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    osob: Option<serde_json::Value>,
     diagnostics: &'a Diagnostics,
 }
 
@@ -400,17 +410,27 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     }
     let ledger = ledger.context("cannot plan without the ledger")?;
     let plan = plan::plan(&catalog, &ledger, request.plan);
+    let osob = osob::preview(context, &catalog, &ledger);
     if output.is_json() {
         output.json(&DryRunReport {
             dry_run: true,
             state: &context.state,
             summary: plan.summary(),
             plan: &plan,
+            osob: osob.as_ref().map(|preview| match preview {
+                Ok(text) => json!({ "preview": text }),
+                Err(error) => json!({ "skipped": error }),
+            }),
             diagnostics: &catalog.diagnostics,
         })?;
     } else {
         output.diagnostics(&catalog.diagnostics)?;
         output.text(&plan::render_text(&plan))?;
+        match &osob {
+            Some(Ok(preview)) => output.text(&format!("\n{preview}"))?,
+            Some(Err(error)) => output.note(&format!("OSOB preview skipped: {error}"))?,
+            None => {}
+        }
         output.note("dry run: nothing was submitted and the ledger was not changed")?;
     }
     Ok(if catalog.diagnostics.has_errors() {

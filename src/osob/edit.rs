@@ -208,8 +208,13 @@ pub fn edit_file(
     };
     let mut problems = Vec::new();
     let mut spans: Vec<(Found, &ImagePattern)> = Vec::new();
+    let is_yaml = path.ends_with(".yml") || path.ends_with(".yaml");
     for pattern in patterns {
-        let found = pattern.find(original);
+        let mut found = pattern.find(original);
+        // A comment may record history ("moved from X"): it stays as written.
+        if is_yaml {
+            found.retain(|found| !in_yaml_comment(original, found.start));
+        }
         if found.is_empty() {
             problems.push(problem(
                 None,
@@ -275,7 +280,6 @@ pub fn edit_file(
         });
     }
     edited.push_str(&original[cursor..]);
-    let is_yaml = path.ends_with(".yml") || path.ends_with(".yaml");
     let mut dates = Vec::new();
     if let (Some((review, today)), true) = (review, is_yaml) {
         match move_review_dates(&edited, &changed_lines, review, today) {
@@ -296,6 +300,24 @@ pub fn edit_file(
         replacements,
         dates,
     })
+}
+
+/// Whether `offset` lies in a YAML comment: after a `#` that starts the line or follows a
+/// space, outside quotes.
+fn in_yaml_comment(text: &str, offset: usize) -> bool {
+    let line_start = text[..offset].rfind('\n').map_or(0, |index| index + 1);
+    let mut quote: Option<char> = None;
+    let mut previous = ' ';
+    for c in text[line_start..offset].chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(open), c) if c == open => quote = None,
+            (None, '#') if previous == ' ' || previous == '\t' => return true,
+            _ => {}
+        }
+        previous = c;
+    }
+    false
 }
 
 /// Says why the edited text no longer parses, when the original did.
@@ -544,7 +566,6 @@ queues:
         };
         let edit = edit_file("queues.yml", YAML, &[&image], Some((&review, today()))).unwrap();
         let expected = YAML
-            .replacen("Helix-Win-VS_16_11_0_3.", "Helix-Win-VS_16_11_0_4.", 1)
             .replacen(
                 "Image: Helix-Win-VS_16_11_0_3   #",
                 "Image: Helix-Win-VS_16_11_0_4   #",
@@ -558,11 +579,11 @@ queues:
         assert_eq!(edit.edited, expected);
         assert_eq!(
             edit.replacements.len(),
-            2,
-            "the comment too, not the arm64 image"
+            1,
+            "neither the comment nor the arm64 image"
         );
-        assert_eq!(edit.replacements[1].line, 4);
-        assert_eq!(edit.replacements[1].old_values["V"], "16_11_0_3");
+        assert_eq!(edit.replacements[0].line, 4);
+        assert_eq!(edit.replacements[0].old_values["V"], "16_11_0_3");
         assert_eq!(
             edit.dates,
             [DateChange {
@@ -648,6 +669,16 @@ queues:
             problems[0].message.contains("no longer parses"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn comments_are_told_from_values() {
+        let text = "a: 'x # y' Helix # Helix\n# Helix\nb: Helix#x\n";
+        let at = |needle: &str, nth: usize| text.match_indices(needle).nth(nth).unwrap().0;
+        assert!(!in_yaml_comment(text, at("Helix", 0)));
+        assert!(in_yaml_comment(text, at("Helix", 1)));
+        assert!(in_yaml_comment(text, at("Helix", 2)));
+        assert!(!in_yaml_comment(text, at("Helix", 3)));
     }
 
     #[test]

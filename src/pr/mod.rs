@@ -1,7 +1,9 @@
 //! The OSOB pull request: what it says (rendered purely from the results), and the providers
 //! that open it or update it on Azure DevOps, GitHub, or nowhere (`local`).
 
+pub mod azure_devops;
 pub mod body;
+pub mod github;
 
 /// The pull request imagegen wants to exist: one, from a fixed branch.
 #[derive(Debug, Clone, PartialEq, Eq)]

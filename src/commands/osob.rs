@@ -1,0 +1,457 @@
+//! `imagegen pr`: points OSOB at the images built, on one branch and in one pull request, and
+//! the OSOB preview that `reconcile --dry-run` shows.
+
+use anyhow::bail;
+use serde::Serialize;
+use serde_json::json;
+
+use super::Context;
+use crate::catalog::{self, Catalog};
+use crate::exit;
+use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
+use crate::osob::workspace::Workspace;
+use crate::pr::{PullRequest, PullRequestSpec, body};
+use crate::publish::{self, Assume, BranchOutcome, Prepared, PublishError};
+use crate::state::{FileStore, Ledger};
+
+/// What `imagegen pr` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct PrRequest {
+    /// Read OSOB and show the diff and the pull request; push nothing, call nothing.
+    pub dry_run: bool,
+    /// Rebuild the branch even if someone else committed to it.
+    pub take_over_branch: bool,
+    /// Another OSOB repository than the mapping's (`--osob-url`, `IMAGEGEN_OSOB_URL`).
+    pub osob_url: Option<String>,
+}
+
+/// How many times a push that lost a race is redone from a fresh fetch.
+const PUSH_ATTEMPTS: usize = 3;
+
+/// The mapping, or the reason there is none to work with.
+fn load_mapping(
+    context: &Context,
+) -> anyhow::Result<Result<Mapping, crate::diagnostics::Diagnostics>> {
+    let ids = catalog::definition_ids(&context.repo);
+    let (mapping, problems) = mapping::load(&context.repo, &ids);
+    let mut diagnostics = crate::diagnostics::Diagnostics::default();
+    diagnostics.extend(problems);
+    match mapping {
+        Some(mapping) if !diagnostics.has_errors() => {
+            context.output.diagnostics(&diagnostics)?;
+            Ok(Ok(mapping))
+        }
+        Some(_) => Ok(Err(diagnostics)),
+        None if diagnostics.has_errors() => Ok(Err(diagnostics)),
+        None => bail!(
+            "no {MAPPING_FILE} in {}: without it imagegen does not know where OSOB is (see \
+             docs/osob.md)",
+            context.repo.display()
+        ),
+    }
+}
+
+/// The pull request as JSON output shows it.
+#[derive(Debug, Serialize)]
+struct PrReport<'a> {
+    dry_run: bool,
+    osob: String,
+    base_branch: &'a str,
+    pr_branch: &'a str,
+    files: Vec<FileReport<'a>>,
+    title: String,
+    body: String,
+    content: &'a body::PrContent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<BranchOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pull_request: Option<PullRequest>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileReport<'a> {
+    path: &'a str,
+    diff: String,
+    replacements: &'a [crate::osob::edit::Replacement],
+    dates: &'a [crate::osob::edit::DateChange],
+}
+
+/// `imagegen pr`: edits OSOB for every image built from the current definitions, pushes the
+/// branch and opens or updates the pull request.
+pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
+    let output = &context.output;
+    let mapping = match load_mapping(context)? {
+        Ok(mapping) => mapping,
+        Err(diagnostics) => {
+            report_problems(
+                context,
+                &diagnostics
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )?;
+            return Ok(exit::ERROR);
+        }
+    };
+    let catalog = Catalog::load(&context.repo);
+    let ledger = FileStore::new(&context.state).read()?;
+    let (targets, not_included, errors) =
+        publish::targets(&catalog, &ledger, &mapping, Assume::Built);
+    if !errors.is_empty() {
+        report_problems(context, &errors)?;
+        return Ok(exit::ERROR);
+    }
+    let override_url = request.osob_url.clone().or_else(|| {
+        std::env::var(publish::OSOB_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    let url = publish::osob_url(&mapping, override_url.as_deref());
+    let workspace = Workspace::open(
+        &publish::cache_path(&context.repo),
+        &url,
+        publish::git_auth(&url, &mapping.provider),
+    )?;
+    let limit = body_limit(&mapping.provider);
+    let mut attempt = 0;
+    let (prepared, outcome) = loop {
+        attempt += 1;
+        workspace.fetch(&[
+            &mapping.repository.base_branch,
+            &mapping.repository.pr_branch,
+        ])?;
+        let base = workspace.required_tip(&mapping.repository.base_branch)?;
+        let prepared = match publish::prepare(
+            &workspace,
+            base,
+            &targets,
+            not_included.clone(),
+            &mapping,
+            publish::today(),
+        ) {
+            Ok(prepared) => prepared,
+            Err(problems) => {
+                report_problems(
+                    context,
+                    &problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                )?;
+                return Ok(exit::ERROR);
+            }
+        };
+        if request.dry_run || prepared.is_empty() {
+            break (prepared, None);
+        }
+        match publish::push_branch(
+            &workspace,
+            &mapping,
+            base,
+            &prepared,
+            request.take_over_branch,
+        ) {
+            Ok(outcome) => break (prepared, Some(outcome)),
+            Err(PublishError::Workspace(error)) if error.is_race() && attempt < PUSH_ATTEMPTS => {
+                output.note(&format!("{error}; fetching again and redoing the edit"))?;
+            }
+            Err(error) => {
+                report_problems(context, &[error.to_string()])?;
+                return Ok(exit::ERROR);
+            }
+        }
+    };
+    if prepared.is_empty() {
+        let built = targets.len();
+        if output.is_json() {
+            output.json(&json!({
+                "dry_run": request.dry_run,
+                "osob": workspace.url(),
+                "nothing_to_do": true,
+                "built": built,
+                "not_included": not_included,
+            }))?;
+        } else {
+            output.text(&format!(
+                "nothing to do: OSOB's {} already names every image built ({built} definitions)\n",
+                mapping.repository.base_branch
+            ))?;
+            print_not_included(context, &prepared)?;
+        }
+        return Ok(exit::OK);
+    }
+    let title = body::title(&prepared.content);
+    let description = body::body(&prepared.content, limit);
+    let pull_request = match (&outcome, request.dry_run) {
+        (Some(_), false) => open_pull_request(&mapping, &title, &description)?,
+        _ => None,
+    };
+    let report = PrReport {
+        dry_run: request.dry_run,
+        osob: workspace.url(),
+        base_branch: &mapping.repository.base_branch,
+        pr_branch: &mapping.repository.pr_branch,
+        files: file_reports(&prepared),
+        title: title.clone(),
+        body: description.clone(),
+        content: &prepared.content,
+        branch: outcome.clone(),
+        pull_request: pull_request.clone(),
+    };
+    if output.is_json() {
+        output.json(&report)?;
+    } else {
+        output.text(&render_report(&report, &mapping))?;
+        if request.dry_run {
+            output.note("dry run: nothing was pushed and no pull request was touched")?;
+        }
+    }
+    Ok(if request.dry_run {
+        exit::PENDING
+    } else {
+        exit::OK
+    })
+}
+
+fn print_not_included(context: &Context, prepared: &Prepared) -> anyhow::Result<()> {
+    for item in &prepared.content.not_included {
+        context.output.note(&format!(
+            "not included: {} ({}): {}",
+            item.definition, item.status, item.reason
+        ))?;
+    }
+    Ok(())
+}
+
+fn report_problems(context: &Context, problems: &[String]) -> anyhow::Result<()> {
+    if context.output.is_json() {
+        context.output.json(&json!({ "errors": problems }))?;
+    } else {
+        for problem in problems {
+            crate::output::error_line(problem)?;
+        }
+        context
+            .output
+            .note("nothing was pushed and no pull request was touched")?;
+    }
+    Ok(())
+}
+
+fn file_reports(prepared: &Prepared) -> Vec<FileReport<'_>> {
+    prepared
+        .changed_files()
+        .into_iter()
+        .map(|edit| FileReport {
+            path: &edit.path,
+            diff: publish::unified_diff(edit),
+            replacements: &edit.replacements,
+            dates: &edit.dates,
+        })
+        .collect()
+}
+
+fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
+    let mut text = String::new();
+    text.push_str(&format!(
+        "OSOB {} ({}): {} to change on {}\n\n",
+        report.osob,
+        report.base_branch,
+        match report.files.len() {
+            1 => "1 file".to_string(),
+            n => format!("{n} files"),
+        },
+        report.pr_branch
+    ));
+    for file in &report.files {
+        text.push_str(&file.diff);
+        if !file.diff.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    match &report.branch {
+        Some(BranchOutcome::Pushed { commit, replaced }) => text.push_str(&format!(
+            "\npushed {} ({}){}\n",
+            report.pr_branch,
+            &commit[..12],
+            replaced
+                .as_ref()
+                .map(|old| format!(", replacing {}", &old[..12]))
+                .unwrap_or_default()
+        )),
+        Some(BranchOutcome::UpToDate { commit }) => text.push_str(&format!(
+            "\n{} already holds this change ({}): nothing pushed\n",
+            report.pr_branch,
+            &commit[..12]
+        )),
+        _ => {}
+    }
+    match (&report.pull_request, &mapping.provider, report.dry_run) {
+        (Some(pull_request), _, _) => text.push_str(&format!(
+            "pull request #{} {}: {}\n",
+            pull_request.number,
+            match pull_request.action {
+                crate::pr::PullRequestAction::Created => "created",
+                crate::pr::PullRequestAction::Updated => "updated",
+                crate::pr::PullRequestAction::Adopted => "adopted and updated",
+            },
+            pull_request.url
+        )),
+        (None, provider, dry_run) => {
+            let verb = if dry_run || matches!(provider, Provider::Local) {
+                "would open or update"
+            } else {
+                "opened"
+            };
+            text.push_str(&format!(
+                "\nThe pull request imagegen {verb} ({}, {} into {}):\n\n# {}\n\n{}\n",
+                provider.name(),
+                report.pr_branch,
+                report.base_branch,
+                report.title,
+                report.body
+            ));
+        }
+    }
+    text
+}
+
+/// The description limit of the provider the mapping names.
+pub fn body_limit(provider: &Provider) -> usize {
+    match provider {
+        Provider::AzureDevOps { .. } => crate::pr::azure_devops::BODY_LIMIT,
+        Provider::GitHub { .. } | Provider::Local => crate::pr::github::BODY_LIMIT,
+    }
+}
+
+/// Opens or updates the pull request with the mapping's provider; `local` opens none.
+fn open_pull_request(
+    mapping: &Mapping,
+    title: &str,
+    description: &str,
+) -> anyhow::Result<Option<PullRequest>> {
+    let spec = PullRequestSpec {
+        source_branch: mapping.repository.pr_branch.clone(),
+        target_branch: mapping.repository.base_branch.clone(),
+        title: title.to_string(),
+        body: description.to_string(),
+        reviewers: mapping.reviewers.clone(),
+        labels: mapping.labels.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let pull_request = match &mapping.provider {
+        Provider::Local => return Ok(None),
+        Provider::GitHub {
+            owner,
+            repository,
+            api_url,
+        } => {
+            let token = crate::pr::github::GitHubProvider::token_from_env()?;
+            let provider = crate::pr::github::GitHubProvider::new(
+                api_url.as_deref(),
+                owner,
+                repository,
+                token,
+            )?;
+            runtime.block_on(provider.open_or_update(&spec))?
+        }
+        Provider::AzureDevOps {
+            organization,
+            project,
+            repository,
+            api_url,
+        } => {
+            let token = crate::pr::azure_devops::AzureDevOpsToken::from_env()?;
+            let provider = crate::pr::azure_devops::AzureDevOpsProvider::new(
+                api_url.as_deref(),
+                organization,
+                project,
+                repository,
+                token,
+            )?;
+            runtime.block_on(provider.open_or_update(&spec))?
+        }
+    };
+    Ok(Some(pull_request))
+}
+
+/// The OSOB part of `reconcile --dry-run`: the diff and pull request this run would lead to if
+/// every planned job succeeds. `None` when the repository has no mapping.
+pub fn preview(
+    context: &Context,
+    catalog: &Catalog,
+    ledger: &Ledger,
+) -> Option<Result<String, String>> {
+    let ids = catalog::definition_ids(&context.repo);
+    let (mapping, problems) = mapping::load(&context.repo, &ids);
+    let mapping = mapping?;
+    if problems.iter().any(|problem| problem.is_error()) {
+        return Some(Err(format!(
+            "{MAPPING_FILE} has errors (see imagegen validate)"
+        )));
+    }
+    Some(preview_with(context, catalog, ledger, &mapping))
+}
+
+fn preview_with(
+    context: &Context,
+    catalog: &Catalog,
+    ledger: &Ledger,
+    mapping: &Mapping,
+) -> Result<String, String> {
+    let (targets, not_included, errors) =
+        publish::targets(catalog, ledger, mapping, Assume::Planned);
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let override_url = std::env::var(publish::OSOB_URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty());
+    let url = publish::osob_url(mapping, override_url.as_deref());
+    let workspace = Workspace::open(
+        &publish::cache_path(&context.repo),
+        &url,
+        publish::git_auth(&url, &mapping.provider),
+    )
+    .map_err(|error| error.to_string())?;
+    workspace
+        .fetch(&[&mapping.repository.base_branch])
+        .map_err(|error| error.to_string())?;
+    let base = workspace
+        .required_tip(&mapping.repository.base_branch)
+        .map_err(|error| error.to_string())?;
+    let prepared = publish::prepare(
+        &workspace,
+        base,
+        &targets,
+        not_included,
+        mapping,
+        publish::today(),
+    )
+    .map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    if prepared.is_empty() {
+        return Ok(format!(
+            "OSOB {} ({}): already names every image; no pull request needed\n",
+            workspace.url(),
+            mapping.repository.base_branch
+        ));
+    }
+    let title = body::title(&prepared.content);
+    let report = PrReport {
+        dry_run: true,
+        osob: workspace.url(),
+        base_branch: &mapping.repository.base_branch,
+        pr_branch: &mapping.repository.pr_branch,
+        files: file_reports(&prepared),
+        title,
+        body: body::body(&prepared.content, body_limit(&mapping.provider)),
+        content: &prepared.content,
+        branch: None,
+        pull_request: None,
+    };
+    Ok(render_report(&report, mapping))
+}

@@ -1,0 +1,475 @@
+//! The GitHub provider: finds, creates or updates the OSOB pull request through octocrab, then
+//! asks for its reviewers and labels.
+
+use std::time::Duration;
+
+use octocrab::Octocrab;
+use octocrab::models::pulls::PullRequest as GitHubPullRequest;
+use octocrab::params::State;
+use octocrab::service::middleware::retry::RetryConfig;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{PrError, PullRequest, PullRequestAction, PullRequestSpec};
+
+/// Where the token comes from.
+pub const GITHUB_TOKEN_VAR: &str = "GITHUB_TOKEN";
+
+/// Characters GitHub accepts in a pull request body.
+pub const BODY_LIMIT: usize = 65_536;
+
+const PROVIDER: &str = "GitHub";
+const DEFAULT_API_BASE: &str = "https://api.github.com";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Opens or updates pull requests in one GitHub repository.
+pub struct GitHubProvider {
+    client: Octocrab,
+    api_base: String,
+    owner: String,
+    repo: String,
+}
+
+impl std::fmt::Debug for GitHubProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubProvider")
+            .field("api_base", &self.api_base)
+            .field("owner", &self.owner)
+            .field("repo", &self.repo)
+            .field("token", &"[hidden]")
+            .finish()
+    }
+}
+
+/// How creating a pull request failed: one already open (a race with another run) is not an
+/// error, the caller adopts it.
+enum CreateFailure {
+    AlreadyExists(PrError),
+    Other(PrError),
+}
+
+impl GitHubProvider {
+    /// `api_base`: None for api.github.com, or a base URL (GitHub Enterprise `https://host/api/v3`,
+    /// or a test server). A path in it is kept.
+    pub fn new(
+        api_base: Option<&str>,
+        owner: &str,
+        repo: &str,
+        token: SecretString,
+    ) -> Result<Self, PrError> {
+        if owner.trim().is_empty() || repo.trim().is_empty() || owner.contains('/') {
+            return Err(PrError::Configuration(format!(
+                "GitHub needs a repository as owner and name, got `{owner}/{repo}`"
+            )));
+        }
+        check_token_is_header_safe(&token)?;
+        let api_base = api_base.unwrap_or(DEFAULT_API_BASE);
+        let base_url = url::Url::parse(api_base)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .ok_or_else(|| {
+                PrError::Configuration(format!(
+                    "the GitHub API base `{api_base}` is not an http(s) URL"
+                ))
+            })?;
+        let base_uri = base_url.as_str().trim_end_matches('/').to_owned();
+        let client = Octocrab::builder()
+            // No retries: the flow is idempotent (find, then create or update), so a failed run is
+            // simply run again, and a test sees exactly the requests it caused.
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .personal_token(token)
+            .base_uri(base_uri.as_str())
+            .map_err(|_| {
+                PrError::Configuration(format!(
+                    "the GitHub API base `{api_base}` is not a valid URI"
+                ))
+            })?
+            .build()
+            .map_err(|error| {
+                PrError::Configuration(format!(
+                    "cannot build the GitHub client: {}",
+                    error_chain(&error)
+                ))
+            })?;
+        Ok(Self {
+            client,
+            api_base: base_uri,
+            owner: owner.to_owned(),
+            repo: repo.to_owned(),
+        })
+    }
+
+    /// The token from `GITHUB_TOKEN`.
+    pub fn token_from_env() -> Result<SecretString, PrError> {
+        Self::token_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The token from `GITHUB_TOKEN` as `lookup` sees the environment; unset or blank is missing.
+    pub fn token_from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<SecretString, PrError> {
+        lookup(GITHUB_TOKEN_VAR)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+            .map(SecretString::from)
+            .ok_or(PrError::MissingToken {
+                provider: PROVIDER,
+                names: vec![GITHUB_TOKEN_VAR],
+            })
+    }
+
+    /// Finds the open pull request from `source_branch` (this repository) into `target_branch`
+    /// and updates its title and body, or creates it; if creating answers that one already
+    /// exists, that one is found again and updated. Then asks for the reviewers and adds the
+    /// labels it does not have yet.
+    pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
+        let body = cap_body(&spec.body);
+        let (pull_request, action) = match self.find_open(spec).await? {
+            Some(open) => (
+                self.update(&open, spec, &body).await?,
+                PullRequestAction::Updated,
+            ),
+            None => match self.create(spec, &body).await {
+                Ok(created) => (created, PullRequestAction::Created),
+                Err(CreateFailure::AlreadyExists(error)) => match self.find_open(spec).await? {
+                    Some(open) => (
+                        self.update(&open, spec, &body).await?,
+                        PullRequestAction::Adopted,
+                    ),
+                    None => return Err(error),
+                },
+                Err(CreateFailure::Other(error)) => return Err(error),
+            },
+        };
+        self.request_missing_reviewers(&pull_request, spec).await?;
+        self.add_missing_labels(&pull_request, spec).await?;
+        let url = pull_request
+            .html_url
+            .as_ref()
+            .map(|url| url.to_string())
+            .ok_or_else(|| PrError::Api {
+                provider: PROVIDER,
+                operation: format!(
+                    "read the web address of pull request #{} from {}",
+                    pull_request.number, spec.source_branch
+                ),
+                status: None,
+                message: "the answer has no html_url".to_owned(),
+            })?;
+        Ok(PullRequest {
+            number: pull_request.number,
+            url,
+            action,
+        })
+    }
+
+    async fn find_open(
+        &self,
+        spec: &PullRequestSpec,
+    ) -> Result<Option<GitHubPullRequest>, PrError> {
+        let page = self
+            .client
+            .pulls(&self.owner, &self.repo)
+            .list()
+            .state(State::Open)
+            .head(format!("{}:{}", self.owner, spec.source_branch))
+            .base(&spec.target_branch)
+            .send()
+            .await
+            .map_err(|error| {
+                api_error(
+                    format!(
+                        "list the open pull requests from {} into {}",
+                        spec.source_branch, spec.target_branch
+                    ),
+                    error,
+                )
+            })?;
+        // The query already filters; checking again keeps a lenient server from handing us
+        // someone else's pull request.
+        Ok(page.items.into_iter().find(|pull_request| {
+            pull_request.head.ref_field == spec.source_branch
+                && pull_request.base.ref_field == spec.target_branch
+        }))
+    }
+
+    async fn create(
+        &self,
+        spec: &PullRequestSpec,
+        body: &str,
+    ) -> Result<GitHubPullRequest, CreateFailure> {
+        self.client
+            .pulls(&self.owner, &self.repo)
+            .create(&spec.title, &spec.source_branch, &spec.target_branch)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                let already_exists = is_already_exists(&error);
+                let error = api_error(
+                    format!(
+                        "create the pull request from {} into {}",
+                        spec.source_branch, spec.target_branch
+                    ),
+                    error,
+                );
+                if already_exists {
+                    CreateFailure::AlreadyExists(error)
+                } else {
+                    CreateFailure::Other(error)
+                }
+            })
+    }
+
+    async fn update(
+        &self,
+        open: &GitHubPullRequest,
+        spec: &PullRequestSpec,
+        body: &str,
+    ) -> Result<GitHubPullRequest, PrError> {
+        self.client
+            .pulls(&self.owner, &self.repo)
+            .update(open.number)
+            .title(spec.title.as_str())
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                api_error(
+                    format!(
+                        "update pull request #{} from {}",
+                        open.number, spec.source_branch
+                    ),
+                    error,
+                )
+            })
+    }
+
+    async fn request_missing_reviewers(
+        &self,
+        pull_request: &GitHubPullRequest,
+        spec: &PullRequestSpec,
+    ) -> Result<(), PrError> {
+        let author = pull_request.user.as_ref().map(|user| user.login.as_str());
+        let requested: Vec<&str> = pull_request
+            .requested_reviewers
+            .iter()
+            .flatten()
+            .map(|reviewer| reviewer.login.as_str())
+            .collect();
+        // GitHub refuses to ask the author for a review (422), and asking again someone already
+        // asked only sends them another notification.
+        let missing: Vec<String> = spec
+            .reviewers
+            .iter()
+            .filter(|login| !author.is_some_and(|author| author.eq_ignore_ascii_case(login)))
+            .filter(|login| {
+                !requested
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(login))
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .pulls(&self.owner, &self.repo)
+            .request_reviews(pull_request.number, missing, Vec::<String>::new())
+            .await
+            .map_err(|error| {
+                api_error(
+                    format!(
+                        "request reviewers on pull request #{} from {}",
+                        pull_request.number, spec.source_branch
+                    ),
+                    error,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn add_missing_labels(
+        &self,
+        pull_request: &GitHubPullRequest,
+        spec: &PullRequestSpec,
+    ) -> Result<(), PrError> {
+        let present: Vec<&str> = pull_request
+            .labels
+            .iter()
+            .flatten()
+            .map(|label| label.name.as_str())
+            .collect();
+        let missing: Vec<String> = spec
+            .labels
+            .iter()
+            .filter(|label| {
+                !present
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(label))
+            })
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .issues(&self.owner, &self.repo)
+            .add_labels(pull_request.number, &missing)
+            .await
+            .map_err(|error| {
+                api_error(
+                    format!(
+                        "add labels to pull request #{} from {}",
+                        pull_request.number, spec.source_branch
+                    ),
+                    error,
+                )
+            })?;
+        Ok(())
+    }
+}
+
+/// octocrab puts the token in a header and panics if that header cannot be built, so a token
+/// with a stray control character (a newline from a file) must be refused here.
+fn check_token_is_header_safe(token: &SecretString) -> Result<(), PrError> {
+    let secret = token.expose_secret();
+    if secret.is_empty() || !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(PrError::Configuration(format!(
+            "the GitHub token (from {GITHUB_TOKEN_VAR}) is empty or holds spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The body as GitHub takes it; the renderer already caps it, this only guards the limit.
+fn cap_body(body: &str) -> String {
+    match body.char_indices().nth(BODY_LIMIT) {
+        Some((end, _)) => {
+            tracing::warn!(
+                limit = BODY_LIMIT,
+                "the pull request body is longer than GitHub accepts; it was cut"
+            );
+            body[..end].to_owned()
+        }
+        None => body.to_owned(),
+    }
+}
+
+/// GitHub answers 422 "Validation Failed" with "A pull request already exists for owner:branch."
+/// among the errors when an open pull request has the same head and base.
+fn is_already_exists(error: &octocrab::Error) -> bool {
+    const ALREADY_EXISTS: &str = "pull request already exists";
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            source.status_code.as_u16() == 422
+                && (source.message.contains(ALREADY_EXISTS)
+                    || source.errors.iter().flatten().any(|detail| {
+                        detail
+                            .get("message")
+                            .and_then(|message| message.as_str())
+                            .is_some_and(|message| message.contains(ALREADY_EXISTS))
+                    }))
+        }
+        _ => false,
+    }
+}
+
+fn api_error(operation: String, error: octocrab::Error) -> PrError {
+    match &error {
+        octocrab::Error::GitHub { source, .. } => PrError::Api {
+            provider: PROVIDER,
+            operation,
+            status: Some(source.status_code.as_u16()),
+            message: service_message(source),
+        },
+        other => PrError::Api {
+            provider: PROVIDER,
+            operation,
+            status: None,
+            message: error_chain(other),
+        },
+    }
+}
+
+/// GitHub's message, with the details of a "Validation Failed" that say what actually failed.
+fn service_message(error: &octocrab::GitHubError) -> String {
+    let details: Vec<String> = error
+        .errors
+        .iter()
+        .flatten()
+        .filter_map(
+            |detail| match detail.get("message").and_then(|m| m.as_str()) {
+                Some(message) => Some(message.to_owned()),
+                None => {
+                    let part = |key: &str| detail.get(key).and_then(|v| v.as_str());
+                    let described: Vec<&str> = [part("resource"), part("field"), part("code")]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    (!described.is_empty()).then(|| described.join(" "))
+                }
+            },
+        )
+        .collect();
+    if details.is_empty() {
+        error.message.clone()
+    } else {
+        format!("{}: {}", error.message, details.join("; "))
+    }
+}
+
+/// An error and its causes on one line, each cause once.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_within_the_limit_is_kept_and_a_longer_one_is_cut_at_a_character() {
+        assert_eq!(cap_body("short"), "short");
+        let long = "é".repeat(BODY_LIMIT + 5);
+        let capped = cap_body(&long);
+        assert_eq!(capped.chars().count(), BODY_LIMIT);
+    }
+
+    #[test]
+    fn a_token_with_a_newline_is_refused_without_showing_it() {
+        let error = check_token_is_header_safe(&SecretString::from("canary-token\n")).unwrap_err();
+        assert!(!error.to_string().contains("canary-token"));
+        assert!(error.to_string().contains(GITHUB_TOKEN_VAR));
+    }
+
+    #[test]
+    fn a_blank_token_is_missing() {
+        let error = GitHubProvider::token_from_lookup(|_| Some("  ".to_owned())).unwrap_err();
+        assert!(matches!(error, PrError::MissingToken { .. }));
+    }
+
+    #[test]
+    fn an_api_base_that_is_not_a_url_is_a_configuration_error() {
+        let error = GitHubProvider::new(
+            Some("not a url"),
+            "owner",
+            "repo",
+            SecretString::from("token"),
+        )
+        .unwrap_err();
+        assert!(matches!(error, PrError::Configuration(_)), "{error:?}");
+    }
+}

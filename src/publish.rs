@@ -1,0 +1,489 @@
+//! The OSOB update from start to end: which built images go in, the edit of every mapped file
+//! on the tip of the base branch, one commit on the pull-request branch pushed with a lease,
+//! and the pull request opened or updated. The dry run stops before the push and shows it all.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::duration;
+use crate::osob::edit::{self, EditProblem, FileEdit, ImagePattern};
+use crate::osob::mapping::{Mapping, Provider};
+use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
+use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, PrContent};
+use crate::state::{JobStatus, Ledger};
+
+/// Environment variable (and `--osob-url`) pointing imagegen at another OSOB repository, such
+/// as a local copy; the mapping's URL otherwise.
+pub const OSOB_URL_VAR: &str = "IMAGEGEN_OSOB_URL";
+
+/// Which images count as built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assume {
+    /// Only images a job built from the definition as it is now.
+    Built,
+    /// Also every image the plan would build, as if every job succeeded (for the dry run of
+    /// `reconcile`, which shows the pull request the run would lead to).
+    Planned,
+}
+
+/// One definition's images on their way into OSOB.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub definition: String,
+    pub files: Vec<String>,
+    pub patterns: Vec<ImagePattern>,
+    pub new_values: BTreeMap<String, String>,
+    pub tracking_id: Option<String>,
+    pub built: Option<String>,
+}
+
+/// Decides, from the catalog and the ledger, which mapped definitions' images go into OSOB.
+/// Returns those, the ones left out with the reason, and errors (a job that produced other
+/// names than the definition asks for).
+pub fn targets(
+    catalog: &Catalog,
+    ledger: &Ledger,
+    mapping: &Mapping,
+    assume: Assume,
+) -> (Vec<Target>, Vec<NotIncluded>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut left_out = Vec::new();
+    let mut errors = Vec::new();
+    for (id, files) in &mapping.definitions {
+        let rendered = catalog.rendered.iter().find(|rendered| &rendered.id == id);
+        let (Some(definition), Some(rendered)) = (catalog.definition(id), rendered) else {
+            left_out.push(NotIncluded {
+                definition: id.clone(),
+                status: "invalid".to_string(),
+                reason: "the definition has errors (see imagegen validate)".to_string(),
+            });
+            continue;
+        };
+        let entry = ledger.definitions.get(id);
+        let built_now = entry.filter(|entry| {
+            entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
+        });
+        let (tracking_id, built) = match (built_now, assume) {
+            (Some(entry), _) => {
+                let missing: Vec<&String> = rendered
+                    .image_names
+                    .iter()
+                    .filter(|name| !entry.adopted && !entry.image_names.contains(name))
+                    .collect();
+                if !missing.is_empty() {
+                    errors.push(format!(
+                        "{id}: job {} produced {}, not {} that the definition names; nothing \
+                         of it goes into OSOB",
+                        entry.tracking_id.as_deref().unwrap_or("(none)"),
+                        list_or_none(&entry.image_names),
+                        missing
+                            .iter()
+                            .map(|name| name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    continue;
+                }
+                (entry.tracking_id.clone(), Some(built_text(entry)))
+            }
+            (None, Assume::Planned) => (None, Some("after this run's build".to_string())),
+            (None, Assume::Built) => {
+                left_out.push(not_included(id, entry));
+                continue;
+            }
+        };
+        let mut known_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, value) in &rendered.variables {
+            known_values
+                .entry(name.clone())
+                .or_default()
+                .push(value.clone());
+        }
+        if let Some(entry) = entry {
+            for (name, value) in &entry.variables {
+                known_values
+                    .entry(name.clone())
+                    .or_default()
+                    .push(value.clone());
+            }
+        }
+        let patterns = definition
+            .image_name_templates
+            .iter()
+            .zip(&rendered.image_names)
+            .map(|(template, new_name)| ImagePattern::new(id, template, new_name, &known_values))
+            .collect();
+        targets.push(Target {
+            definition: id.clone(),
+            files: files.clone(),
+            patterns,
+            new_values: rendered.variables.clone(),
+            tracking_id,
+            built,
+        });
+    }
+    (targets, left_out, errors)
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "no image".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn built_text(entry: &crate::state::LedgerEntry) -> String {
+    if entry.adopted {
+        return "adopted (built before imagegen)".to_string();
+    }
+    let ended = entry.completed_at.unwrap_or(entry.updated_at);
+    let mut text = ended.strftime("%Y-%m-%d %H:%M UTC").to_string();
+    if let Some(started) = entry.submitted_at
+        && let Ok(took) = std::time::Duration::try_from(ended.duration_since(started))
+    {
+        text.push_str(&format!(", {}", duration::display(took)));
+    }
+    text
+}
+
+fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotIncluded {
+    let job = |entry: &crate::state::LedgerEntry| {
+        entry
+            .tracking_id
+            .as_deref()
+            .map_or("the job".to_string(), |id| format!("job {id}"))
+    };
+    let (status, reason) = match entry {
+        None => (
+            "not built".to_string(),
+            "never submitted; run imagegen reconcile".to_string(),
+        ),
+        Some(entry) if entry.status.is_pending() => (
+            entry.status.to_string(),
+            format!("{} is still building", job(entry)),
+        ),
+        Some(entry) if entry.status.is_unsuccessful() => (
+            entry.status.to_string(),
+            format!(
+                "{} {}: {}",
+                job(entry),
+                entry.status,
+                entry.message.as_deref().unwrap_or("no message")
+            ),
+        ),
+        Some(entry) => (
+            "changed".to_string(),
+            format!(
+                "the definition changed since {} built it; the new payload is not built yet",
+                job(entry)
+            ),
+        ),
+    };
+    NotIncluded {
+        definition: id.to_string(),
+        status,
+        reason,
+    }
+}
+
+/// The edits of every mapped file, read from the tip of the base branch.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    pub edits: Vec<FileEdit>,
+    pub content: PrContent,
+}
+
+impl Prepared {
+    pub fn changed_files(&self) -> Vec<&FileEdit> {
+        self.edits.iter().filter(|edit| edit.changed()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changed_files().is_empty()
+    }
+}
+
+/// Reads each mapped file at `base` and edits it; every problem of every file is returned.
+pub fn prepare(
+    workspace: &Workspace,
+    base: git2::Oid,
+    targets: &[Target],
+    not_included: Vec<NotIncluded>,
+    mapping: &Mapping,
+    today: jiff::civil::Date,
+) -> Result<Prepared, Vec<EditProblem>> {
+    let mut by_file: BTreeMap<&str, Vec<&ImagePattern>> = BTreeMap::new();
+    for target in targets {
+        for file in &target.files {
+            by_file.entry(file).or_default().extend(&target.patterns);
+        }
+    }
+    let review = mapping.review_dates.as_ref().map(|review| (review, today));
+    let mut edits = Vec::new();
+    let mut problems = Vec::new();
+    for (file, patterns) in by_file {
+        let missing = |message: String| EditProblem {
+            path: file.to_string(),
+            line: None,
+            column: None,
+            message,
+        };
+        let bytes = match workspace.read(base, file) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                problems.push(missing(format!(
+                    "is not in OSOB's {} branch: fix its path in osob-mapping/osob.json",
+                    mapping.repository.base_branch
+                )));
+                continue;
+            }
+            Err(error) => {
+                problems.push(missing(error.to_string()));
+                continue;
+            }
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            problems.push(missing(
+                "is not UTF-8 text, so imagegen leaves it alone".into(),
+            ));
+            continue;
+        };
+        match edit::edit_file(file, &text, &patterns, review) {
+            Ok(edit) => edits.push(edit),
+            Err(mut found) => problems.append(&mut found),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let content = content(targets, &edits, not_included);
+    Ok(Prepared { edits, content })
+}
+
+/// What the pull request tells reviewers, from the targets and the edits.
+fn content(targets: &[Target], edits: &[FileEdit], not_included: Vec<NotIncluded>) -> PrContent {
+    let mut changes = Vec::new();
+    for target in targets {
+        for pattern in &target.patterns {
+            let replaced: Vec<_> = edits
+                .iter()
+                .flat_map(|edit| &edit.replacements)
+                .filter(|r| r.definition == target.definition && r.new == pattern.new_name)
+                .filter(|r| r.old != r.new)
+                .collect();
+            if replaced.is_empty() {
+                continue;
+            }
+            let old_names: BTreeSet<String> = replaced.iter().map(|r| r.old.clone()).collect();
+            let mut variables = BTreeSet::new();
+            for replacement in &replaced {
+                for (name, old) in &replacement.old_values {
+                    if let Some(new) = target.new_values.get(name)
+                        && new != old
+                    {
+                        variables.insert((name.clone(), old.clone(), new.clone()));
+                    }
+                }
+            }
+            changes.push(ImageChange {
+                definition: target.definition.clone(),
+                old_names: old_names.into_iter().collect(),
+                new_name: pattern.new_name.clone(),
+                variables: variables.into_iter().collect(),
+                tracking_id: target.tracking_id.clone(),
+                built: target.built.clone(),
+            });
+        }
+    }
+    let dates = edits
+        .iter()
+        .flat_map(|edit| {
+            edit.dates.iter().map(|date| DateMove {
+                file: edit.path.clone(),
+                line: date.line,
+                key: date.key.clone(),
+                old: date.old.clone(),
+                new: date.new.clone(),
+            })
+        })
+        .collect();
+    let files = edits
+        .iter()
+        .filter(|edit| edit.changed())
+        .map(|edit| {
+            let names = edit.replacements.iter().filter(|r| r.old != r.new).count();
+            (edit.path.clone(), names)
+        })
+        .collect();
+    PrContent {
+        changes,
+        not_included,
+        dates,
+        files,
+    }
+}
+
+/// The commit message: the title, then every name and date that changes.
+pub fn commit_message(content: &PrContent) -> String {
+    let mut message = body::title(content);
+    message.push_str("\n\n");
+    for change in &content.changes {
+        for old in &change.old_names {
+            message.push_str(&format!(
+                "{}: {old} -> {}\n",
+                change.definition, change.new_name
+            ));
+        }
+    }
+    for date in &content.dates {
+        message.push_str(&format!(
+            "{}:{} {}: {} -> {}\n",
+            date.file, date.line, date.key, date.old, date.new
+        ));
+    }
+    message.push_str("\nMade by imagegen.\n");
+    message
+}
+
+/// The unified diff of one edited file, as `git diff` would show it.
+pub fn unified_diff(edit: &FileEdit) -> String {
+    similar::TextDiff::from_lines(&edit.original, &edit.edited)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{}", edit.path), &format!("b/{}", edit.path))
+        .to_string()
+}
+
+/// The URL of the OSOB repository to use, and the git credentials for it.
+pub fn osob_url(mapping: &Mapping, override_url: Option<&str>) -> String {
+    override_url
+        .map(str::to_string)
+        .unwrap_or_else(|| mapping.repository.url.clone())
+}
+
+/// Where the bare cache of the OSOB repository lives for a repository.
+pub fn cache_path(repo: &Path) -> std::path::PathBuf {
+    repo.join(".imagegen").join("osob-cache.git")
+}
+
+/// Git credentials for an https OSOB URL, from the provider's token variables.
+pub fn git_auth(url: &str, provider: &Provider) -> Option<GitAuth> {
+    if !url.starts_with("https://") {
+        return None;
+    }
+    let token = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let (username, token) = match provider {
+        Provider::GitHub { .. } => (
+            "x-access-token",
+            token(crate::pr::github::GITHUB_TOKEN_VAR)?,
+        ),
+        Provider::AzureDevOps { .. } | Provider::Local => (
+            "imagegen",
+            token(crate::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR)
+                .or_else(|| token(crate::pr::azure_devops::PAT_VAR))?,
+        ),
+    };
+    Some(GitAuth {
+        username: username.to_string(),
+        token: secrecy::SecretString::from(token),
+    })
+}
+
+/// What became of the branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "branch")]
+pub enum BranchOutcome {
+    /// The base branch already names every built image: nothing to push.
+    NothingToDo,
+    /// The branch already held exactly this change.
+    UpToDate { commit: String },
+    Pushed {
+        commit: String,
+        replaced: Option<String>,
+    },
+}
+
+/// Commits the edits on the base tip and pushes the pull-request branch, refusing to replace
+/// commits that are not the bot's unless `take_over`. Returns what happened.
+pub fn push_branch(
+    workspace: &Workspace,
+    mapping: &Mapping,
+    base: git2::Oid,
+    prepared: &Prepared,
+    take_over: bool,
+) -> Result<BranchOutcome, PublishError> {
+    let branch = &mapping.repository.pr_branch;
+    let files: Vec<(String, Vec<u8>)> = prepared
+        .changed_files()
+        .iter()
+        .map(|edit| (edit.path.clone(), edit.edited.clone().into_bytes()))
+        .collect();
+    if files.is_empty() {
+        return Ok(BranchOutcome::NothingToDo);
+    }
+    let current = workspace.tip(branch);
+    if let Some(tip) = current {
+        let foreign = workspace.foreign_commits(tip, base, &mapping.commit_author)?;
+        if !foreign.is_empty() && !take_over {
+            return Err(PublishError::ForeignCommits {
+                branch: branch.clone(),
+                commits: foreign
+                    .iter()
+                    .map(|c| format!("{} by {}: {}", &c.id[..12], c.author, c.summary))
+                    .collect(),
+            });
+        }
+    }
+    let message = commit_message(&prepared.content);
+    let commit = workspace.commit(base, &files, &message, &mapping.commit_author)?;
+    if let Some(tip) = current
+        && workspace.is_same_change(tip, base, commit)
+    {
+        return Ok(BranchOutcome::UpToDate {
+            commit: tip.to_string(),
+        });
+    }
+    workspace.push(branch, commit, current)?;
+    Ok(BranchOutcome::Pushed {
+        commit: commit.to_string(),
+        replaced: current.map(|tip| tip.to_string()),
+    })
+}
+
+/// Why the OSOB update stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(
+        "the branch {branch} holds commits that are not imagegen's, so it was left untouched:\n  {}\n\
+         Merge or close that work, delete the branch, or run again with --take-over-branch",
+        commits.join("\n  ")
+    )]
+    ForeignCommits {
+        branch: String,
+        commits: Vec<String>,
+    },
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Edit { problems: Vec<EditProblem> },
+    #[error("{}", .0.join("\n"))]
+    Images(Vec<String>),
+    #[error(transparent)]
+    PullRequest(#[from] crate::pr::PrError),
+}
+
+/// Today's date in UTC, for review dates.
+pub fn today() -> jiff::civil::Date {
+    Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+}

@@ -1,0 +1,510 @@
+//! The OSOB update over real git: a bare OSOB repository built from tests/fixtures/osob, the
+//! binary's `imagegen pr` (local provider) editing it, and the branch rules checked on the
+//! pushed result.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Repo, json_of, manifest_dir, stderr_of, stdout_of};
+use git2::{Oid, Repository, Signature};
+use imagegen::state::JobStatus;
+
+const BRANCH: &str = "imagegen/helix-images";
+const BOT_EMAIL: &str = "imagegen@helix-images.invalid";
+
+/// A bare OSOB repository whose `main` holds the fixture, made by an OSOB maintainer.
+struct Osob {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Osob {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("osob.git");
+        let repo = Repository::init_bare(&path).unwrap();
+        let mut files = Vec::new();
+        collect_files(&manifest_dir().join("tests/fixtures/osob"), "", &mut files);
+        let osob = Self { _dir: dir, path };
+        osob.commit_files(
+            &repo,
+            "main",
+            None,
+            &files,
+            "OSOB as it stands",
+            "maintainer@osob.invalid",
+        );
+        osob
+    }
+
+    fn repo(&self) -> Repository {
+        Repository::open_bare(&self.path).unwrap()
+    }
+
+    fn url(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Commits `files` on `branch` (on top of `parent`, or of the branch's tip) as `email`.
+    fn commit_files(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        parent: Option<Oid>,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+        email: &str,
+    ) -> Oid {
+        let reference = format!("refs/heads/{branch}");
+        let parent = parent.or_else(|| repo.refname_to_id(&reference).ok());
+        let parent_commit = parent.map(|id| repo.find_commit(id).unwrap());
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        for (path, bytes) in files {
+            let blob = repo.blob(bytes).unwrap();
+            builder.upsert(path.as_str(), blob, git2::FileMode::Blob);
+        }
+        let base_tree = match &parent_commit {
+            Some(commit) => commit.tree().unwrap(),
+            None => repo
+                .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                .unwrap(),
+        };
+        let tree = repo
+            .find_tree(builder.create_updated(repo, &base_tree).unwrap())
+            .unwrap();
+        let signature = Signature::now("Someone", email).unwrap();
+        let parents: Vec<&git2::Commit> = parent_commit.iter().collect();
+        let id = repo
+            .commit(None, &signature, &signature, message, &tree, &parents)
+            .unwrap();
+        repo.reference(&reference, id, true, "test").unwrap();
+        id
+    }
+
+    fn tip(&self, branch: &str) -> Option<Oid> {
+        self.repo()
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .ok()
+    }
+
+    fn read(&self, commit: Oid, path: &str) -> String {
+        let repo = self.repo();
+        let tree = repo.find_commit(commit).unwrap().tree().unwrap();
+        let entry = tree.get_path(Path::new(path)).unwrap();
+        String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap()
+    }
+}
+
+fn collect_files(root: &Path, prefix: &str, files: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(root).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let relative = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if entry.path().is_dir() {
+            collect_files(&entry.path(), &relative, files);
+        } else {
+            files.push((relative, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+}
+
+/// The shipped repository with the shipped mapping (its provider made `local`) and a ledger
+/// saying every definition was built as it is now.
+fn built_repo() -> Repo {
+    let repo = Repo::shipped();
+    let mapping = std::fs::read_to_string(manifest_dir().join("osob-mapping/osob.json")).unwrap();
+    let mut mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
+    mapping["provider"] = serde_json::json!({"kind": "local"});
+    repo.write(
+        "osob-mapping/osob.json",
+        &serde_json::to_string_pretty(&mapping).unwrap(),
+    );
+    record_all(&repo, JobStatus::Succeeded);
+    repo
+}
+
+fn record_all(repo: &Repo, status: JobStatus) {
+    let ids = repo.definition_ids();
+    let statuses: Vec<(&str, JobStatus)> = ids.iter().map(|id| (id.as_str(), status)).collect();
+    let variables = repo.read("variables.json");
+    repo.record_ledger(&variables, &statuses);
+}
+
+fn pr(repo: &Repo, osob: &Osob, args: &[&str], code: i32) -> std::process::Output {
+    repo.imagegen()
+        .env("IMAGEGEN_OSOB_URL", osob.url())
+        .arg("pr")
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+/// Lines that differ between two texts, as (old, new) pairs; the texts must have as many lines.
+fn changed_lines(old: &str, new: &str) -> Vec<(String, String)> {
+    let old: Vec<&str> = old.split_inclusive('\n').collect();
+    let new: Vec<&str> = new.split_inclusive('\n').collect();
+    assert_eq!(old.len(), new.len(), "an edit never adds or removes lines");
+    old.iter()
+        .zip(&new)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn pr_changes_exactly_the_image_names_and_review_dates() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    let base = osob.tip("main").unwrap();
+    let output = pr(&repo, &osob, &[], 0);
+    let stdout = stdout_of(&output);
+    let tip = osob.tip(BRANCH).expect("the branch was pushed");
+    let osob_repo = osob.repo();
+    let commit = osob_repo.find_commit(tip).unwrap();
+    assert_eq!(
+        commit.parent_id(0).unwrap(),
+        base,
+        "one commit on the tip of main"
+    );
+    assert_eq!(commit.author().email(), Ok(BOT_EMAIL));
+    let message = commit.message().unwrap();
+    assert!(
+        message.starts_with(
+            "Update Helix images: VS_2019_PREVIEW_VERSION 16_11_0_4, VS_2022_VERSION 17_12_1, "
+        ),
+        "{message}"
+    );
+    assert!(message.contains(
+        "vs2022/server-2022-enterprise: Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_0 -> Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1"
+    ));
+
+    let name_or_date =
+        regex::Regex::new(r"^(\s*(- )?(Image|UpdateRequiredDate|\x22name\x22)\s*:)").unwrap();
+    for file in [
+        "definitions/queues/windows-server.yml",
+        "definitions/queues/vs2019-preview.yml",
+        "definitions/queues/windows-client.yml",
+        "definitions/images.json",
+    ] {
+        let before = osob.read(base, file);
+        let after = osob.read(tip, file);
+        let changes = changed_lines(&before, &after);
+        assert!(!changes.is_empty(), "{file} changed");
+        for (old, new) in &changes {
+            assert!(
+                name_or_date.is_match(old),
+                "{file}: only names and dates change, not {old:?}"
+            );
+            assert_eq!(
+                old.ends_with("\r\n"),
+                new.ends_with("\r\n"),
+                "line endings kept"
+            );
+        }
+        assert_eq!(before.ends_with('\n'), after.ends_with('\n'));
+    }
+    let client = osob.read(tip, "definitions/queues/windows-client.yml");
+    assert!(
+        client
+            .split_inclusive('\n')
+            .all(|line| line.ends_with("\r\n")),
+        "CRLF kept in every line"
+    );
+    let server = osob.read(tip, "definitions/queues/windows-server.yml");
+    assert_eq!(
+        server
+            .matches("Image: \"Helix-Server-DataCenter-2022_20348.2849.241106\"")
+            .count(),
+        2,
+        "both queues sharing the image, quotes kept"
+    );
+    assert!(server.contains("Image: 'Helix-Server-DataCenter-Core-2022_20348.2849.241106'"));
+    assert!(
+        server.contains("      UpdateRequiredDate: never   # not the queue's date: left alone")
+    );
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
+    let due = today.checked_add(jiff::Span::new().days(90)).unwrap();
+    assert!(server.contains(&format!("UpdateRequiredDate: {}", due.strftime("%Y-%m-%d"))));
+    assert!(
+        server.contains(&format!("UpdateRequiredDate: {}", due.strftime("%m/%d/%Y"))),
+        "format kept"
+    );
+    let preview = osob.read(tip, "definitions/queues/vs2019-preview.yml");
+    assert!(
+        preview.contains("# History: moved from Helix-Server-DataCenter-19H1-ES-ES-VS2019-Preview-Enterprise_16_11_0_2 on"),
+        "comments stay as written"
+    );
+    assert!(
+        preview.contains("EstimatedRemovalDate: 2027-06-30"),
+        "only the listed date keys move"
+    );
+
+    assert!(stdout.contains("pushed imagegen/helix-images"), "{stdout}");
+    assert!(
+        stdout.contains("The pull request imagegen would open or update (local"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| vs2022/server-2022-enterprise | `Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_0` | `Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1` | VS_2022_VERSION 17_12_0 → 17_12_1 | job-vs2022-server-2022-enterprise |"), "{stdout}");
+
+    // Run again: the branch already holds this change; nothing is pushed.
+    let again = stdout_of(&pr(&repo, &osob, &[], 0));
+    assert!(again.contains("already holds this change"), "{again}");
+    assert_eq!(osob.tip(BRANCH), Some(tip));
+}
+
+#[test]
+fn the_dry_run_shows_the_diff_and_pushes_nothing() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    let output = pr(&repo, &osob, &["--dry-run"], 2);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("--- a/definitions/queues/windows-client.yml"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-    Image: Helix-Windows-11-23H2-VS2022-Enterprise_17_12_0\r\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+    Image: Helix-Windows-11-23H2-VS2022-Enterprise_17_12_1\r\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# Update Helix images: "), "{stdout}");
+    assert!(stderr_of(&output).contains("dry run: nothing was pushed"));
+    assert_eq!(osob.tip(BRANCH), None);
+    let document = json_of(&pr(&repo, &osob, &["--dry-run", "--output", "json"], 2));
+    assert_eq!(document["files"].as_array().unwrap().len(), 4);
+    assert!(document["title"].as_str().unwrap().ends_with("(16 images)"));
+}
+
+#[test]
+fn reconcile_dry_run_previews_the_osob_change_of_the_planned_builds() {
+    let repo = built_repo();
+    std::fs::remove_file(repo.path().join(".imagegen/state.json")).unwrap();
+    let osob = Osob::new();
+    let output = repo
+        .imagegen()
+        .env("IMAGEGEN_OSOB_URL", osob.url())
+        .args(["reconcile", "--dry-run"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains("Plan: 16 to submit"), "{stdout}");
+    assert!(
+        stdout.contains("+    Image: Helix-Windows-11-23H2-VS2022-Enterprise_17_12_1\r\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("after this run's build"), "{stdout}");
+    assert_eq!(osob.tip(BRANCH), None, "a dry run never pushes");
+}
+
+#[test]
+fn only_built_images_go_in_and_the_rest_are_listed_apart() {
+    let repo = built_repo();
+    let variables = repo.read("variables.json");
+    let mut statuses: Vec<(String, JobStatus)> = repo
+        .definition_ids()
+        .into_iter()
+        .map(|id| (id, JobStatus::Succeeded))
+        .collect();
+    statuses[0].1 = JobStatus::Failed;
+    statuses[1].1 = JobStatus::Running;
+    let borrowed: Vec<(&str, JobStatus)> = statuses
+        .iter()
+        .map(|(id, status)| (id.as_str(), *status))
+        .collect();
+    repo.record_ledger(&variables, &borrowed);
+    let osob = Osob::new();
+    let stdout = stdout_of(&pr(&repo, &osob, &[], 0));
+    assert!(stdout.contains("### Not included (2)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("| {} | failed | job job-", statuses[0].0)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("| {} | running | job job-", statuses[1].0)),
+        "{stdout}"
+    );
+    let tip = osob.tip(BRANCH).unwrap();
+    let preview = osob.read(tip, "definitions/queues/vs2019-preview.yml");
+    assert!(
+        preview.contains("Helix-Server-DataCenter-19H1-ES-ES-VS2019-Preview-Enterprise_16_11_0_3"),
+        "the failed definition's image stays as it was"
+    );
+}
+
+#[test]
+fn a_merged_pull_request_leaves_nothing_to_do() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    pr(&repo, &osob, &[], 0);
+    // Merge: main now points where the branch does.
+    let tip = osob.tip(BRANCH).unwrap();
+    osob.repo()
+        .reference("refs/heads/main", tip, true, "merge")
+        .unwrap();
+    let stdout = stdout_of(&pr(&repo, &osob, &[], 0));
+    assert!(
+        stdout.starts_with("nothing to do: OSOB's main already names every image built"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bot_only_branch_is_rebuilt_on_the_new_base() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    pr(&repo, &osob, &[], 0);
+    let first = osob.tip(BRANCH).unwrap();
+    // Someone changes main elsewhere; the bot's branch is now behind.
+    let osob_repo = osob.repo();
+    let new_base = osob.commit_files(
+        &osob_repo,
+        "main",
+        None,
+        &[("docs/notes.md".to_string(), b"unrelated\n".to_vec())],
+        "Unrelated change",
+        "maintainer@osob.invalid",
+    );
+    let stdout = stdout_of(&pr(&repo, &osob, &[], 0));
+    let second = osob.tip(BRANCH).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        osob_repo.find_commit(second).unwrap().parent_id(0).unwrap(),
+        new_base
+    );
+    assert!(
+        stdout.contains(&format!("replacing {}", &first.to_string()[..12])),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn someone_elses_commit_on_the_branch_is_left_alone() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    pr(&repo, &osob, &[], 0);
+    let osob_repo = osob.repo();
+    let human = osob.commit_files(
+        &osob_repo,
+        BRANCH,
+        None,
+        &[(
+            "definitions/queues/extra.yml".to_string(),
+            b"queues: []\n".to_vec(),
+        )],
+        "Add a queue by hand",
+        "reviewer@osob.invalid",
+    );
+    let output = pr(&repo, &osob, &[], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("holds commits that are not imagegen's, so it was left untouched"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reviewer@osob.invalid") && stderr.contains("Add a queue by hand"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--take-over-branch"));
+    assert_eq!(osob.tip(BRANCH), Some(human));
+    pr(&repo, &osob, &["--take-over-branch"], 0);
+    let taken = osob.tip(BRANCH).unwrap();
+    assert_ne!(taken, human);
+    assert_eq!(
+        osob_repo.find_commit(taken).unwrap().author().email(),
+        Ok(BOT_EMAIL)
+    );
+}
+
+#[test]
+fn a_mapped_file_without_the_image_is_an_error_and_nothing_is_pushed() {
+    let repo = built_repo();
+    let mapping = repo.read("osob-mapping/osob.json").replace(
+        "\"vs2022/server-2022-enterprise\": [\n      \"definitions/images.json\"\n    ]",
+        "\"vs2022/server-2022-enterprise\": [\n      \"definitions/images.json\",\n      \"definitions/queues/windows-server.yml\"\n    ]",
+    );
+    assert!(mapping.contains("windows-server.yml\"\n    ]"));
+    repo.write("osob-mapping/osob.json", &mapping);
+    let osob = Osob::new();
+    let output = pr(&repo, &osob, &[], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("error: definitions/queues/windows-server.yml: no image of vs2022/server-2022-enterprise is named here"),
+        "{stderr}"
+    );
+    assert_eq!(osob.tip(BRANCH), None);
+}
+
+#[test]
+fn a_push_against_a_moved_branch_loses_its_lease() {
+    let osob = Osob::new();
+    let cache = tempfile::tempdir().unwrap();
+    let workspace =
+        imagegen::osob::workspace::Workspace::open(cache.path(), &osob.url(), None).unwrap();
+    workspace.fetch(&["main", BRANCH]).unwrap();
+    let base = workspace.required_tip("main").unwrap();
+    let author = imagegen::osob::mapping::CommitAuthor::default();
+    let commit = workspace
+        .commit(base, &[("a.txt".into(), b"a\n".to_vec())], "bot", &author)
+        .unwrap();
+    // Another run pushes the branch after this one fetched.
+    let osob_repo = osob.repo();
+    let theirs = osob.commit_files(
+        &osob_repo,
+        BRANCH,
+        Some(base),
+        &[("b.txt".into(), b"b\n".to_vec())],
+        "other run",
+        BOT_EMAIL,
+    );
+    let error = workspace.push(BRANCH, commit, None).unwrap_err();
+    assert!(error.is_race(), "{error}");
+    assert!(
+        error.to_string().contains("moved while this run worked"),
+        "{error}"
+    );
+    assert_eq!(osob.tip(BRANCH), Some(theirs), "nothing was overwritten");
+    // After fetching again, the lease names the right commit and the push goes through.
+    workspace.fetch(&["main", BRANCH]).unwrap();
+    workspace
+        .push(BRANCH, commit, workspace.tip(BRANCH))
+        .unwrap();
+    assert_eq!(osob.tip(BRANCH), Some(commit));
+}
+
+#[test]
+fn validate_checks_the_mapping() {
+    let repo = built_repo();
+    repo.write(
+        "osob-mapping/osob.json",
+        &repo.read("osob-mapping/osob.json").replace(
+            "vs2022/server-2022-enterprise",
+            "vs2022/server-2022-enterprize",
+        ),
+    );
+    let output = repo.run(&["validate"], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("definitions names vs2022/server-2022-enterprize, but there is no definitions/vs2022/server-2022-enterprize.json; did you mean vs2022/server-2022-enterprise?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: osob-mapping/osob.json: vs2022/server-2022-enterprise is not in the mapping"
+        ),
+        "{stderr}"
+    );
+}
