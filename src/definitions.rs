@@ -305,17 +305,7 @@ impl Definition {
             &mut problems,
         );
         let problems: Vec<Diagnostic> = problems.into_iter().map(located).collect();
-        let image_name_templates = template
-            .get("Destination")
-            .and_then(Value::as_array)
-            .map(|destinations| {
-                destinations
-                    .iter()
-                    .filter_map(|d| d.get("CustomImageName").and_then(Value::as_str))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let image_name_templates = custom_image_names(&template);
         let definition = Self {
             id: id.to_string(),
             file: file.to_string(),
@@ -491,6 +481,22 @@ fn substitute(template: &mut Value, variables: &Variables) {
         }
         _ => {}
     }
+}
+
+/// Every `Destination[].CustomImageName` that is a string, in order, as written; nothing
+/// checked. (Rendered, they are the names of the images a job produces.)
+pub fn custom_image_names(payload: &Value) -> Vec<String> {
+    payload
+        .get("Destination")
+        .and_then(Value::as_array)
+        .map(|destinations| {
+            destinations
+                .iter()
+                .filter_map(|d| d.get("CustomImageName").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads `Destination[].CustomImageName` and checks each name against Azure's rules.

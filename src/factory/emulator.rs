@@ -166,7 +166,10 @@ impl LoggedRequest {
 
     /// The `CustomImageName`s of a submission's payload.
     pub fn image_names(&self) -> Vec<String> {
-        self.body.as_ref().map(image_names_of).unwrap_or_default()
+        self.body
+            .as_ref()
+            .map(crate::definitions::custom_image_names)
+            .unwrap_or_default()
     }
 }
 
@@ -748,7 +751,7 @@ async fn submit(
         inner.random.u16(..),
         inner.random.u64(..) & 0xffff_ffff_ffff
     );
-    let image_names = image_names_of(&payload);
+    let image_names = crate::definitions::custom_image_names(&payload);
     let location = payload
         .get("Location")
         .and_then(Value::as_str)
@@ -812,20 +815,6 @@ fn check_payload(payload: &Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn image_names_of(payload: &Value) -> Vec<String> {
-    payload
-        .get("Destination")
-        .and_then(Value::as_array)
-        .map(|destinations| {
-            destinations
-                .iter()
-                .filter_map(|d| d.get("CustomImageName").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn job(

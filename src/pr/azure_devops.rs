@@ -161,11 +161,14 @@ impl AzureDevOpsProvider {
         ] {
             if value.trim().is_empty() || value.contains('/') {
                 return Err(PrError::Configuration(format!(
-                    "Azure DevOps needs an {what} name without slashes, got `{value}`"
+                    "the Azure DevOps {what} must be a name without slashes, got `{value}`"
                 )));
             }
         }
-        check_token_is_header_safe(token.secret())?;
+        crate::pr::check_token_is_header_safe(
+            token.secret(),
+            &format!("Azure DevOps token (from {SYSTEM_ACCESS_TOKEN_VAR} or {PAT_VAR})"),
+        )?;
         let endpoint_text = endpoint.unwrap_or(DEFAULT_ENDPOINT);
         let endpoint = Url::parse(endpoint_text.trim_end_matches('/'))
             .ok()
@@ -195,7 +198,7 @@ impl AzureDevOpsProvider {
     /// creating answers TF401179 (one already exists), that one is found again and updated. An
     /// updated pull request gets the reviewers and labels it does not have yet.
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
-        let description = cap_body(&spec.body);
+        let description = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_active(spec).await? {
             Some(active) => (
                 self.bring_up_to_date(active, spec, &description).await?,
@@ -443,33 +446,6 @@ fn refs_of(spec: &PullRequestSpec) -> (String, String) {
     )
 }
 
-/// A token goes into an `Authorization` header; a stray newline from a file would make a request
-/// that fails far from its cause.
-fn check_token_is_header_safe(token: &SecretString) -> Result<(), PrError> {
-    let secret = token.expose_secret();
-    if secret.is_empty() || !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(PrError::Configuration(format!(
-            "the Azure DevOps token (from {SYSTEM_ACCESS_TOKEN_VAR} or {PAT_VAR}) is empty or holds spaces or control characters"
-        )));
-    }
-    Ok(())
-}
-
-/// The description as Azure DevOps takes it; the renderer already caps it, this only guards the
-/// limit.
-fn cap_body(body: &str) -> String {
-    match body.char_indices().nth(BODY_LIMIT) {
-        Some((end, _)) => {
-            tracing::warn!(
-                limit = BODY_LIMIT,
-                "the pull request description is longer than Azure DevOps accepts; it was cut"
-            );
-            body[..end].to_owned()
-        }
-        None => body.to_owned(),
-    }
-}
-
 /// Reads a successful answer. Azure DevOps answers a token it does not accept on some routes with
 /// 203 and an HTML sign-in page, which would otherwise surface as "expected value at line 1".
 fn decode<T: DeserializeOwned>(operation: String, answer: RawResponse) -> Result<T, PrError> {
@@ -521,41 +497,28 @@ fn error_body(error: &azure_core::Error) -> Option<serde_json::Value> {
 const RAW_MESSAGE_LIMIT: usize = 300;
 
 fn api_error(operation: String, error: &azure_core::Error) -> PrError {
-    let status = error.http_status().map(u16::from);
-    let message = error_body(error)
-        .and_then(|body| {
-            body.get("message")
-                .and_then(|message| message.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            let text = error_chain(error);
-            match text.char_indices().nth(RAW_MESSAGE_LIMIT) {
-                Some((end, _)) => format!("{}…", &text[..end]),
-                None => text,
-            }
-        });
+    let message = match error.kind() {
+        ErrorKind::HttpResponse { .. } => error_body(error)
+            .and_then(|body| {
+                body.get("message")
+                    .and_then(|message| message.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| {
+                let text = error.to_string();
+                match text.char_indices().nth(RAW_MESSAGE_LIMIT) {
+                    Some((end, _)) => format!("{}…", &text[..end]),
+                    None => text,
+                }
+            }),
+        _ => crate::pr::error_chain(error),
+    };
     PrError::Api {
         provider: PROVIDER,
         operation,
-        status,
+        status: error.http_status().map(u16::from),
         message,
     }
-}
-
-/// An error and its causes on one line, each cause once.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -624,7 +587,12 @@ mod tests {
     #[test]
     fn a_description_over_the_limit_is_cut_at_a_character() {
         let long = "ü".repeat(BODY_LIMIT + 1);
-        assert_eq!(cap_body(&long).chars().count(), BODY_LIMIT);
-        assert_eq!(cap_body("short"), "short");
+        assert_eq!(
+            crate::pr::cap_body(&long, BODY_LIMIT, PROVIDER)
+                .chars()
+                .count(),
+            BODY_LIMIT
+        );
+        assert_eq!(crate::pr::cap_body("short", BODY_LIMIT, PROVIDER), "short");
     }
 }

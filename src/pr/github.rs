@@ -7,7 +7,7 @@ use octocrab::Octocrab;
 use octocrab::models::pulls::PullRequest as GitHubPullRequest;
 use octocrab::params::State;
 use octocrab::service::middleware::retry::RetryConfig;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{PrError, PullRequest, PullRequestAction, PullRequestSpec};
 
@@ -57,12 +57,18 @@ impl GitHubProvider {
         repo: &str,
         token: SecretString,
     ) -> Result<Self, PrError> {
-        if owner.trim().is_empty() || repo.trim().is_empty() || owner.contains('/') {
+        if [owner, repo]
+            .iter()
+            .any(|part| part.trim().is_empty() || part.contains('/'))
+        {
             return Err(PrError::Configuration(format!(
                 "GitHub needs a repository as owner and name, got `{owner}/{repo}`"
             )));
         }
-        check_token_is_header_safe(&token)?;
+        crate::pr::check_token_is_header_safe(
+            &token,
+            &format!("GitHub token (from {GITHUB_TOKEN_VAR})"),
+        )?;
         let api_base = api_base.unwrap_or(DEFAULT_API_BASE);
         let base_url = url::Url::parse(api_base)
             .ok()
@@ -90,7 +96,7 @@ impl GitHubProvider {
             .map_err(|error| {
                 PrError::Configuration(format!(
                     "cannot build the GitHub client: {}",
-                    error_chain(&error)
+                    crate::pr::error_chain(&error)
                 ))
             })?;
         Ok(Self {
@@ -125,7 +131,7 @@ impl GitHubProvider {
     /// exists, that one is found again and updated. Then asks for the reviewers and adds the
     /// labels it does not have yet.
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
-        let body = cap_body(&spec.body);
+        let body = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_open(spec).await? {
             Some(open) => (
                 self.update(&open, spec, &body).await?,
@@ -332,32 +338,6 @@ impl GitHubProvider {
     }
 }
 
-/// octocrab puts the token in a header and panics if that header cannot be built, so a token
-/// with a stray control character (a newline from a file) must be refused here.
-fn check_token_is_header_safe(token: &SecretString) -> Result<(), PrError> {
-    let secret = token.expose_secret();
-    if secret.is_empty() || !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(PrError::Configuration(format!(
-            "the GitHub token (from {GITHUB_TOKEN_VAR}) is empty or holds spaces or control characters"
-        )));
-    }
-    Ok(())
-}
-
-/// The body as GitHub takes it; the renderer already caps it, this only guards the limit.
-fn cap_body(body: &str) -> String {
-    match body.char_indices().nth(BODY_LIMIT) {
-        Some((end, _)) => {
-            tracing::warn!(
-                limit = BODY_LIMIT,
-                "the pull request body is longer than GitHub accepts; it was cut"
-            );
-            body[..end].to_owned()
-        }
-        None => body.to_owned(),
-    }
-}
-
 /// GitHub answers 422 "Validation Failed" with "A pull request already exists for owner:branch."
 /// among the errors when an open pull request has the same head and base.
 fn is_already_exists(error: &octocrab::Error) -> bool {
@@ -389,7 +369,7 @@ fn api_error(operation: String, error: octocrab::Error) -> PrError {
             provider: PROVIDER,
             operation,
             status: None,
-            message: error_chain(other),
+            message: crate::pr::error_chain(other),
         },
     }
 }
@@ -421,36 +401,25 @@ fn service_message(error: &octocrab::GitHubError) -> String {
     }
 }
 
-/// An error and its causes on one line, each cause once.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_body_within_the_limit_is_kept_and_a_longer_one_is_cut_at_a_character() {
-        assert_eq!(cap_body("short"), "short");
+        assert_eq!(crate::pr::cap_body("short", BODY_LIMIT, PROVIDER), "short");
         let long = "é".repeat(BODY_LIMIT + 5);
-        let capped = cap_body(&long);
+        let capped = crate::pr::cap_body(&long, BODY_LIMIT, PROVIDER);
         assert_eq!(capped.chars().count(), BODY_LIMIT);
     }
 
     #[test]
     fn a_token_with_a_newline_is_refused_without_showing_it() {
-        let error = check_token_is_header_safe(&SecretString::from("canary-token\n")).unwrap_err();
+        let error = crate::pr::check_token_is_header_safe(
+            &SecretString::from("canary-token\n"),
+            "GitHub token (from GITHUB_TOKEN)",
+        )
+        .unwrap_err();
         assert!(!error.to_string().contains("canary-token"));
         assert!(error.to_string().contains(GITHUB_TOKEN_VAR));
     }

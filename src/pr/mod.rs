@@ -61,3 +61,50 @@ pub enum PrError {
     #[error("{0}")]
     Configuration(String),
 }
+
+/// A token goes into an `Authorization` header: one with a stray newline (from a file) would
+/// fail far from its cause, or make a client panic, so it is refused here, naming where it came
+/// from but never its value.
+pub(crate) fn check_token_is_header_safe(
+    token: &secrecy::SecretString,
+    origin: &str,
+) -> Result<(), PrError> {
+    use secrecy::ExposeSecret as _;
+    let secret = token.expose_secret();
+    if secret.is_empty() || !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(PrError::Configuration(format!(
+            "the {origin} is empty or holds spaces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The description cut to `limit` characters. The renderer already fits it; this only guards
+/// the provider's limit.
+pub(crate) fn cap_body(body: &str, limit: usize, provider: &str) -> String {
+    match body.char_indices().nth(limit) {
+        Some((end, _)) => {
+            tracing::warn!(
+                limit,
+                "the pull request description is longer than {provider} accepts; it was cut"
+            );
+            body[..end].to_owned()
+        }
+        None => body.to_owned(),
+    }
+}
+
+/// An error and its causes on one line, each cause once.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
