@@ -459,6 +459,61 @@ pub fn push_branch(
     })
 }
 
+/// How many times a push that lost a race is redone from a fresh fetch.
+pub const PUSH_ATTEMPTS: usize = 3;
+
+/// What [`update_branch`] is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct BranchOptions {
+    /// Edit and report, but push nothing.
+    pub dry_run: bool,
+    /// Rebuild the branch even if someone else committed to it.
+    pub take_over: bool,
+    pub today: jiff::civil::Date,
+}
+
+/// Fetches, edits every mapped file at the base tip and (unless a dry run, or nothing changes)
+/// pushes the branch. A push that lost a race to another writer is redone from a fresh fetch,
+/// up to [`PUSH_ATTEMPTS`] times; `on_retry` hears of each. `before_push` runs just before each
+/// push (tests use it to race).
+pub fn update_branch(
+    workspace: &Workspace,
+    mapping: &Mapping,
+    targets: &[Target],
+    not_included: &[NotIncluded],
+    options: BranchOptions,
+    mut before_push: impl FnMut(usize),
+    mut on_retry: impl FnMut(&WorkspaceError),
+) -> Result<(Prepared, Option<BranchOutcome>), PublishError> {
+    let repository = &mapping.repository;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        workspace.fetch(&[&repository.base_branch, &repository.pr_branch])?;
+        let base = workspace.required_tip(&repository.base_branch)?;
+        let prepared = prepare(
+            workspace,
+            base,
+            targets,
+            not_included.to_vec(),
+            mapping,
+            options.today,
+        )
+        .map_err(|problems| PublishError::Edit { problems })?;
+        if options.dry_run || prepared.is_empty() {
+            return Ok((prepared, None));
+        }
+        before_push(attempt);
+        match push_branch(workspace, mapping, base, &prepared, options.take_over) {
+            Ok(outcome) => return Ok((prepared, Some(outcome))),
+            Err(PublishError::Workspace(error)) if error.is_race() && attempt < PUSH_ATTEMPTS => {
+                on_retry(&error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Why the OSOB update stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

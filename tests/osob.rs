@@ -508,3 +508,85 @@ fn validate_checks_the_mapping() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_push_that_loses_a_race_is_redone_from_a_fresh_fetch() {
+    let repo = built_repo();
+    let osob = Osob::new();
+    let catalog = imagegen::catalog::Catalog::load(repo.path());
+    let ledger = imagegen::state::FileStore::new(repo.path().join(".imagegen/state.json"))
+        .read()
+        .unwrap();
+    let (mapping, problems) = imagegen::osob::mapping::load(repo.path(), &repo.definition_ids());
+    assert!(problems.is_empty(), "{problems:?}");
+    let mapping = mapping.unwrap();
+    let (targets, not_included, errors) = imagegen::publish::targets(
+        &catalog,
+        &ledger,
+        &mapping,
+        imagegen::publish::Assume::Built,
+    );
+    assert!(errors.is_empty());
+    let cache = tempfile::tempdir().unwrap();
+    let workspace =
+        imagegen::osob::workspace::Workspace::open(cache.path(), &osob.url(), None).unwrap();
+    let osob_repo = osob.repo();
+    let base = osob.tip("main").unwrap();
+    let mut raced = None;
+    let mut retries = Vec::new();
+    let (_, outcome) = imagegen::publish::update_branch(
+        &workspace,
+        &mapping,
+        &targets,
+        &not_included,
+        imagegen::publish::BranchOptions {
+            dry_run: false,
+            take_over: false,
+            today: imagegen::publish::today(),
+        },
+        |attempt| {
+            // Another run pushes the branch between this run's fetch and its push.
+            if attempt == 1 {
+                raced = Some(osob.commit_files(
+                    &osob_repo,
+                    BRANCH,
+                    Some(base),
+                    &[("other-run.txt".into(), b"x\n".to_vec())],
+                    "another run",
+                    BOT_EMAIL,
+                ));
+            }
+        },
+        |error| retries.push(error.to_string()),
+    )
+    .unwrap();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert!(
+        retries[0].contains("moved while this run worked"),
+        "{retries:?}"
+    );
+    let tip = osob.tip(BRANCH).unwrap();
+    assert!(
+        matches!(outcome, Some(imagegen::publish::BranchOutcome::Pushed { replaced: Some(ref old), .. }) if *old == raced.unwrap().to_string()),
+        "the second try replaced the other run's bot-only branch: {outcome:?}"
+    );
+    assert_eq!(
+        osob_repo.find_commit(tip).unwrap().parent_id(0).unwrap(),
+        base
+    );
+}
+
+#[test]
+fn nothing_built_means_nothing_to_do() {
+    let repo = built_repo();
+    record_all(&repo, JobStatus::Running);
+    let osob = Osob::new();
+    let output = pr(&repo, &osob, &[], 0);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.starts_with("nothing to do: no image is built"),
+        "{stdout}"
+    );
+    assert!(stderr_of(&output).contains("not included: vs2022/server-2022-enterprise (running): job job-vs2022-server-2022-enterprise is still building"));
+    assert_eq!(osob.tip(BRANCH), None);
+}

@@ -11,7 +11,7 @@ use crate::exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::workspace::Workspace;
 use crate::pr::{PullRequest, PullRequestSpec, body};
-use crate::publish::{self, Assume, BranchOutcome, Prepared, PublishError};
+use crate::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::state::{FileStore, Ledger};
 
 /// What `imagegen pr` is asked to do.
@@ -24,9 +24,6 @@ pub struct PrRequest {
     /// Another OSOB repository than the mapping's (`--osob-url`, `IMAGEGEN_OSOB_URL`).
     pub osob_url: Option<String>,
 }
-
-/// How many times a push that lost a race is redone from a fresh fetch.
-const PUSH_ATTEMPTS: usize = 3;
 
 /// The mapping, or the reason there is none to work with.
 fn load_mapping(
@@ -113,51 +110,54 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
         publish::git_auth(&url, &mapping.provider),
     )?;
     let limit = body_limit(&mapping.provider);
-    let mut attempt = 0;
-    let (prepared, outcome) = loop {
-        attempt += 1;
-        workspace.fetch(&[
-            &mapping.repository.base_branch,
-            &mapping.repository.pr_branch,
-        ])?;
-        let base = workspace.required_tip(&mapping.repository.base_branch)?;
-        let prepared = match publish::prepare(
-            &workspace,
-            base,
-            &targets,
-            not_included.clone(),
-            &mapping,
-            publish::today(),
-        ) {
-            Ok(prepared) => prepared,
-            Err(problems) => {
-                report_problems(
-                    context,
-                    &problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                )?;
-                return Ok(exit::ERROR);
-            }
-        };
-        if request.dry_run || prepared.is_empty() {
-            break (prepared, None);
+    let options = BranchOptions {
+        dry_run: request.dry_run,
+        take_over: request.take_over_branch,
+        today: publish::today(),
+    };
+    let mut retries = Vec::new();
+    let updated = publish::update_branch(
+        &workspace,
+        &mapping,
+        &targets,
+        &not_included,
+        options,
+        |_| {},
+        |error| retries.push(format!("{error}; fetching again and redoing the edit")),
+    );
+    for retry in &retries {
+        output.note(retry)?;
+    }
+    let (prepared, outcome) = match updated {
+        Ok(updated) => updated,
+        Err(PublishError::Edit { problems }) => {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            report_problems(context, &problems)?;
+            return Ok(exit::ERROR);
         }
-        match publish::push_branch(
-            &workspace,
-            &mapping,
-            base,
-            &prepared,
-            request.take_over_branch,
-        ) {
-            Ok(outcome) => break (prepared, Some(outcome)),
-            Err(PublishError::Workspace(error)) if error.is_race() && attempt < PUSH_ATTEMPTS => {
-                output.note(&format!("{error}; fetching again and redoing the edit"))?;
-            }
-            Err(error) => {
-                report_problems(context, &[error.to_string()])?;
-                return Ok(exit::ERROR);
-            }
+        Err(error) => {
+            report_problems(context, &[error.to_string()])?;
+            return Ok(exit::ERROR);
         }
     };
+    if targets.is_empty() {
+        if output.is_json() {
+            output.json(&json!({
+                "dry_run": request.dry_run,
+                "osob": workspace.url(),
+                "nothing_to_do": true,
+                "built": 0,
+                "not_included": not_included,
+            }))?;
+        } else {
+            output.text(
+                "nothing to do: no image is built from the current definitions yet, so OSOB \
+                 keeps its names\n",
+            )?;
+            print_not_included(context, &prepared)?;
+        }
+        return Ok(exit::OK);
+    }
     if prepared.is_empty() {
         let built = targets.len();
         if output.is_json() {
