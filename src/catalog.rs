@@ -401,6 +401,17 @@ impl Catalog {
     }
 
     /// True when nothing may be planned: variables.json is broken, so every rendering is suspect.
+    /// Every definition id found, parsed or not, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: BTreeSet<String> = self.invalid.clone();
+        ids.extend(
+            self.definitions
+                .iter()
+                .map(|definition| definition.id.clone()),
+        );
+        ids.into_iter().collect()
+    }
+
     pub fn blocks_planning(&self) -> bool {
         self.variables_invalid
     }

@@ -60,8 +60,7 @@ fn exit_for(diagnostics: &Diagnostics) -> u8 {
 pub fn validate(context: &Context) -> anyhow::Result<u8> {
     let catalog = Catalog::load(&context.repo);
     let mut diagnostics = catalog.diagnostics.clone();
-    let (_, mapping_problems) =
-        mapping::load(&context.repo, &catalog::definition_ids(&context.repo));
+    let (_, mapping_problems) = mapping::load(&context.repo, &catalog.ids());
     diagnostics.extend(mapping_problems);
     diagnostics.sort();
     let diagnostics = &diagnostics;

@@ -380,8 +380,7 @@ pub fn preview(
     catalog: &Catalog,
     ledger: &Ledger,
 ) -> Option<Result<String, String>> {
-    let ids = catalog::definition_ids(&context.repo);
-    let (mapping, problems) = mapping::load(&context.repo, &ids);
+    let (mapping, problems) = mapping::load(&context.repo, &catalog.ids());
     let mapping = mapping?;
     if problems.iter().any(|problem| problem.is_error()) {
         return Some(Err(format!(
