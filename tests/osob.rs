@@ -3,6 +3,9 @@
 //! pushed result.
 
 mod common;
+// The pull-request services; this crate uses the Azure DevOps one only.
+#[allow(dead_code)]
+mod common_pr;
 
 use std::path::{Path, PathBuf};
 
@@ -589,4 +592,95 @@ fn nothing_built_means_nothing_to_do() {
     );
     assert!(stderr_of(&output).contains("not included: vs2022/server-2022-enterprise (running): job job-vs2022-server-2022-enterprise is still building"));
     assert_eq!(osob.tip(BRANCH), None);
+}
+
+/// The whole `imagegen pr` against the Azure DevOps routes: the first run creates the pull
+/// request, the second (after a new build) updates the same one; a missing token stops the run
+/// before anything is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
+    use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps};
+    let pat = "canary-pat-31f9";
+    let service = FakeAzureDevOps::start(AdoSetup::new(
+        "dnceng",
+        "internal",
+        "dotnet-helix-machines",
+        AdoCredential::Pat(pat.to_string()),
+    ))
+    .await;
+    let repo = built_repo();
+    let mut mapping: serde_json::Value =
+        serde_json::from_str(&repo.read("osob-mapping/osob.json")).unwrap();
+    mapping["provider"] = serde_json::json!({
+        "kind": "azure-devops",
+        "organization": "dnceng",
+        "project": "internal",
+        "repository": "dotnet-helix-machines",
+        "api_url": service.endpoint(),
+    });
+    repo.write(
+        "osob-mapping/osob.json",
+        &serde_json::to_string_pretty(&mapping).unwrap(),
+    );
+    let osob = Osob::new();
+    let run = |pat: Option<&'static str>, code: i32| {
+        let mut command = repo.imagegen();
+        command.env("IMAGEGEN_OSOB_URL", osob.url()).arg("pr");
+        match pat {
+            Some(pat) => command.env("AZURE_DEVOPS_PAT", pat),
+            None => command.env_remove("AZURE_DEVOPS_PAT"),
+        };
+        command.env_remove("SYSTEM_ACCESSTOKEN");
+        let output = command.assert().code(code).get_output().clone();
+        let text = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        assert!(
+            !text.contains("canary-pat"),
+            "the token never shows: {text}"
+        );
+        text
+    };
+    let missing = tokio::task::block_in_place(|| run(None, 1));
+    assert!(
+        missing.contains("Azure DevOps needs a token: set SYSTEM_ACCESSTOKEN or AZURE_DEVOPS_PAT"),
+        "{missing}"
+    );
+    assert_eq!(osob.tip(BRANCH), None, "nothing pushed without a token");
+
+    let first = tokio::task::block_in_place(|| run(Some("canary-pat-31f9"), 0));
+    assert!(first.contains("pull request #101 created"), "{first}");
+    let pulls = service.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].source_ref, "refs/heads/imagegen/helix-images");
+    assert!(
+        pulls[0].title.starts_with("Update Helix images: "),
+        "{}",
+        pulls[0].title
+    );
+    assert!(pulls[0].description.chars().count() <= 4_000);
+    assert_eq!(pulls[0].labels, ["helix-images"]);
+
+    // A new Visual Studio build: the same pull request is updated, not a second one opened.
+    let variables = repo.read("variables.json").replace("17_12_1", "17_12_2");
+    repo.write("variables.json", &variables);
+    record_all(&repo, JobStatus::Succeeded);
+    let second = tokio::task::block_in_place(|| run(Some("canary-pat-31f9"), 0));
+    assert!(second.contains("pull request #101 updated"), "{second}");
+    let pulls = service.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert!(
+        pulls[0].title.contains("VS_2022_VERSION 17_12_2"),
+        "{}",
+        pulls[0].title
+    );
+    let creates = service
+        .requests()
+        .iter()
+        .filter(|request| request.method == "POST" && request.path.ends_with("/pullrequests"))
+        .count();
+    assert_eq!(creates, 1);
+    let tip = osob.tip(BRANCH).unwrap();
+    assert!(
+        osob.read(tip, "definitions/images.json")
+            .contains("Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_2")
+    );
 }

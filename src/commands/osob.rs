@@ -10,7 +10,7 @@ use crate::catalog::{self, Catalog};
 use crate::exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::workspace::Workspace;
-use crate::pr::{PullRequest, PullRequestSpec, body};
+use crate::pr::{PrClient, PullRequest, PullRequestSpec, body};
 use crate::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::state::{FileStore, Ledger};
 
@@ -88,6 +88,19 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
                     .collect::<Vec<_>>(),
             )?;
             return Ok(exit::ERROR);
+        }
+    };
+    // The provider (and its token) first: a run that cannot open the pull request must not
+    // push the branch.
+    let client = if request.dry_run {
+        None
+    } else {
+        match PrClient::from_mapping(&mapping.provider) {
+            Ok(client) => Some(client),
+            Err(error) => {
+                report_problems(context, &[error.to_string()])?;
+                return Ok(exit::ERROR);
+            }
         }
     };
     let catalog = Catalog::load(&context.repo);
@@ -180,7 +193,26 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     let title = body::title(&prepared.content);
     let description = body::body(&prepared.content, limit);
     let pull_request = match (&outcome, request.dry_run) {
-        (Some(_), false) => open_pull_request(&mapping, &title, &description)?,
+        (Some(_), false) => {
+            let client = client
+                .as_ref()
+                .expect("a client is built for every run that pushes");
+            match open_pull_request(client, &mapping, &title, &description) {
+                Ok(pull_request) => pull_request,
+                Err(error) => {
+                    report_problems(
+                        context,
+                        &[format!(
+                            "the branch {} was pushed, but the pull request could not be opened \
+                             or updated: {error:#}. Run imagegen pr again once that is fixed: it \
+                             finds the branch and updates the pull request",
+                            mapping.repository.pr_branch
+                        )],
+                    )?;
+                    return Ok(exit::ERROR);
+                }
+            }
+        }
         _ => None,
     };
     let report = PrReport {
@@ -320,8 +352,9 @@ pub fn body_limit(provider: &Provider) -> usize {
     }
 }
 
-/// Opens or updates the pull request with the mapping's provider; `local` opens none.
+/// Opens or updates the pull request through `client`.
 fn open_pull_request(
+    client: &PrClient,
     mapping: &Mapping,
     title: &str,
     description: &str,
@@ -337,40 +370,7 @@ fn open_pull_request(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let pull_request = match &mapping.provider {
-        Provider::Local => return Ok(None),
-        Provider::GitHub {
-            owner,
-            repository,
-            api_url,
-        } => {
-            let token = crate::pr::github::GitHubProvider::token_from_env()?;
-            let provider = crate::pr::github::GitHubProvider::new(
-                api_url.as_deref(),
-                owner,
-                repository,
-                token,
-            )?;
-            runtime.block_on(provider.open_or_update(&spec))?
-        }
-        Provider::AzureDevOps {
-            organization,
-            project,
-            repository,
-            api_url,
-        } => {
-            let token = crate::pr::azure_devops::AzureDevOpsToken::from_env()?;
-            let provider = crate::pr::azure_devops::AzureDevOpsProvider::new(
-                api_url.as_deref(),
-                organization,
-                project,
-                repository,
-                token,
-            )?;
-            runtime.block_on(provider.open_or_update(&spec))?
-        }
-    };
-    Ok(Some(pull_request))
+    Ok(runtime.block_on(client.open_or_update(&spec))?)
 }
 
 /// The OSOB part of `reconcile --dry-run`: the diff and pull request this run would lead to if

@@ -5,6 +5,8 @@ pub mod azure_devops;
 pub mod body;
 pub mod github;
 
+use crate::osob::mapping;
+
 /// The pull request imagegen wants to exist: one, from a fixed branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestSpec {
@@ -107,4 +109,56 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The provider the mapping names, ready to call: built, with its token checked, before
+/// anything is pushed, so a missing token stops a run before it changes OSOB.
+#[derive(Debug)]
+pub enum PrClient {
+    GitHub(github::GitHubProvider),
+    AzureDevOps(azure_devops::AzureDevOpsProvider),
+    /// Opens nothing; the caller prints the pull request.
+    Local,
+}
+
+impl PrClient {
+    pub fn from_mapping(provider: &mapping::Provider) -> Result<Self, PrError> {
+        Ok(match provider {
+            mapping::Provider::Local => Self::Local,
+            mapping::Provider::GitHub {
+                owner,
+                repository,
+                api_url,
+            } => Self::GitHub(github::GitHubProvider::new(
+                api_url.as_deref(),
+                owner,
+                repository,
+                github::GitHubProvider::token_from_env()?,
+            )?),
+            mapping::Provider::AzureDevOps {
+                organization,
+                project,
+                repository,
+                api_url,
+            } => Self::AzureDevOps(azure_devops::AzureDevOpsProvider::new(
+                api_url.as_deref(),
+                organization,
+                project,
+                repository,
+                azure_devops::AzureDevOpsToken::from_env()?,
+            )?),
+        })
+    }
+
+    /// Opens or updates the pull request; `None` for `local`.
+    pub async fn open_or_update(
+        &self,
+        spec: &PullRequestSpec,
+    ) -> Result<Option<PullRequest>, PrError> {
+        match self {
+            Self::GitHub(provider) => provider.open_or_update(spec).await.map(Some),
+            Self::AzureDevOps(provider) => provider.open_or_update(spec).await.map(Some),
+            Self::Local => Ok(None),
+        }
+    }
 }
