@@ -87,8 +87,6 @@ pub struct Sent {
     pub result: Result<Response, reqwest::Error>,
     /// Tries made, the first one included.
     pub attempts: u32,
-    /// From the first try to the end of the last one.
-    pub elapsed: Duration,
 }
 
 /// Whether an answer is worth trying again: throttling and server-side failures.
@@ -139,7 +137,6 @@ pub async fn send(
             return Sent {
                 result,
                 attempts: attempt,
-                elapsed: started.elapsed(),
             };
         };
         let out_of_tries = attempt >= policy.max_attempts;
@@ -153,7 +150,6 @@ pub async fn send(
             return Sent {
                 result,
                 attempts: attempt,
-                elapsed: started.elapsed(),
             };
         }
         tracing::warn!(

@@ -317,7 +317,7 @@ impl Workspace {
         Ok(foreign)
     }
 
-    /// Whether `branch_tip` already holds exactly `tree_of` on top of `base_tip`: then pushing
+    /// Whether `branch_tip` already holds exactly the tree of `commit` on top of `base_tip`: then pushing
     /// again would change nothing but a timestamp.
     pub fn is_same_change(&self, branch_tip: Oid, base_tip: Oid, commit: Oid) -> bool {
         let (Ok(branch), Ok(new)) = (
@@ -329,29 +329,6 @@ impl Workspace {
         branch.tree_id() == new.tree_id()
             && branch.parent_count() == 1
             && branch.parent_id(0).ok() == Some(base_tip)
-    }
-
-    /// The files `commit` changes against its parent.
-    pub fn changed_paths(&self, commit: Oid) -> Result<Vec<String>, WorkspaceError> {
-        let git = |source| WorkspaceError::Git {
-            doing: "comparing the commit with its base".to_string(),
-            source,
-        };
-        let commit = self.repo.find_commit(commit).map_err(git)?;
-        let parent = commit.parent(0).map_err(git)?;
-        let diff = self
-            .repo
-            .diff_tree_to_tree(
-                Some(&parent.tree().map_err(git)?),
-                Some(&commit.tree().map_err(git)?),
-                None,
-            )
-            .map_err(git)?;
-        Ok(diff
-            .deltas()
-            .filter_map(|delta| delta.new_file().path())
-            .map(|path| path.to_string_lossy().replace('\\', "/"))
-            .collect())
     }
 
     /// Pushes `commit` to `branch`, replacing what is there only if it still is `expected`
