@@ -53,9 +53,20 @@ pub fn targets(
     let mut targets = Vec::new();
     let mut left_out = Vec::new();
     let mut errors = Vec::new();
+    let rendered_by_id: BTreeMap<&str, &crate::definitions::Rendered> = catalog
+        .rendered
+        .iter()
+        .map(|rendered| (rendered.id.as_str(), rendered))
+        .collect();
+    let definitions_by_id: BTreeMap<&str, &crate::definitions::Definition> = catalog
+        .definitions
+        .iter()
+        .map(|definition| (definition.id.as_str(), definition))
+        .collect();
     for (id, files) in &mapping.definitions {
-        let rendered = catalog.rendered.iter().find(|rendered| &rendered.id == id);
-        let (Some(definition), Some(rendered)) = (catalog.definition(id), rendered) else {
+        let definition = definitions_by_id.get(id.as_str()).copied();
+        let rendered = rendered_by_id.get(id.as_str()).copied();
+        let (Some(definition), Some(rendered)) = (definition, rendered) else {
             left_out.push(NotIncluded {
                 definition: id.clone(),
                 status: "invalid".to_string(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
 use crate::exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::workspace::Workspace;
@@ -28,9 +28,9 @@ pub struct PrRequest {
 /// The mapping, or the reason there is none to work with.
 fn load_mapping(
     context: &Context,
+    catalog: &Catalog,
 ) -> anyhow::Result<Result<Mapping, crate::diagnostics::Diagnostics>> {
-    let ids = catalog::definition_ids(&context.repo);
-    let (mapping, problems) = mapping::load(&context.repo, &ids);
+    let (mapping, problems) = mapping::load(&context.repo, &catalog.ids());
     let mut diagnostics = crate::diagnostics::Diagnostics::default();
     diagnostics.extend(problems);
     match mapping {
@@ -77,7 +77,8 @@ struct FileReport<'a> {
 /// branch and opens or updates the pull request.
 pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     let output = &context.output;
-    let mapping = match load_mapping(context)? {
+    let catalog = Catalog::load(&context.repo);
+    let mapping = match load_mapping(context, &catalog)? {
         Ok(mapping) => mapping,
         Err(diagnostics) => {
             report_problems(
@@ -103,7 +104,6 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
             }
         }
     };
-    let catalog = Catalog::load(&context.repo);
     let ledger = FileStore::new(&context.state).read()?;
     let (targets, not_included, errors) =
         publish::targets(&catalog, &ledger, &mapping, Assume::Built);
