@@ -35,9 +35,16 @@ pub struct Cli {
     )]
     pub repo: PathBuf,
 
-    /// The ledger of submitted jobs [default: <repo>/.imagegen/state.json]
-    #[arg(long, global = true, env = "IMAGEGEN_STATE", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    /// The ledger of submitted jobs: a file, or an Azure blob URL with a SAS token
+    /// [default: <repo>/.imagegen/state.json]
+    #[arg(
+        long,
+        global = true,
+        env = "IMAGEGEN_STATE",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
+    pub state: Option<String>,
 
     /// Text for people, or one JSON document for machines
     #[arg(long, global = true, value_enum, default_value_t = OutputArg::Text, value_name = "FORMAT")]
@@ -313,15 +320,18 @@ impl FactoryArgs {
 }
 
 impl Cli {
-    pub fn context(&self) -> Context {
-        let output = Output {
+    pub fn output(&self) -> Output {
+        Output {
             format: match self.output {
                 OutputArg::Text => Format::Text,
                 OutputArg::Json => Format::Json,
             },
             quiet: self.quiet,
-        };
-        Context::new(self.repo.clone(), self.state.clone(), output)
+        }
+    }
+
+    pub fn context(&self) -> anyhow::Result<Context> {
+        Context::new(self.repo.clone(), self.state.clone(), self.output())
     }
 
     pub fn color_choice(&self) -> anstream::ColorChoice {

@@ -27,26 +27,32 @@ fn main() -> ExitCode {
     };
     cli.color_choice().write_global();
     init_logging(cli.verbose);
-    let context = cli.context();
-    let result = match &cli.command {
-        Command::Validate => commands::validate(&context),
-        Command::Render { definition } => commands::render(&context, definition),
-        Command::Affected { variables } => commands::affected(&context, variables),
-        Command::Reconcile { dry_run, force } => {
-            commands::reconcile(&context, Command::reconcile_request(*dry_run, *force))
-        }
-        Command::Status(status) => commands::jobs::status(&context, status.request()),
-        Command::Submit(submit) => commands::jobs::submit(&context, submit.request()),
-        Command::Pr(pr) => commands::osob::pr(&context, pr.request()),
-    };
+    let output = cli.output();
+    let result = cli
+        .context()
+        .and_then(|context| run(&cli.command, &context));
     match result {
         Ok(code) => ExitCode::from(code),
         // A reader that stopped early (`imagegen affected X | head -1`) is not a failure.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            imagegen::output::fatal(context.output.format, &error);
+            imagegen::output::fatal(output.format, &error);
             ExitCode::from(imagegen::exit::ERROR)
         }
+    }
+}
+
+fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
+    match command {
+        Command::Validate => commands::validate(context),
+        Command::Render { definition } => commands::render(context, definition),
+        Command::Affected { variables } => commands::affected(context, variables),
+        Command::Reconcile { dry_run, force } => {
+            commands::reconcile(context, Command::reconcile_request(*dry_run, *force))
+        }
+        Command::Status(status) => commands::jobs::status(context, status.request()),
+        Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
+        Command::Pr(pr) => commands::osob::pr(context, pr.request()),
     }
 }
 

@@ -3,17 +3,16 @@
 //! same payload twice, even when it is killed half way.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
 use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
-use crate::state::{
-    FileStore, JobStatus, Ledger, LedgerEntry, LedgerKey, LedgerLock, Revision, StateError,
-};
+use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter, StateError};
 
 /// A payload ready to submit, and where the ledger keeps it.
 #[derive(Debug, Clone)]
@@ -50,6 +49,9 @@ pub enum Decision {
     InFlight { tracking_id: String },
     /// The same payload was built already; `--force` builds it again.
     Built { tracking_id: Option<String> },
+    /// Another run recorded the intent to send this payload after this run read the ledger:
+    /// that run is sending it.
+    OtherRun,
 }
 
 /// Decides whether `hash` is to be sent, from the ledger's entry for it. A failed or canceled
@@ -107,42 +109,6 @@ pub fn next_idempotency_key(hash: &PayloadHash, previous: Option<&str>) -> Strin
     }
 }
 
-/// The ledger held for writing: under the run lock, saved after every change.
-pub struct LedgerWriter {
-    store: FileStore,
-    lock: LedgerLock,
-    revision: Revision,
-    ledger: Ledger,
-}
-
-impl LedgerWriter {
-    /// Takes the run lock (waiting up to `timeout`) and reads the ledger.
-    pub fn open(store: FileStore, timeout: Duration, purpose: &str) -> Result<Self, StateError> {
-        let lock = store.lock(timeout, purpose)?;
-        let snapshot = store.load()?;
-        Ok(Self {
-            store,
-            lock,
-            revision: snapshot.revision,
-            ledger: snapshot.ledger,
-        })
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// Applies `change` and saves. If the save fails, the ledger in memory stays as it was, so
-    /// memory never claims what the file does not hold.
-    pub fn update<T>(&mut self, change: impl FnOnce(&mut Ledger) -> T) -> Result<T, StateError> {
-        let mut next = self.ledger.clone();
-        let result = change(&mut next);
-        self.revision = self.store.save(&self.lock, &self.revision, &next)?;
-        self.ledger = next;
-        Ok(result)
-    }
-}
-
 /// What became of one candidate.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -187,33 +153,90 @@ impl Outcome {
     }
 }
 
+/// The ledger as one run holds it, shared by its concurrent submissions.
+pub type SharedWriter = tokio::sync::Mutex<LedgerWriter>;
+
+/// Decides for a candidate within a run: like [`decide`], except that an intent recorded by
+/// another run since this one read the ledger belongs to that run, which is sending it now.
+fn decide_in_run(writer: &LedgerWriter, candidate: &Candidate, force: bool) -> Decision {
+    decide_against(
+        writer.ledger().entry(&candidate.key),
+        writer.entry_at_open(&candidate.key),
+        &candidate.hash,
+        force,
+    )
+}
+
+fn decide_against(
+    current: Option<&LedgerEntry>,
+    at_open: Option<&LedgerEntry>,
+    hash: &PayloadHash,
+    force: bool,
+) -> Decision {
+    let decision = decide(current, hash, force);
+    match (&decision, current) {
+        (Decision::Send { resume: true, .. }, Some(entry)) if Some(entry) != at_open => {
+            Decision::OtherRun
+        }
+        _ => decision,
+    }
+}
+
 /// Submits one candidate: records the intent, sends it, records the answer. A failure to write
 /// the ledger stops before anything is sent, or is reported with the tracking id to record.
 pub async fn submit(
     client: &FactoryClient,
-    writer: &Mutex<LedgerWriter>,
+    writer: &SharedWriter,
     candidate: &Candidate,
     force: bool,
 ) -> Result<Outcome, StateError> {
-    let now = Timestamp::now();
-    let (mut decision, mut previous) = {
-        let writer = lock(writer);
-        let previous = writer.ledger().entry(&candidate.key).cloned();
-        (decide(previous.as_ref(), &candidate.hash, force), previous)
-    };
+    let key = &candidate.key;
+    let mut decision = decide_in_run(&*writer.lock().await, candidate, force);
     // The ledger may be behind: ask how the job in flight is doing before calling it so.
     if let Decision::InFlight { tracking_id } = &decision
         && let Ok(state) = client.job(tracking_id).await
     {
-        let refreshed = lock(writer).update(|ledger| {
-            let entry = ledger.entry_mut(&candidate.key)?;
-            record_state(entry, &state, Timestamp::now());
-            Some(entry.clone())
-        })?;
-        if let Some(entry) = refreshed {
-            decision = decide(Some(&entry), &candidate.hash, force);
-            previous = Some(entry);
-        }
+        let mut writer = writer.lock().await;
+        writer
+            .update(|ledger| {
+                if let Some(entry) = ledger.entry_mut(key)
+                    && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
+                {
+                    record_state(entry, &state, Timestamp::now());
+                }
+            })
+            .await?;
+        decision = decide_in_run(&writer, candidate, force);
+    }
+    // Record the intent, deciding again on the ledger as saved: another run may have got there
+    // first, and then this one sends nothing.
+    let mut previous = None;
+    if let Decision::Send { resume: false, .. } = decision {
+        let now = Timestamp::now();
+        let mut writer = writer.lock().await;
+        let at_open = writer.entry_at_open(key).cloned();
+        (decision, previous) = writer
+            .update(|ledger| {
+                let current = ledger.entry(key).cloned();
+                let decision =
+                    decide_against(current.as_ref(), at_open.as_ref(), &candidate.hash, force);
+                if let Decision::Send {
+                    idempotency_key,
+                    resume: false,
+                } = &decision
+                {
+                    let intent = LedgerEntry::intent_for(
+                        &candidate.payload,
+                        &candidate.hash,
+                        &candidate.variables,
+                        idempotency_key.clone(),
+                        now,
+                    );
+                    ledger.insert(key, intent);
+                }
+                (decision, current)
+            })
+            .await?;
     }
     let (idempotency_key, resume) = match decision {
         Decision::Send {
@@ -224,6 +247,12 @@ pub async fn submit(
             return Ok(Outcome::Skipped {
                 reason: format!("the same payload is being built as job {tracking_id}"),
                 tracking_id: Some(tracking_id),
+            });
+        }
+        Decision::OtherRun => {
+            return Ok(Outcome::Skipped {
+                reason: "another run is submitting the same payload right now".to_string(),
+                tracking_id: None,
             });
         }
         Decision::Built { tracking_id } => {
@@ -239,37 +268,32 @@ pub async fn submit(
             });
         }
     };
-    if !resume {
-        let intent = LedgerEntry::intent_for(
-            &candidate.payload,
-            &candidate.hash,
-            &candidate.variables,
-            idempotency_key.clone(),
-            now,
-        );
-        lock(writer).update(|ledger| ledger.insert(&candidate.key, intent))?;
-    } else {
+    if resume {
         tracing::info!(
-            "{}: an earlier run recorded this submission without its answer; sending it again \
-             with the same idempotency key",
-            candidate.key
+            "{key}: an earlier run recorded this submission without its answer; sending it again \
+             with the same idempotency key"
         );
     }
     let replaced = previous
         .as_ref()
         .filter(|entry| entry.status.is_pending() && entry.payload_hash != candidate.hash)
         .and_then(|entry| entry.tracking_id.clone());
+    // Only the entry holding this submission's intent is its to change.
+    let ours = |entry: &LedgerEntry| entry.idempotency_key.as_deref() == Some(&idempotency_key);
     match client.submit(&candidate.payload, &idempotency_key).await {
         Ok(submitted) => {
             let status = submitted.status.clone();
-            lock(writer).update(|ledger| {
-                if let Some(entry) = ledger.entry_mut(&candidate.key) {
-                    let now = Timestamp::now();
-                    entry.tracking_id = Some(submitted.tracking_id.clone());
-                    entry.status = job_status(&status);
-                    entry.updated_at = now;
-                }
-            })?;
+            writer
+                .lock()
+                .await
+                .update(|ledger| {
+                    if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
+                        entry.tracking_id = Some(submitted.tracking_id.clone());
+                        entry.status = job_status(&status);
+                        entry.updated_at = Timestamp::now();
+                    }
+                })
+                .await?;
             Ok(Outcome::Submitted {
                 tracking_id: submitted.tracking_id,
                 status: status.to_string(),
@@ -279,15 +303,19 @@ pub async fn submit(
         }
         Err(FactoryError::Rejected { message, code, .. }) => {
             let message = format!("Image Factory rejected the payload ({code}): {message}");
-            lock(writer).update(|ledger| {
-                if let Some(entry) = ledger.entry_mut(&candidate.key) {
-                    let now = Timestamp::now();
-                    entry.status = JobStatus::Failed;
-                    entry.message = Some(message.clone());
-                    entry.updated_at = now;
-                    entry.completed_at = Some(now);
-                }
-            })?;
+            writer
+                .lock()
+                .await
+                .update(|ledger| {
+                    if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
+                        let now = Timestamp::now();
+                        entry.status = JobStatus::Failed;
+                        entry.message = Some(message.clone());
+                        entry.updated_at = now;
+                        entry.completed_at = Some(now);
+                    }
+                })
+                .await?;
             Ok(Outcome::Rejected { message })
         }
         Err(error) if error.answer_lost() => Ok(Outcome::AnswerLost {
@@ -297,14 +325,23 @@ pub async fn submit(
             // Nothing was started: put back what the ledger held, so the next run decides
             // from the truth (a resumed intent stays, as it was already there).
             if !resume {
-                lock(writer).update(|ledger| match &previous {
-                    Some(entry) => {
-                        ledger.insert(&candidate.key, entry.clone());
-                    }
-                    None => {
-                        ledger.remove(&candidate.key);
-                    }
-                })?;
+                writer
+                    .lock()
+                    .await
+                    .update(|ledger| {
+                        if !ledger.entry(key).is_some_and(|entry| ours(entry)) {
+                            return;
+                        }
+                        match &previous {
+                            Some(entry) => {
+                                ledger.insert(key, entry.clone());
+                            }
+                            None => {
+                                ledger.remove(key);
+                            }
+                        }
+                    })
+                    .await?;
             }
             Ok(Outcome::Error {
                 message: error.to_string(),
@@ -313,10 +350,54 @@ pub async fn submit(
     }
 }
 
-fn lock(writer: &Mutex<LedgerWriter>) -> std::sync::MutexGuard<'_, LedgerWriter> {
-    writer
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Submits every candidate (with its `force`), `concurrency` at a time, and returns each
+/// outcome in ledger-key order. A ledger that cannot be written stops the run with the jobs
+/// started so far named, so none is lost from sight.
+pub async fn submit_all(
+    client: Arc<FactoryClient>,
+    writer: Arc<SharedWriter>,
+    candidates: Vec<(Candidate, bool)>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (candidate, force) in candidates {
+        let client = client.clone();
+        let writer = writer.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let outcome = submit(&client, &writer, &candidate, force).await;
+            (candidate.key, outcome)
+        });
+    }
+    let mut results = Vec::new();
+    let mut ledger_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (key, outcome) = joined.context("a submission task panicked")?;
+        match outcome {
+            Ok(outcome) => results.push((key, outcome)),
+            Err(error) => {
+                ledger_error.get_or_insert(error);
+            }
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(error) = ledger_error {
+        let started: Vec<String> = results
+            .iter()
+            .filter_map(|(key, outcome)| Some(format!("{key}: {}", outcome.tracking_id()?)))
+            .collect();
+        return Err(anyhow::Error::new(error).context(format!(
+            "the ledger could not be written; jobs started so far: {}",
+            if started.is_empty() {
+                "none".to_string()
+            } else {
+                started.join(", ")
+            }
+        )));
+    }
+    Ok(results)
 }
 
 /// The ledger's status for a status the service reports. One the contract does not name is

@@ -2,7 +2,7 @@
 //! payload file or every definition that uses some variables, recording them in the ledger.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,8 +20,8 @@ use crate::factory::{
     Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
 };
 use crate::http::{RetryPolicy, Timeouts};
-use crate::state::{FileStore, LedgerKey};
-use crate::submission::{self, Candidate, LedgerWriter, Outcome};
+use crate::state::{LedgerKey, LedgerWriter};
+use crate::submission::{self, Candidate, Outcome};
 
 /// Where Image Factory and its sign-in are. The credentials come from the environment only.
 #[derive(Debug, Clone)]
@@ -125,8 +125,9 @@ impl JobReport {
 pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
     let client = request.factory.client()?;
     // The ledger only names the jobs it knows; without one, the ids speak for themselves.
-    let known: BTreeMap<String, LedgerKey> = FileStore::new(&context.state)
-        .read()
+    let runtime = runtime()?;
+    let known: BTreeMap<String, LedgerKey> = runtime
+        .block_on(context.store.read())
         .map(|ledger| {
             ledger
                 .entries()
@@ -135,7 +136,6 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
         })
         .unwrap_or_default();
     let output = &context.output;
-    let runtime = runtime()?;
     let mut reports: Vec<JobReport> = request
         .tracking_ids
         .iter()
@@ -203,7 +203,7 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
         }
         std::thread::sleep(request.poll_interval);
     }
-    record_states(context, &reports)?;
+    runtime.block_on(record_states(context, &reports))?;
     if output.is_json() {
         output.json(&json!({ "jobs": reports }))?;
     } else {
@@ -217,7 +217,7 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
 
 /// Records what the service said about jobs the ledger knows. The ledger is only a cache of
 /// the service here: if another run holds it, that run records the same states itself.
-fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Result<()> {
+async fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Result<()> {
     let known: Vec<(&LedgerKey, &JobState)> = reports
         .iter()
         .filter_map(|report| Some((report.ledger.as_ref()?, report.state.as_ref()?)))
@@ -225,8 +225,9 @@ fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Result<()>
     if known.is_empty() {
         return Ok(());
     }
-    let store = FileStore::new(&context.state);
-    let mut writer = match LedgerWriter::open(store, Duration::from_secs(5), "imagegen status") {
+    let opened =
+        LedgerWriter::open(&context.store, Duration::from_secs(5), "imagegen status").await;
+    let mut writer = match opened {
         Ok(writer) => writer,
         Err(error) => {
             context
@@ -236,17 +237,19 @@ fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Result<()>
         }
     };
     let now = Timestamp::now();
-    writer.update(|ledger| {
-        for (key, state) in known {
-            let Some(entry) = ledger.entry_mut(key) else {
-                continue;
-            };
-            // Only the job the ledger still tracks: an older job's news is not this entry's.
-            if entry.tracking_id.as_deref() == Some(state.tracking_id.as_str()) {
-                submission::record_state(entry, state, now);
+    writer
+        .update(|ledger| {
+            for (key, state) in &known {
+                let Some(entry) = ledger.entry_mut(key) else {
+                    continue;
+                };
+                // Only the job the ledger still tracks: an older job's news is not this entry's.
+                if entry.tracking_id.as_deref() == Some(state.tracking_id.as_str()) {
+                    submission::record_state(entry, state, now);
+                }
             }
-        }
-    })?;
+        })
+        .await?;
     Ok(())
 }
 
@@ -388,19 +391,25 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         return print_dry_run(context, &request, &candidates);
     }
     let client = Arc::new(request.factory.client()?);
-    let store = FileStore::new(&context.state);
-    let writer = LedgerWriter::open(store, request.lock_timeout, "imagegen submit")
-        .context("cannot record the submission in the ledger, so nothing was submitted")?;
-    let writer = Arc::new(Mutex::new(writer));
     let runtime = runtime()?;
-    let results = runtime.block_on(submit_all(
+    let writer = runtime
+        .block_on(LedgerWriter::open(
+            &context.store,
+            request.lock_timeout,
+            "imagegen submit",
+        ))
+        .context("cannot record the submission in the ledger, so nothing was submitted")?;
+    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let candidates = candidates
+        .into_iter()
+        .map(|candidate| (candidate, request.force))
+        .collect();
+    let results = runtime.block_on(submission::submit_all(
         client,
         writer,
         candidates,
-        request.force,
-        request.concurrency.max(1),
-    ));
-    let results = results?;
+        request.concurrency,
+    ))?;
     if output.is_json() {
         let submitted: Vec<_> = results
             .iter()
@@ -429,55 +438,6 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
-}
-
-async fn submit_all(
-    client: Arc<FactoryClient>,
-    writer: Arc<Mutex<LedgerWriter>>,
-    candidates: Vec<Candidate>,
-    force: bool,
-    concurrency: usize,
-) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for candidate in candidates {
-        let client = client.clone();
-        let writer = writer.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let outcome = submission::submit(&client, &writer, &candidate, force).await;
-            (candidate.key, outcome)
-        });
-    }
-    let mut results = Vec::new();
-    let mut ledger_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let (key, outcome) = joined.context("a submission task panicked")?;
-        match outcome {
-            Ok(outcome) => results.push((key, outcome)),
-            Err(error) => {
-                ledger_error.get_or_insert(error);
-            }
-        }
-    }
-    results.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(error) = ledger_error {
-        // The ledger refused a write: say which jobs did start, so none is lost from sight.
-        let started: Vec<String> = results
-            .iter()
-            .filter_map(|(key, outcome)| Some(format!("{key}: {}", outcome.tracking_id()?)))
-            .collect();
-        return Err(anyhow::Error::new(error).context(format!(
-            "the ledger could not be written; jobs started so far: {}",
-            if started.is_empty() {
-                "none".to_string()
-            } else {
-                started.join(", ")
-            }
-        )));
-    }
-    Ok(results)
 }
 
 fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
@@ -570,7 +530,7 @@ fn print_dry_run(
         Err(FactoryError::MissingUrl) => "$IMAGE_FACTORY_URL/api/jobs".to_string(),
         Err(error) => return Err(error.into()),
     };
-    let ledger = FileStore::new(&context.state).read().unwrap_or_default();
+    let ledger = context.store.read_blocking().unwrap_or_default();
     let output = &context.output;
     let mut documents = Vec::new();
     let mut text = String::new();
@@ -605,6 +565,13 @@ fn print_dry_run(
                 documents.push(
                     json!({"ledger": candidate.key, "send": false, "in_flight": tracking_id}),
                 );
+            }
+            submission::Decision::OtherRun => {
+                text.push_str(&format!(
+                    "# {}: not sent, another run is submitting the same payload\n\n",
+                    candidate.key
+                ));
+                documents.push(json!({"ledger": candidate.key, "send": false, "other_run": true}));
             }
             submission::Decision::Built { tracking_id } => {
                 text.push_str(&format!(

@@ -17,7 +17,7 @@ use crate::exit;
 use crate::osob::mapping;
 use crate::output::Output;
 use crate::plan::{self, PlanOptions};
-use crate::state::{DEFAULT_STATE_PATH, FileStore};
+use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
 use crate::variables::{self, VARIABLES_FILE, Variables};
 
 /// What every command needs to know: where the repository and the ledger are, how to write.
@@ -25,24 +25,35 @@ use crate::variables::{self, VARIABLES_FILE, Variables};
 pub struct Context {
     /// The folder holding `definitions/` and variables.json.
     pub repo: PathBuf,
-    /// The ledger file.
-    pub state: PathBuf,
+    /// Where the ledger lives.
+    pub store: Store,
     pub output: Output,
 }
 
 impl Context {
-    /// `state` defaults to `.imagegen/state.json` inside the repository.
-    pub fn new(repo: PathBuf, state: Option<PathBuf>, output: Output) -> Self {
-        let state = state.unwrap_or_else(|| {
-            if repo == Path::new(".") {
+    /// `state` is a path or a blob URL; it defaults to `.imagegen/state.json` inside the
+    /// repository.
+    pub fn new(repo: PathBuf, state: Option<String>, output: Output) -> anyhow::Result<Self> {
+        let store = match state.filter(|state| !state.is_empty()) {
+            Some(location) => Store::locate(&location)?,
+            None => Store::File(FileStore::new(if repo == Path::new(".") {
                 PathBuf::from(DEFAULT_STATE_PATH)
             } else {
                 repo.join(DEFAULT_STATE_PATH)
-            }
-        });
+            })),
+        };
+        Ok(Self {
+            repo,
+            store,
+            output,
+        })
+    }
+
+    /// A context for the ledger file `state`.
+    pub fn with_file(repo: PathBuf, state: PathBuf, output: Output) -> Self {
         Self {
             repo,
-            state,
+            store: Store::File(FileStore::new(state)),
             output,
         }
     }
@@ -359,7 +370,7 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
 #[derive(Serialize)]
 struct DryRunReport<'a> {
     dry_run: bool,
-    state: &'a Path,
+    state: String,
     summary: plan::Summary,
     plan: &'a plan::Plan,
     /// The OSOB change the plan leads to, or why it could not be shown.
@@ -381,10 +392,10 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     if !request.dry_run {
         bail!("imagegen reconcile needs --dry-run: this version plans only, and submits nothing");
     }
-    let store = FileStore::new(&context.state);
+    let store = &context.store;
     // The ledger is read while the catalog loads: both are large in a big repository.
     let (catalog, ledger) = std::thread::scope(|scope| {
-        let ledger = scope.spawn(|| store.read());
+        let ledger = scope.spawn(|| store.read_blocking());
         let catalog = Catalog::load(&context.repo);
         (
             catalog,
@@ -413,7 +424,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     if output.is_json() {
         output.json(&DryRunReport {
             dry_run: true,
-            state: &context.state,
+            state: context.store.describe(),
             summary: plan.summary(),
             plan: &plan,
             osob: osob.as_ref().map(|preview| match preview {

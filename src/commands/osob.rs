@@ -12,7 +12,7 @@ use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::workspace::Workspace;
 use crate::pr::{PrClient, PullRequest, PullRequestSpec, body};
 use crate::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
-use crate::state::{FileStore, Ledger};
+use crate::state::Ledger;
 
 /// What `imagegen pr` is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +104,7 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
             }
         }
     };
-    let ledger = FileStore::new(&context.state).read()?;
+    let ledger = context.store.read_blocking()?;
     let (targets, not_included, errors) =
         publish::targets(&catalog, &ledger, &mapping, Assume::Built);
     if !errors.is_empty() {

@@ -4,6 +4,7 @@
 //! plain versioned JSON; [`file::FileStore`] keeps it on disk with atomic writes and a run lock.
 
 pub mod file;
+pub mod store;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::definitions::{Payload, PayloadHash, Rendered};
 
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
+pub use store::{LedgerWriter, Store};
 
 /// The ledger format this build reads and writes.
 pub const LEDGER_FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,209 @@
+//! Where the ledger lives (a file, or a blob in Azure Storage), and the writer a run holds to
+//! change it: every change is saved at once, and a change that lost a race with another run is
+//! redone on the ledger as that run left it, never written over it.
+
+use std::time::Duration;
+
+use super::{FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, Revision, StateError};
+
+/// How many times one change is redone after losing a race before the run gives up.
+const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// The ledger's home, as `--state` / `IMAGEGEN_STATE` names it.
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(FileStore),
+}
+
+impl Store {
+    /// The store `location` names: a blob URL, or else a file path.
+    pub fn locate(location: &str) -> Result<Self, StateError> {
+        Ok(Self::File(FileStore::new(location)))
+    }
+
+    /// The ledger's location as shown to people (never with a secret in it).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(store) => store.path().display().to_string(),
+        }
+    }
+
+    /// Reads the ledger to look at it; nothing will be written.
+    pub async fn read(&self) -> Result<Ledger, StateError> {
+        match self {
+            Self::File(store) => store.read(),
+        }
+    }
+
+    /// Reads the ledger outside any async runtime (a dry run, `imagegen pr`).
+    pub fn read_blocking(&self) -> Result<Ledger, StateError> {
+        match self {
+            Self::File(store) => store.read(),
+        }
+    }
+}
+
+/// What a writer holds: the file's run lock, or nothing but the revision it read (a blob is
+/// guarded by its ETag alone).
+#[derive(Debug)]
+enum Held {
+    File { store: FileStore, lock: LedgerLock },
+}
+
+/// The ledger held for writing by one run, saved after every change.
+#[derive(Debug)]
+pub struct LedgerWriter {
+    held: Held,
+    revision: Revision,
+    ledger: Ledger,
+    /// The ledger as this run first read it: an entry that changed since was changed by
+    /// another run.
+    at_open: Ledger,
+}
+
+impl LedgerWriter {
+    /// Takes the run lock of a file ledger (waiting up to `lock_timeout`) and reads the ledger.
+    /// `purpose` (such as "imagegen reconcile") is shown to runs that wait.
+    pub async fn open(
+        store: &Store,
+        lock_timeout: Duration,
+        purpose: &str,
+    ) -> Result<Self, StateError> {
+        let (held, snapshot) = match store {
+            Store::File(file) => {
+                let file = file.clone();
+                let purpose = purpose.to_string();
+                // Waiting for the lock blocks: keep it off the async workers.
+                let (lock, file) = tokio::task::spawn_blocking(move || {
+                    file.lock(lock_timeout, &purpose).map(|lock| (lock, file))
+                })
+                .await
+                .expect("taking the ledger lock does not panic")?;
+                let snapshot = file.load()?;
+                (Held::File { store: file, lock }, snapshot)
+            }
+        };
+        Ok(Self {
+            held,
+            revision: snapshot.revision,
+            at_open: snapshot.ledger.clone(),
+            ledger: snapshot.ledger,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The entry under `key` as this run first read it.
+    pub fn entry_at_open(&self, key: &LedgerKey) -> Option<&LedgerEntry> {
+        self.at_open.entry(key)
+    }
+
+    /// Applies `change` and saves. If another run saved first, the ledger is read again and
+    /// `change` runs again on what that run left, so it must decide from the ledger it is given.
+    /// If the save fails, the ledger in memory stays as the store holds it.
+    pub async fn update<T>(
+        &mut self,
+        mut change: impl FnMut(&mut Ledger) -> T,
+    ) -> Result<T, StateError> {
+        let mut attempt = 1;
+        loop {
+            let mut next = self.ledger.clone();
+            let result = change(&mut next);
+            match self.save(&next).await {
+                Ok(revision) => {
+                    self.revision = revision;
+                    self.ledger = next;
+                    return Ok(result);
+                }
+                Err(StateError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => {
+                    tracing::info!(
+                        "another run changed the ledger; reading it again and redoing the change"
+                    );
+                    self.reload().await?;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn save(&self, ledger: &Ledger) -> Result<Revision, StateError> {
+        match &self.held {
+            Held::File { store, lock } => store.save(lock, &self.revision, ledger),
+        }
+    }
+
+    async fn reload(&mut self) -> Result<(), StateError> {
+        let snapshot = match &self.held {
+            Held::File { store, .. } => store.load()?,
+        };
+        self.ledger = snapshot.ledger;
+        self.revision = snapshot.revision;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::{Payload, PayloadHash};
+    use crate::state::JobStatus;
+    use serde_json::json;
+
+    fn entry(status: JobStatus) -> LedgerEntry {
+        let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
+        LedgerEntry {
+            payload_hash: PayloadHash::of(&payload),
+            payload: Payload::new(&payload),
+            variables: Default::default(),
+            idempotency_key: Some("key".into()),
+            tracking_id: None,
+            status,
+            message: None,
+            image_names: Vec::new(),
+            submitted_at: None,
+            updated_at: jiff::Timestamp::UNIX_EPOCH,
+            completed_at: None,
+            adopted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_that_lost_a_race_is_redone_on_the_new_ledger() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = FileStore::new(folder.path().join("state.json"));
+        let store = Store::File(file.clone());
+        let mut writer = LedgerWriter::open(&store, Duration::ZERO, "test")
+            .await
+            .unwrap();
+        // Someone edits the file behind the lock's back (a restore, by hand).
+        let mut theirs = Ledger::default();
+        theirs
+            .definitions
+            .insert("theirs".into(), entry(JobStatus::Queued));
+        let text = serde_json::to_string(&theirs).unwrap();
+        std::fs::write(file.path(), text).unwrap();
+
+        let mut runs = 0;
+        writer
+            .update(|ledger| {
+                runs += 1;
+                ledger
+                    .definitions
+                    .insert("mine".into(), entry(JobStatus::Submitting));
+            })
+            .await
+            .unwrap();
+        assert_eq!(runs, 2, "the change is redone once on the re-read ledger");
+        let saved = file.read().unwrap();
+        assert!(saved.definitions.contains_key("theirs"), "nothing is lost");
+        assert!(saved.definitions.contains_key("mine"));
+        assert_eq!(&saved, writer.ledger());
+        assert_eq!(
+            writer.entry_at_open(&LedgerKey::Definition("theirs".into())),
+            None
+        );
+    }
+}
