@@ -329,7 +329,7 @@ pub async fn submit(
                     .lock()
                     .await
                     .update(|ledger| {
-                        if !ledger.entry(key).is_some_and(|entry| ours(entry)) {
+                        if !ledger.entry(key).is_some_and(&ours) {
                             return;
                         }
                         match &previous {
