@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::osob::PrRequest;
-use imagegen::commands::{Context, ReconcileRequest};
+use imagegen::commands::{AdoptRequest, Context, ReconcileRequest};
 use imagegen::duration;
 use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
+use imagegen::reconcile::WaitOptions;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -111,23 +112,13 @@ Examples:
         variables: Vec<String>,
     },
 
-    /// Compare the committed definitions with the ledger and show what would be submitted
-    #[command(after_help = "\
-Examples:
-  imagegen reconcile --dry-run
-  imagegen reconcile --dry-run --output json
-  imagegen reconcile --dry-run --force
+    /// Submit every definition whose payload changed, follow the jobs, then update OSOB
+    #[command(after_help = RECONCILE_HELP)]
+    Reconcile(ReconcileArgs),
 
-Exit codes: 0 nothing to do, 2 changes planned or jobs pending, 1 errors or a failed job.")]
-    Reconcile {
-        /// Show the plan only: nothing is submitted and the ledger is not changed
-        #[arg(long)]
-        dry_run: bool,
-
-        /// Plan to resubmit definitions even when unchanged (jobs in flight are left alone)
-        #[arg(long)]
-        force: bool,
-    },
+    /// Record today's images as built, without submitting (the first rollout, or a hand build)
+    #[command(after_help = ADOPT_HELP)]
+    Adopt(AdoptArgs),
 
     /// Show Image Factory jobs: state, message, images and times
     #[command(after_help = "\
@@ -151,6 +142,34 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     #[command(after_help = PR_HELP)]
     Pr(PrArgs),
 }
+
+const RECONCILE_HELP: &str = "\
+Examples:
+  imagegen reconcile --dry-run
+  imagegen reconcile
+  imagegen reconcile --wait --timeout 6h
+  imagegen reconcile --only 'vs2022/*' --no-pr
+  imagegen reconcile --retry-failed
+
+1. polls every job the ledger holds as pending, 2. submits every definition whose rendered
+payload differs from the ledger (a failed payload is not resubmitted unless --retry-failed),
+3. with --wait, polls until every job of this run has ended, 4. once no job is pending, edits
+OSOB and opens or updates the one pull request (unless --no-pr). A run killed at any point is
+resumed by the next one; the same payload is never submitted twice.
+Exit codes: 0 done, 2 changes planned (dry run) or jobs still pending, 1 an error or a failed job.
+Needs the IMAGE_FACTORY_* settings, and the pull request provider's token (see
+docs/configuration.md); --dry-run needs neither.";
+
+const ADOPT_HELP: &str = "\
+Examples:
+  imagegen adopt --dry-run
+  imagegen adopt
+  imagegen adopt --only 'vs2019/*'
+
+Records each definition's current rendered payload in the ledger as built (succeeded, adopted,
+no tracking id), with the image names its payload names, so reconcile does not rebuild images
+that exist already. A definition already built with the same payload, or with a job in flight,
+is left as it is.";
 
 const PR_HELP: &str = "\
 Examples:
@@ -186,6 +205,121 @@ impl PrArgs {
             dry_run: self.dry_run,
             take_over_branch: self.take_over_branch,
             osob_url: self.osob_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Show the plan only: nothing is submitted and the ledger is not changed
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Resubmit definitions even when unchanged (jobs in flight are left alone)
+    #[arg(long)]
+    force: bool,
+
+    /// Resubmit definitions whose job failed though their payload did not change
+    #[arg(long)]
+    retry_failed: bool,
+
+    /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
+
+    /// Leave out definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    except: Vec<String>,
+
+    /// Stop after the jobs: do not touch OSOB or the pull request
+    #[arg(long)]
+    no_pr: bool,
+
+    /// Poll until every job of this run has ended (or --timeout)
+    #[arg(long)]
+    wait: bool,
+
+    /// With --wait: stop waiting after this long; the jobs go on and a later run follows them
+    #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = duration::parse_positive)]
+    timeout: Duration,
+
+    /// With --wait: the first wait between polls, growing by half each time up to 10m
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
+    poll_interval: Duration,
+
+    /// Submissions and polls at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+
+    /// Rebuild the OSOB branch even if someone else committed to it
+    #[arg(long)]
+    take_over_branch: bool,
+
+    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
+
+    #[command(flatten)]
+    factory: FactoryArgs,
+}
+
+impl ReconcileArgs {
+    pub fn request(&self) -> ReconcileRequest {
+        ReconcileRequest {
+            dry_run: self.dry_run,
+            plan: PlanOptions {
+                force: self.force,
+                retry_failed: self.retry_failed,
+            },
+            only: self.only.clone(),
+            except: self.except.clone(),
+            no_pr: self.no_pr,
+            wait: self.wait.then_some(WaitOptions {
+                timeout: self.timeout,
+                poll_interval: self.poll_interval,
+            }),
+            concurrency: usize::from(self.concurrency),
+            lock_timeout: self.lock_timeout,
+            factory: self.factory.options(),
+            pr: PrRequest {
+                dry_run: false,
+                take_over_branch: self.take_over_branch,
+                osob_url: self.osob_url.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
+
+    /// Leave out definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    except: Vec<String>,
+
+    /// Show what would be recorded; change nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+impl AdoptArgs {
+    pub fn request(&self) -> AdoptRequest {
+        AdoptRequest {
+            only: self.only.clone(),
+            except: self.except.clone(),
+            dry_run: self.dry_run,
+            lock_timeout: self.lock_timeout,
         }
     }
 }
@@ -339,15 +473,6 @@ impl Cli {
             ColorArg::Auto => anstream::ColorChoice::Auto,
             ColorArg::Always => anstream::ColorChoice::Always,
             ColorArg::Never => anstream::ColorChoice::Never,
-        }
-    }
-}
-
-impl Command {
-    pub fn reconcile_request(dry_run: bool, force: bool) -> ReconcileRequest {
-        ReconcileRequest {
-            dry_run,
-            plan: PlanOptions { force },
         }
     }
 }

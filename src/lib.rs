@@ -18,6 +18,8 @@ pub mod output;
 pub mod plan;
 pub mod pr;
 pub mod publish;
+pub mod reconcile;
+pub mod selection;
 pub mod state;
 pub mod submission;
 pub mod variables;

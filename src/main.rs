@@ -47,9 +47,8 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Validate => commands::validate(context),
         Command::Render { definition } => commands::render(context, definition),
         Command::Affected { variables } => commands::affected(context, variables),
-        Command::Reconcile { dry_run, force } => {
-            commands::reconcile(context, Command::reconcile_request(*dry_run, *force))
-        }
+        Command::Reconcile(reconcile) => commands::reconcile(context, reconcile.request()),
+        Command::Adopt(adopt) => commands::adopt(context, adopt.request()),
         Command::Status(status) => commands::jobs::status(context, status.request()),
         Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),

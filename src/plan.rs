@@ -22,6 +22,9 @@ pub struct PlanOptions {
     /// Submit definitions whose payload did not change (built or failed) too. Jobs still in
     /// flight for the same payload are left alone: a second build of it would only race them.
     pub force: bool,
+    /// Submit again definitions whose job failed or was canceled for the payload still
+    /// committed (otherwise only a changed payload is tried again).
+    pub retry_failed: bool,
 }
 
 /// Why a definition is to be submitted.
@@ -31,6 +34,7 @@ pub enum SubmitReason {
     NeverSubmitted,
     PayloadChanged,
     Forced,
+    RetryFailed,
 }
 
 impl SubmitReason {
@@ -39,6 +43,7 @@ impl SubmitReason {
             Self::NeverSubmitted => "never submitted",
             Self::PayloadChanged => "payload changed",
             Self::Forced => "forced",
+            Self::RetryFailed => "retrying the failed job",
         }
     }
 }
@@ -152,6 +157,18 @@ impl Plan {
         }
     }
 
+    /// Keeps only the definitions `keep` selects (`--only`, `--except`).
+    pub fn select(&mut self, keep: impl Fn(&str) -> bool) {
+        self.submit
+            .retain(|submission| keep(&submission.definition));
+        self.pending.retain(|job| keep(&job.definition));
+        self.failed.retain(|job| keep(&job.definition));
+        self.unchanged.retain(|id| keep(id));
+        self.not_planned.retain(|id| keep(id));
+        self.retired.retain(|entry| keep(&entry.definition));
+        self.variable_changes = summarize_variable_changes(&self.submit);
+    }
+
     /// Nothing to submit and nothing in flight.
     pub fn is_settled(&self) -> bool {
         self.submit.is_empty() && self.pending.is_empty()
@@ -234,6 +251,8 @@ fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions
         SubmitReason::PayloadChanged
     } else if options.force && !entry.status.is_pending() {
         SubmitReason::Forced
+    } else if options.retry_failed && entry.status.is_unsuccessful() {
+        SubmitReason::RetryFailed
     } else if entry.status.is_pending() {
         return Decision::Pending(PendingJob {
             definition: rendered.id.clone(),
@@ -394,7 +413,7 @@ pub fn render_text(plan: &Plan) -> String {
     if !plan.failed.is_empty() {
         let _ = writeln!(
             w,
-            "{HEADING}Failed jobs ({}), not resubmitted until the payload changes (or --force):{HEADING:#}",
+            "{HEADING}Failed jobs ({}), not resubmitted until the payload changes (--retry-failed or --force):{HEADING:#}",
             plan.failed.len()
         );
         for job in &plan.failed {
@@ -644,7 +663,14 @@ mod tests {
             &catalog,
             &[("a", JobStatus::Running), ("b", JobStatus::Submitting)],
         );
-        let plan = plan(&catalog, &ledger, PlanOptions { force: true });
+        let plan = plan(
+            &catalog,
+            &ledger,
+            PlanOptions {
+                force: true,
+                ..PlanOptions::default()
+            },
+        );
         assert!(plan.submit.is_empty());
         assert_eq!(ids(&plan.pending, |p| &p.definition), ["a", "b"]);
         assert_eq!(plan.exit_code(), 2);
@@ -673,16 +699,53 @@ mod tests {
         assert!(plan_default.submit.is_empty());
         assert_eq!(plan_default.failed[0].message.as_deref(), Some("disk full"));
         assert_eq!(plan_default.exit_code(), 1);
-        let forced = plan(&catalog, &ledger, PlanOptions { force: true });
+        let forced = plan(
+            &catalog,
+            &ledger,
+            PlanOptions {
+                force: true,
+                ..PlanOptions::default()
+            },
+        );
         assert_eq!(forced.submit[0].reason, SubmitReason::Forced);
         assert_eq!(forced.submit[0].diff, None);
+        let retried = plan(
+            &catalog,
+            &ledger,
+            PlanOptions {
+                retry_failed: true,
+                ..PlanOptions::default()
+            },
+        );
+        assert_eq!(retried.submit[0].reason, SubmitReason::RetryFailed);
+        assert!(retried.failed.is_empty());
+    }
+
+    #[test]
+    fn a_selection_keeps_only_the_definitions_chosen() {
+        let catalog = catalog(NEW, &["a", "b"]);
+        let mut selected = plan(&catalog, &Ledger::default(), PlanOptions::default());
+        selected.select(|id| id == "b");
+        let ids: Vec<_> = selected
+            .submit
+            .iter()
+            .map(|s| s.definition.as_str())
+            .collect();
+        assert_eq!(ids, ["b"]);
     }
 
     #[test]
     fn force_resubmits_built_definitions() {
         let catalog = catalog(NEW, &["a"]);
         let ledger = ledger(&catalog, &[("a", JobStatus::Succeeded)]);
-        let plan = plan(&catalog, &ledger, PlanOptions { force: true });
+        let plan = plan(
+            &catalog,
+            &ledger,
+            PlanOptions {
+                force: true,
+                ..PlanOptions::default()
+            },
+        );
         assert_eq!(plan.submit[0].reason, SubmitReason::Forced);
     }
 

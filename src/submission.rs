@@ -237,6 +237,9 @@ pub async fn submit(
                 (decision, current)
             })
             .await?;
+        if let Decision::Send { resume: false, .. } = decision {
+            writer.claim(key);
+        }
     }
     let (idempotency_key, resume) = match decision {
         Decision::Send {

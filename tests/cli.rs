@@ -267,11 +267,16 @@ fn a_damaged_ledger_in_json_output_is_a_json_error() {
 }
 
 #[test]
-fn reconcile_without_dry_run_refuses_and_submits_nothing() {
+fn reconcile_without_image_factory_settings_stops_before_touching_the_ledger() {
     let repo = Repo::fixture("small");
-    repo.imagegen().arg("reconcile").assert().code(1).stderr(
-        "error: imagegen reconcile needs --dry-run: this version plans only, and submits nothing\n",
-    );
+    repo.imagegen()
+        .arg("reconcile")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::starts_with(
+            "error: Image Factory credentials are missing: set IMAGE_FACTORY_TENANT_ID",
+        ));
+    assert!(!repo.path().join(".imagegen").exists());
 }
 
 // --- Errors in the committed files ------------------------------------------------------------

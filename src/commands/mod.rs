@@ -3,11 +3,13 @@
 
 pub mod jobs;
 pub mod osob;
+pub mod reconcile;
+
+pub use reconcile::{AdoptRequest, ReconcileRequest, adopt, reconcile};
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
-use serde::Serialize;
+use anyhow::bail;
 use serde_json::json;
 
 use crate::catalog::{self, Catalog};
@@ -16,7 +18,6 @@ use crate::diagnostics::Diagnostics;
 use crate::exit;
 use crate::osob::mapping;
 use crate::output::Output;
-use crate::plan::{self, PlanOptions};
 use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
 use crate::variables::{self, VARIABLES_FILE, Variables};
 
@@ -364,90 +365,6 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
         })?;
     }
     Ok(exit_for(&errors))
-}
-
-/// `reconcile --dry-run --output json`, borrowed from the plan rather than copied into a tree.
-#[derive(Serialize)]
-struct DryRunReport<'a> {
-    dry_run: bool,
-    state: String,
-    summary: plan::Summary,
-    plan: &'a plan::Plan,
-    /// The OSOB change the plan leads to, or why it could not be shown.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    osob: Option<serde_json::Value>,
-    diagnostics: &'a Diagnostics,
-}
-
-/// What `imagegen reconcile` is asked to do.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReconcileRequest {
-    /// Print the plan only; change nothing and call nothing.
-    pub dry_run: bool,
-    pub plan: PlanOptions,
-}
-
-/// `imagegen reconcile --dry-run`: plans from the committed files and the ledger, and prints it.
-pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result<u8> {
-    if !request.dry_run {
-        bail!("imagegen reconcile needs --dry-run: this version plans only, and submits nothing");
-    }
-    let store = &context.store;
-    // The ledger is read while the catalog loads: both are large in a big repository.
-    let (catalog, ledger) = std::thread::scope(|scope| {
-        let ledger = scope.spawn(|| store.read_blocking());
-        let catalog = Catalog::load(&context.repo);
-        (
-            catalog,
-            ledger.join().expect("reading the ledger does not panic"),
-        )
-    });
-    let output = &context.output;
-    if catalog.blocks_planning() {
-        if output.is_json() {
-            output.json(&json!({
-                "dry_run": true,
-                "plan": null,
-                "diagnostics": catalog.diagnostics,
-            }))?;
-        } else {
-            output.diagnostics(&catalog.diagnostics)?;
-            output.note(&format!(
-                "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
-            ))?;
-        }
-        return Ok(exit::ERROR);
-    }
-    let ledger = ledger.context("cannot plan without the ledger")?;
-    let plan = plan::plan(&catalog, &ledger, request.plan);
-    let osob = osob::preview(context, &catalog, &ledger);
-    if output.is_json() {
-        output.json(&DryRunReport {
-            dry_run: true,
-            state: context.store.describe(),
-            summary: plan.summary(),
-            plan: &plan,
-            osob: osob.as_ref().map(|preview| match preview {
-                Ok(text) => json!({ "preview": text }),
-                Err(error) => json!({ "skipped": error }),
-            }),
-            diagnostics: &catalog.diagnostics,
-        })?;
-    } else {
-        output.diagnostics(&catalog.diagnostics)?;
-        output.text(&plan::render_text(&plan))?;
-        match &osob {
-            Some(Ok(preview)) => output.text(&format!("\n{preview}"))?,
-            Some(Err(error)) => output.note(&format!("OSOB preview skipped: {error}"))?,
-            None => {}
-        }
-        output.note("dry run: nothing was submitted and the ledger was not changed")?;
-    }
-    Ok(if catalog.diagnostics.has_errors() {
-        exit::ERROR
-    } else {
-        plan.exit_code()
-    })
 }
 
 #[cfg(test)]

@@ -73,22 +73,79 @@ struct FileReport<'a> {
     dates: &'a [crate::osob::edit::DateChange],
 }
 
+/// What the OSOB step came to: an exit code, and its report as JSON and as text (or the
+/// problems that stopped it).
+#[derive(Debug)]
+pub struct PrResult {
+    pub code: u8,
+    pub json: serde_json::Value,
+    pub text: String,
+    pub problems: Vec<String>,
+}
+
+impl PrResult {
+    fn problems(problems: Vec<String>) -> Self {
+        Self {
+            code: exit::ERROR,
+            json: json!({ "errors": problems }),
+            text: String::new(),
+            problems,
+        }
+    }
+
+    fn done(code: u8, json: serde_json::Value, text: String) -> Self {
+        Self {
+            code,
+            json,
+            text,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Prints the report (or the problems) as the output format asks.
+    pub fn print(&self, context: &Context) -> anyhow::Result<()> {
+        if !self.problems.is_empty() {
+            return report_problems(context, &self.problems);
+        }
+        if context.output.is_json() {
+            context.output.json(&self.json)?;
+        } else {
+            context.output.text(&self.text)?;
+        }
+        Ok(())
+    }
+}
+
 /// `imagegen pr`: edits OSOB for every image built from the current definitions, pushes the
 /// branch and opens or updates the pull request.
 pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
-    let output = &context.output;
     let catalog = Catalog::load(&context.repo);
-    let mapping = match load_mapping(context, &catalog)? {
+    let ledger = context.store.read_blocking()?;
+    let result = publish(context, &request, &catalog, &ledger)?;
+    result.print(context)?;
+    if request.dry_run && result.problems.is_empty() && result.code == exit::PENDING {
+        context
+            .output
+            .note("dry run: nothing was pushed and no pull request was touched")?;
+    }
+    Ok(result.code)
+}
+
+/// The OSOB step for `ledger`: the branch edited and pushed, the pull request opened or
+/// updated. Notes go to stderr as they happen; the report is returned for the caller to print.
+pub fn publish(
+    context: &Context,
+    request: &PrRequest,
+    catalog: &Catalog,
+    ledger: &Ledger,
+) -> anyhow::Result<PrResult> {
+    let output = &context.output;
+    let mapping = match load_mapping(context, catalog)? {
         Ok(mapping) => mapping,
         Err(diagnostics) => {
-            report_problems(
-                context,
-                &diagnostics
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>(),
-            )?;
-            return Ok(exit::ERROR);
+            return Ok(PrResult::problems(
+                diagnostics.iter().map(ToString::to_string).collect(),
+            ));
         }
     };
     // The provider (and its token) first: a run that cannot open the pull request must not
@@ -98,18 +155,13 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     } else {
         match PrClient::from_mapping(&mapping.provider) {
             Ok(client) => Some(client),
-            Err(error) => {
-                report_problems(context, &[error.to_string()])?;
-                return Ok(exit::ERROR);
-            }
+            Err(error) => return Ok(PrResult::problems(vec![error.to_string()])),
         }
     };
-    let ledger = context.store.read_blocking()?;
     let (targets, not_included, errors) =
-        publish::targets(&catalog, &ledger, &mapping, Assume::Built);
+        publish::targets(catalog, ledger, &mapping, Assume::Built);
     if !errors.is_empty() {
-        report_problems(context, &errors)?;
-        return Ok(exit::ERROR);
+        return Ok(PrResult::problems(errors));
     }
     let override_url = request.osob_url.clone().or_else(|| {
         std::env::var(publish::OSOB_URL_VAR)
@@ -144,51 +196,38 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     let (prepared, outcome) = match updated {
         Ok(updated) => updated,
         Err(PublishError::Edit { problems }) => {
-            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            report_problems(context, &problems)?;
-            return Ok(exit::ERROR);
+            return Ok(PrResult::problems(
+                problems.iter().map(ToString::to_string).collect(),
+            ));
         }
-        Err(error) => {
-            report_problems(context, &[error.to_string()])?;
-            return Ok(exit::ERROR);
-        }
+        Err(error) => return Ok(PrResult::problems(vec![error.to_string()])),
     };
-    if targets.is_empty() {
-        if output.is_json() {
-            output.json(&json!({
-                "dry_run": request.dry_run,
-                "osob": workspace.url(),
-                "nothing_to_do": true,
-                "built": 0,
-                "not_included": not_included,
-            }))?;
+    if targets.is_empty() || prepared.is_empty() {
+        let built = targets.len();
+        let text = if targets.is_empty() {
+            "nothing to do: no image is built from the current definitions yet, so OSOB keeps \
+             its names\n"
+                .to_string()
         } else {
-            output.text(
-                "nothing to do: no image is built from the current definitions yet, so OSOB \
-                 keeps its names\n",
-            )?;
+            format!(
+                "nothing to do: OSOB's {} already names every image built ({built} definitions)\n",
+                mapping.repository.base_branch
+            )
+        };
+        if !output.is_json() {
             print_not_included(context, &prepared)?;
         }
-        return Ok(exit::OK);
-    }
-    if prepared.is_empty() {
-        let built = targets.len();
-        if output.is_json() {
-            output.json(&json!({
+        return Ok(PrResult::done(
+            exit::OK,
+            json!({
                 "dry_run": request.dry_run,
                 "osob": workspace.url(),
                 "nothing_to_do": true,
                 "built": built,
                 "not_included": not_included,
-            }))?;
-        } else {
-            output.text(&format!(
-                "nothing to do: OSOB's {} already names every image built ({built} definitions)\n",
-                mapping.repository.base_branch
-            ))?;
-            print_not_included(context, &prepared)?;
-        }
-        return Ok(exit::OK);
+            }),
+            text,
+        ));
     }
     let title = body::title(&prepared.content);
     let description = body::body(&prepared.content, limit);
@@ -200,16 +239,12 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
             match open_pull_request(client, &mapping, &title, &description) {
                 Ok(pull_request) => pull_request,
                 Err(error) => {
-                    report_problems(
-                        context,
-                        &[format!(
-                            "the branch {} was pushed, but the pull request could not be opened \
-                             or updated: {error:#}. Run imagegen pr again once that is fixed: it \
-                             finds the branch and updates the pull request",
-                            mapping.repository.pr_branch
-                        )],
-                    )?;
-                    return Ok(exit::ERROR);
+                    return Ok(PrResult::problems(vec![format!(
+                        "the branch {} was pushed, but the pull request could not be opened or \
+                         updated: {error:#}. Run imagegen pr again once that is fixed: it finds \
+                         the branch and updates the pull request",
+                        mapping.repository.pr_branch
+                    )]));
                 }
             }
         }
@@ -227,19 +262,15 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
         branch: outcome.clone(),
         pull_request: pull_request.clone(),
     };
-    if output.is_json() {
-        output.json(&report)?;
-    } else {
-        output.text(&render_report(&report, &mapping))?;
+    Ok(PrResult::done(
         if request.dry_run {
-            output.note("dry run: nothing was pushed and no pull request was touched")?;
-        }
-    }
-    Ok(if request.dry_run {
-        exit::PENDING
-    } else {
-        exit::OK
-    })
+            exit::PENDING
+        } else {
+            exit::OK
+        },
+        serde_json::to_value(&report)?,
+        render_report(&report, &mapping),
+    ))
 }
 
 fn print_not_included(context: &Context, prepared: &Prepared) -> anyhow::Result<()> {

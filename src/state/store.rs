@@ -56,9 +56,10 @@ pub struct LedgerWriter {
     held: Held,
     revision: Revision,
     ledger: Ledger,
-    /// The ledger as this run first read it: an entry that changed since was changed by
-    /// another run.
+    /// The ledger as this run first read it: an entry that changed since, and that this run
+    /// did not claim, was changed by another run.
     at_open: Ledger,
+    claimed: std::collections::BTreeSet<LedgerKey>,
 }
 
 impl LedgerWriter {
@@ -88,6 +89,7 @@ impl LedgerWriter {
             revision: snapshot.revision,
             at_open: snapshot.ledger.clone(),
             ledger: snapshot.ledger,
+            claimed: Default::default(),
         })
     }
 
@@ -95,9 +97,19 @@ impl LedgerWriter {
         &self.ledger
     }
 
-    /// The entry under `key` as this run first read it.
+    /// The entry under `key` as this run first read it, unless this run has claimed the entry
+    /// since (then the entry as it is now: this run's own changes are not another run's).
     pub fn entry_at_open(&self, key: &LedgerKey) -> Option<&LedgerEntry> {
-        self.at_open.entry(key)
+        if self.claimed.contains(key) {
+            self.ledger.entry(key)
+        } else {
+            self.at_open.entry(key)
+        }
+    }
+
+    /// Marks the entry under `key` as this run's own (it recorded an intent there).
+    pub fn claim(&mut self, key: &LedgerKey) {
+        self.claimed.insert(key.clone());
     }
 
     /// Applies `change` and saves. If another run saved first, the ledger is read again and

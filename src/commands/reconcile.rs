@@ -1,0 +1,639 @@
+//! `imagegen reconcile` (the plan, printed with `--dry-run` or carried out, then the OSOB pull
+//! request once every job has ended) and `imagegen adopt` (images that exist already, recorded
+//! as built).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+use super::jobs::{FactoryOptions, runtime};
+use super::osob::{self, PrRequest};
+use super::{Context, count};
+use crate::catalog::Catalog;
+use crate::diagnostics::Diagnostics;
+use crate::duration;
+use crate::exit;
+use crate::factory::FactoryError;
+use crate::plan::{self, PlanOptions};
+use crate::reconcile::{self, Applied, ApplyOptions, JobRow, Progress, WaitOptions};
+use crate::selection::Selection;
+use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter};
+use crate::submission::Outcome;
+use crate::variables::VARIABLES_FILE;
+
+/// What `imagegen reconcile` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileRequest {
+    /// Print the plan only; change nothing and call nothing.
+    pub dry_run: bool,
+    pub plan: PlanOptions,
+    /// `--only` glob patterns over definition ids.
+    pub only: Vec<String>,
+    /// `--except` glob patterns over definition ids.
+    pub except: Vec<String>,
+    /// Stop after the jobs: no OSOB pull request.
+    pub no_pr: bool,
+    pub wait: Option<WaitOptions>,
+    pub concurrency: usize,
+    pub lock_timeout: Duration,
+    pub factory: FactoryOptions,
+    /// How the OSOB step runs once every job has ended.
+    pub pr: PrRequest,
+}
+
+/// `reconcile --dry-run --output json`, borrowed from the plan rather than copied into a tree.
+#[derive(Serialize)]
+struct DryRunReport<'a> {
+    dry_run: bool,
+    state: String,
+    summary: plan::Summary,
+    plan: &'a plan::Plan,
+    /// The OSOB change the plan leads to, or why it could not be shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    osob: Option<serde_json::Value>,
+    diagnostics: &'a Diagnostics,
+}
+
+/// `imagegen reconcile`: plans from the committed files and the ledger; prints the plan with
+/// `--dry-run`, carries it out otherwise.
+pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result<u8> {
+    let selection = Selection::new(&request.only, &request.except)?;
+    let store = &context.store;
+    // The ledger is read while the catalog loads: both are large in a big repository.
+    let (catalog, ledger) = std::thread::scope(|scope| {
+        let ledger = request
+            .dry_run
+            .then(|| scope.spawn(|| store.read_blocking()));
+        let catalog = Catalog::load(&context.repo);
+        (
+            catalog,
+            ledger.map(|ledger| ledger.join().expect("reading the ledger does not panic")),
+        )
+    });
+    let output = &context.output;
+    if catalog.blocks_planning() {
+        if output.is_json() {
+            output.json(&json!({
+                "dry_run": request.dry_run,
+                "plan": null,
+                "diagnostics": catalog.diagnostics,
+            }))?;
+        } else {
+            output.diagnostics(&catalog.diagnostics)?;
+            output.note(&format!(
+                "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
+            ))?;
+        }
+        return Ok(exit::ERROR);
+    }
+    selection.check(&catalog.ids())?;
+    let Some(ledger) = ledger else {
+        return apply(context, &request, &catalog, &selection);
+    };
+    let ledger = ledger.context("cannot plan without the ledger")?;
+    let mut plan = plan::plan(&catalog, &ledger, request.plan);
+    plan.select(|id| selection.matches(id));
+    let osob = osob::preview(context, &catalog, &ledger);
+    if output.is_json() {
+        output.json(&DryRunReport {
+            dry_run: true,
+            state: context.store.describe(),
+            summary: plan.summary(),
+            plan: &plan,
+            osob: osob.as_ref().map(|preview| match preview {
+                Ok(text) => json!({ "preview": text }),
+                Err(error) => json!({ "skipped": error }),
+            }),
+            diagnostics: &catalog.diagnostics,
+        })?;
+    } else {
+        output.diagnostics(&catalog.diagnostics)?;
+        output.text(&plan::render_text(&plan))?;
+        match &osob {
+            Some(Ok(preview)) => output.text(&format!("\n{preview}"))?,
+            Some(Err(error)) => output.note(&format!("OSOB preview skipped: {error}"))?,
+            None => {}
+        }
+        output.note("dry run: nothing was submitted and the ledger was not changed")?;
+    }
+    Ok(if catalog.diagnostics.has_errors() {
+        exit::ERROR
+    } else {
+        plan.exit_code()
+    })
+}
+
+/// `reconcile` as JSON: the plan carried out, the jobs, and the OSOB step.
+#[derive(Serialize)]
+struct ApplyReport<'a> {
+    dry_run: bool,
+    state: String,
+    summary: plan::Summary,
+    plan: &'a plan::Plan,
+    submitted: Vec<serde_json::Value>,
+    jobs: &'a [JobRow],
+    poll_errors: &'a BTreeMap<LedgerKey, reconcile::PollError>,
+    timed_out: bool,
+    /// The OSOB step's report, or why it did not run.
+    pr: serde_json::Value,
+    diagnostics: &'a Diagnostics,
+    exit_code: u8,
+}
+
+fn apply(
+    context: &Context,
+    request: &ReconcileRequest,
+    catalog: &Catalog,
+    selection: &Selection,
+) -> anyhow::Result<u8> {
+    let output = &context.output;
+    let client = Arc::new(request.factory.client()?);
+    output.diagnostics(&catalog.diagnostics)?;
+    let options = ApplyOptions {
+        plan: request.plan,
+        concurrency: request.concurrency.max(1),
+        lock_timeout: request.lock_timeout,
+        wait: request.wait,
+    };
+    let progress = Reporter::new(output.quiet);
+    let runtime = runtime()?;
+    let applied = runtime.block_on(reconcile::apply(
+        catalog,
+        &context.store,
+        client,
+        selection,
+        &options,
+        &progress,
+    ))?;
+    drop(runtime);
+    let mut code = applied.exit_code();
+    if catalog.diagnostics.has_errors() {
+        code = exit::ERROR;
+    }
+    // The pull request is opened once every job of the batch has ended: reviewers see one
+    // change, not one a job.
+    let pr = if request.no_pr {
+        Err("--no-pr".to_string())
+    } else if applied.is_pending() {
+        Err("jobs are still being built; a later run opens or updates the pull request".into())
+    } else {
+        let result = osob::publish(context, &request.pr, catalog, &applied.ledger)?;
+        if result.code == exit::ERROR {
+            code = exit::ERROR;
+        }
+        Ok(result)
+    };
+    if output.is_json() {
+        let submitted = applied
+            .outcomes
+            .iter()
+            .map(|(key, outcome)| json!({ "ledger": key, "result": outcome }))
+            .collect();
+        output.json(&ApplyReport {
+            dry_run: false,
+            state: context.store.describe(),
+            summary: applied.plan.summary(),
+            plan: &applied.plan,
+            submitted,
+            jobs: &applied.jobs,
+            poll_errors: &applied.poll_errors,
+            timed_out: applied.timed_out,
+            pr: match &pr {
+                Ok(result) => result.json.clone(),
+                Err(reason) => json!({ "skipped": reason }),
+            },
+            diagnostics: &catalog.diagnostics,
+            exit_code: code,
+        })?;
+        return Ok(code);
+    }
+    output.text(&render_applied(&applied))?;
+    for (key, outcome) in &applied.outcomes {
+        match outcome {
+            Outcome::Rejected { message } | Outcome::Error { message } => {
+                crate::output::error_line(&format!("{key}: not submitted: {message}"))?;
+            }
+            Outcome::AnswerLost { message } => output.note(&format!(
+                "{key}: the submission's answer was lost ({message}); the next run sends it \
+                 again with the same idempotency key"
+            ))?,
+            _ => {}
+        }
+    }
+    for (key, error) in &applied.poll_errors {
+        let line = format!(
+            "{key}: could not ask about job {}: {}",
+            error.tracking_id, error.message
+        );
+        if error.transient {
+            output.note(&line)?;
+        } else {
+            crate::output::error_line(&line)?;
+        }
+    }
+    if applied.timed_out {
+        output.note(
+            "--timeout reached with jobs still being built: they go on, and the next reconcile \
+             picks them up",
+        )?;
+    }
+    match &pr {
+        Ok(result) => {
+            if !result.problems.is_empty() {
+                output.note("OSOB pull request:")?;
+            } else {
+                output.text("\n")?;
+            }
+            result.print(context)?;
+        }
+        Err(reason) if !request.no_pr => {
+            output.note(&format!("OSOB pull request: not yet, {reason}"))?
+        }
+        Err(_) => {}
+    }
+    if code == exit::PENDING && request.wait.is_none() {
+        output.note(
+            "jobs are still being built: run imagegen reconcile again later (the pipeline's \
+             schedule does), or pass --wait",
+        )?;
+    }
+    Ok(code)
+}
+
+fn render_applied(applied: &Applied) -> String {
+    let mut text = String::new();
+    let summary = applied.plan.summary();
+    let submitted = applied
+        .outcomes
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Submitted { .. }))
+        .count();
+    if applied.jobs.is_empty() {
+        text.push_str(&format!(
+            "nothing to do: {} unchanged and built\n",
+            count(summary.unchanged, "definition")
+        ));
+        return text;
+    }
+    text.push_str(&render_jobs(&applied.jobs));
+    let mut by_status: BTreeMap<JobStatus, usize> = BTreeMap::new();
+    for job in &applied.jobs {
+        *by_status.entry(job.status).or_default() += 1;
+    }
+    let statuses: Vec<String> = by_status
+        .iter()
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect();
+    text.push_str(&format!(
+        "\n{submitted} submitted by this run; {}; {} unchanged\n",
+        statuses.join(", "),
+        summary.unchanged
+    ));
+    text
+}
+
+/// The summary table: definition, status, tracking id, images, duration; messages below.
+fn render_jobs(jobs: &[JobRow]) -> String {
+    let width = |cell: &dyn Fn(&JobRow) -> usize, heading: &str| {
+        jobs.iter().map(cell).max().unwrap_or(0).max(heading.len())
+    };
+    let key_width = width(&|job| job.key.name().len(), "definition");
+    let id_width = width(
+        &|job| job.tracking_id.as_deref().map_or(1, str::len),
+        "tracking id",
+    );
+    let image_width = width(&|job| job.image_names.join(", ").len(), "images");
+    let mut text = format!(
+        "{:key_width$}  {:10}  {:id_width$}  {:image_width$}  took\n",
+        "definition", "status", "tracking id", "images"
+    );
+    for job in jobs {
+        let status = if job.adopted {
+            "adopted".to_string()
+        } else {
+            job.status.to_string()
+        };
+        let took = job.duration.map(duration::display).unwrap_or_default();
+        let took = if job.status.is_pending() && !took.is_empty() {
+            format!("{took} so far")
+        } else {
+            took
+        };
+        text.push_str(
+            format!(
+                "{:key_width$}  {status:10}  {:id_width$}  {:image_width$}  {took}",
+                job.key.name(),
+                job.tracking_id.as_deref().unwrap_or("-"),
+                job.image_names.join(", "),
+            )
+            .trim_end(),
+        );
+        text.push('\n');
+        if let Some(message) = job
+            .message
+            .as_deref()
+            .filter(|_| job.status.is_unsuccessful())
+        {
+            text.push_str(&format!("  {message}\n"));
+        }
+    }
+    text
+}
+
+/// Shows progress while waiting: a line per job on a terminal, redrawn in place; otherwise (a
+/// pipeline's log) one line per change of state.
+struct Reporter {
+    quiet: bool,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: indicatif::MultiProgress,
+    jobs: Mutex<BTreeMap<LedgerKey, indicatif::ProgressBar>>,
+}
+
+impl Reporter {
+    fn new(quiet: bool) -> Self {
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(|| Bars {
+            multi: indicatif::MultiProgress::new(),
+            jobs: Mutex::new(BTreeMap::new()),
+        });
+        Self { quiet, bars }
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let stamp = Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| Timestamp::now());
+        let line = format!("{stamp}  {text}");
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(line);
+            }
+            None => {
+                let _ = writeln!(anstream::stderr().lock(), "{line}");
+            }
+        }
+    }
+}
+
+fn describe(job: &JobRow) -> String {
+    format!(
+        "{}{}",
+        job.status,
+        job.tracking_id
+            .as_deref()
+            .map(|id| format!(" (job {id})"))
+            .unwrap_or_default()
+    )
+}
+
+impl Progress for Reporter {
+    fn changed(&self, job: &JobRow, from: JobStatus) {
+        let mut text = format!("{}: {from} -> {}", job.key, describe(job));
+        if let Some(message) = job
+            .message
+            .as_deref()
+            .filter(|_| job.status.is_unsuccessful())
+        {
+            text.push_str(&format!(": {message}"));
+        }
+        self.line(&text);
+        if let Some(bars) = &self.bars
+            && !job.status.is_pending()
+            && let Some(bar) = bars
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&job.key)
+        {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn waiting(&self, jobs: &[JobRow], next_poll: Duration) {
+        let Some(bars) = &self.bars else {
+            return;
+        };
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let mut shown = bars
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let width = jobs
+            .iter()
+            .map(|job| job.key.name().len())
+            .max()
+            .unwrap_or(0);
+        for job in jobs {
+            let bar = shown.entry(job.key.clone()).or_insert_with(|| {
+                let bar = bars.multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            });
+            bar.set_prefix(format!("{:width$}", job.key.name()));
+            bar.set_message(format!(
+                "{}{}; next look in {}",
+                describe(job),
+                job.duration
+                    .map(|took| format!(", {} so far", duration::display(took)))
+                    .unwrap_or_default(),
+                duration::display(next_poll)
+            ));
+        }
+    }
+
+    fn poll_failed(&self, key: &LedgerKey, tracking_id: &str, error: &FactoryError) {
+        self.line(&format!(
+            "{key}: could not ask about job {tracking_id}: {error}{}",
+            if error.is_transient() {
+                "; asking again at the next poll"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    fn finished(&self) {
+        if let Some(bars) = &self.bars {
+            for (_, bar) in std::mem::take(
+                &mut *bars
+                    .jobs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ) {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// What `imagegen adopt` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct AdoptRequest {
+    pub only: Vec<String>,
+    pub except: Vec<String>,
+    pub dry_run: bool,
+    pub lock_timeout: Duration,
+}
+
+/// What adopting does with one definition.
+#[derive(Debug, Clone, Serialize)]
+struct Adoption {
+    definition: String,
+    /// `adopt`, or why not: `built` (the ledger has it built already), `in-flight`.
+    action: &'static str,
+    image_names: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracking_id: Option<String>,
+}
+
+/// `imagegen adopt`: records the current rendered payloads as built, without submitting, so
+/// that the first reconcile does not rebuild images that exist already.
+pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
+    let selection = Selection::new(&request.only, &request.except)?;
+    let catalog = Catalog::load(&context.repo);
+    let output = &context.output;
+    if catalog.blocks_planning() || catalog.diagnostics.has_errors() {
+        if output.is_json() {
+            output.json(&json!({ "adopted": [], "diagnostics": catalog.diagnostics }))?;
+        } else {
+            output.diagnostics(&catalog.diagnostics)?;
+            output.note("nothing was adopted: fix the errors above first")?;
+        }
+        return Ok(exit::ERROR);
+    }
+    selection.check(&catalog.ids())?;
+    let chosen: Vec<_> = catalog
+        .rendered
+        .iter()
+        .filter(|rendered| selection.matches(&rendered.id))
+        .collect();
+    let decide = |entry: Option<&LedgerEntry>, rendered: &crate::definitions::Rendered| {
+        let (action, tracking_id) = match entry {
+            Some(entry) if entry.status.is_pending() => ("in-flight", entry.tracking_id.clone()),
+            Some(entry)
+                if entry.payload_hash == rendered.hash && entry.status == JobStatus::Succeeded =>
+            {
+                ("built", entry.tracking_id.clone())
+            }
+            _ => ("adopt", None),
+        };
+        Adoption {
+            definition: rendered.id.clone(),
+            action,
+            image_names: rendered.image_names.clone(),
+            tracking_id,
+        }
+    };
+    let adoptions: Vec<Adoption> = if request.dry_run {
+        let ledger = context.store.read_blocking()?;
+        chosen
+            .iter()
+            .map(|rendered| decide(ledger.definitions.get(&rendered.id), rendered))
+            .collect()
+    } else {
+        let runtime = runtime()?;
+        runtime.block_on(async {
+            let mut writer =
+                LedgerWriter::open(&context.store, request.lock_timeout, "imagegen adopt").await?;
+            let now = Timestamp::now();
+            writer
+                .update(|ledger| {
+                    chosen
+                        .iter()
+                        .map(|rendered| {
+                            let adoption = decide(ledger.definitions.get(&rendered.id), rendered);
+                            if adoption.action == "adopt" {
+                                ledger.definitions.insert(
+                                    rendered.id.clone(),
+                                    LedgerEntry {
+                                        payload_hash: rendered.hash.clone(),
+                                        payload: rendered.payload.clone(),
+                                        variables: rendered.variables.clone(),
+                                        idempotency_key: None,
+                                        tracking_id: None,
+                                        status: JobStatus::Succeeded,
+                                        message: None,
+                                        image_names: rendered.image_names.clone(),
+                                        submitted_at: None,
+                                        updated_at: now,
+                                        completed_at: Some(now),
+                                        adopted: true,
+                                    },
+                                );
+                            }
+                            adoption
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+        })?
+    };
+    let adopted = adoptions.iter().filter(|a| a.action == "adopt").count();
+    if output.is_json() {
+        output.json(&json!({
+            "dry_run": request.dry_run,
+            "state": context.store.describe(),
+            "adopted": adopted,
+            "definitions": adoptions,
+        }))?;
+    } else {
+        let width = adoptions
+            .iter()
+            .map(|a| a.definition.len())
+            .max()
+            .unwrap_or(0)
+            .max("definition".len());
+        let mut text = format!("{:width$}  {:9}  images\n", "definition", "action");
+        for adoption in &adoptions {
+            let action = match (adoption.action, request.dry_run) {
+                ("adopt", true) => "would adopt",
+                ("adopt", false) => "adopted",
+                ("built", _) => "built",
+                _ => "in flight",
+            };
+            text.push_str(&format!(
+                "{:width$}  {action:9}  {}\n",
+                adoption.definition,
+                adoption.image_names.join(", ")
+            ));
+        }
+        output.text(&text)?;
+        let skipped = adoptions.len() - adopted;
+        output.note(&format!(
+            "{} {} as built without a submission{}{}",
+            count(adopted, "definition"),
+            if request.dry_run {
+                "would be recorded"
+            } else {
+                "recorded"
+            },
+            if skipped > 0 {
+                format!(
+                    "; {skipped} left as they were (built already, or a job in flight: adopting \
+                     would lose track of it)"
+                )
+            } else {
+                String::new()
+            },
+            if request.dry_run {
+                "; dry run: the ledger was not changed"
+            } else {
+                ""
+            }
+        ))?;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,405 @@
+//! The apply step of `imagegen reconcile`: polls the jobs the ledger holds as pending, submits
+//! what the plan marks, and with `--wait` follows this run's jobs until they end. Every step
+//! goes through the ledger writer, so a run killed at any instant is resumed by the next one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::catalog::Catalog;
+use crate::factory::{FactoryClient, FactoryError, JobState};
+use crate::plan::{self, Plan, PlanOptions, SubmitReason};
+use crate::selection::Selection;
+use crate::state::{JobStatus, Ledger, LedgerKey, LedgerWriter, StateError, Store};
+use crate::submission::{self, Candidate, Outcome, SharedWriter};
+
+/// The longest wait between two polls, however long the jobs take.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// How a reconcile is carried out.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub plan: PlanOptions,
+    /// Submissions and polls at once.
+    pub concurrency: usize,
+    /// How long to wait for another run holding the ledger's lock.
+    pub lock_timeout: Duration,
+    /// Follow this run's jobs until they end (`--wait`).
+    pub wait: Option<WaitOptions>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    /// Give up waiting (the jobs go on; a later run picks them up) after this long.
+    pub timeout: Duration,
+    /// The first wait between polls; each further one is half as long again, up to
+    /// [`MAX_POLL_INTERVAL`].
+    pub poll_interval: Duration,
+}
+
+/// What the apply step reports as it goes, for progress bars or log lines.
+pub trait Progress: Send + Sync {
+    /// A job's status moved.
+    fn changed(&self, job: &JobRow, from: JobStatus);
+    /// The run sleeps until the next poll; `jobs` are those still pending.
+    fn waiting(&self, jobs: &[JobRow], next_poll: Duration);
+    /// A poll failed; the job stays as the ledger holds it.
+    fn poll_failed(&self, key: &LedgerKey, tracking_id: &str, error: &FactoryError);
+    /// The wait is over.
+    fn finished(&self);
+}
+
+/// What applying did.
+#[derive(Debug)]
+pub struct Applied {
+    /// The plan as carried out: made after the first poll, so it reflects the service.
+    pub plan: Plan,
+    /// What became of every submission of this run.
+    pub outcomes: Vec<(LedgerKey, Outcome)>,
+    /// One row per job this run submitted, followed or reports as failed.
+    pub jobs: Vec<JobRow>,
+    /// Jobs the service could not be asked about, as the last poll left them.
+    pub poll_errors: BTreeMap<LedgerKey, PollError>,
+    /// `--wait` ended at its timeout with jobs still pending.
+    pub timed_out: bool,
+    /// The ledger as this run left it.
+    pub ledger: Ledger,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PollError {
+    pub tracking_id: String,
+    pub message: String,
+    /// The error may pass (the service was unreachable or busy).
+    pub transient: bool,
+}
+
+/// One job as the summary table shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    pub key: LedgerKey,
+    pub status: JobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_id: Option<String>,
+    pub image_names: Vec<String>,
+    /// From submission to the end, or so far.
+    #[serde(skip_serializing_if = "Option::is_none", with = "seconds")]
+    pub duration: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub adopted: bool,
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => serializer.serialize_some(&duration.as_secs()),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+impl Applied {
+    /// 1 if any job of this run failed or a submission or poll had a lasting problem; else 2
+    /// if anything is still pending; else 0.
+    pub fn exit_code(&self) -> u8 {
+        let failed = self.jobs.iter().any(|job| job.status.is_unsuccessful())
+            || self.outcomes.iter().any(|(_, outcome)| {
+                matches!(outcome, Outcome::Rejected { .. } | Outcome::Error { .. })
+            })
+            || self.poll_errors.values().any(|error| !error.transient);
+        if failed {
+            crate::exit::ERROR
+        } else if self.is_pending() {
+            crate::exit::PENDING
+        } else {
+            crate::exit::OK
+        }
+    }
+
+    /// A job of this run is still being built, or its submission's answer was lost.
+    pub fn is_pending(&self) -> bool {
+        self.jobs.iter().any(|job| job.status.is_pending())
+    }
+}
+
+/// Carries out the plan for the `selection` of `catalog`'s definitions.
+pub async fn apply(
+    catalog: &Catalog,
+    store: &Store,
+    client: Arc<FactoryClient>,
+    selection: &Selection,
+    options: &ApplyOptions,
+    progress: &dyn Progress,
+) -> anyhow::Result<Applied> {
+    let writer = LedgerWriter::open(store, options.lock_timeout, "imagegen reconcile").await?;
+    let writer = Arc::new(SharedWriter::new(writer));
+    let chosen = |key: &LedgerKey| match key {
+        LedgerKey::Definition(id) => selection.matches(id),
+        LedgerKey::Manual(_) => selection.is_all(),
+    };
+
+    // 1. What the ledger holds as in flight may have moved on since the last run.
+    let in_flight: Vec<LedgerKey> = writer
+        .lock()
+        .await
+        .ledger()
+        .entries()
+        .filter(|(key, entry)| entry.status.is_pending() && chosen(key))
+        .map(|(key, _)| key)
+        .collect();
+    let mut poll_errors = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+
+    // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
+    // recorded without an answer are sent again with their key.
+    let mut plan = plan::plan(catalog, writer.lock().await.ledger(), options.plan);
+    plan.select(|id| selection.matches(id));
+    let rendered: BTreeMap<&str, _> = catalog
+        .rendered
+        .iter()
+        .map(|rendered| (rendered.id.as_str(), rendered))
+        .collect();
+    let mut candidates: Vec<(Candidate, bool)> = plan
+        .submit
+        .iter()
+        .filter_map(|submission| {
+            let rendered = rendered.get(submission.definition.as_str())?;
+            let force = matches!(
+                submission.reason,
+                SubmitReason::Forced | SubmitReason::RetryFailed
+            );
+            Some((
+                Candidate::from_rendered(LedgerKey::Definition(rendered.id.clone()), rendered),
+                force,
+            ))
+        })
+        .collect();
+    candidates.extend(
+        plan.pending
+            .iter()
+            .filter(|job| job.job.status == JobStatus::Submitting)
+            .filter_map(|job| rendered.get(job.definition.as_str()))
+            .map(|rendered| {
+                let key = LedgerKey::Definition(rendered.id.clone());
+                (Candidate::from_rendered(key, rendered), false)
+            }),
+    );
+    let mut outcomes = submission::submit_all(
+        client.clone(),
+        writer.clone(),
+        candidates,
+        options.concurrency,
+    )
+    .await?;
+
+    // The jobs this run answers for: what it submitted, what it followed, what failed.
+    let mut tracked: Vec<LedgerKey> = plan
+        .submit
+        .iter()
+        .map(|submission| &submission.definition)
+        .chain(plan.pending.iter().map(|job| &job.definition))
+        .chain(plan.failed.iter().map(|job| &job.definition))
+        .map(|id| LedgerKey::Definition(id.clone()))
+        .collect();
+    tracked.extend(
+        in_flight
+            .iter()
+            .filter(|key| matches!(key, LedgerKey::Manual(_)))
+            .cloned(),
+    );
+    tracked.sort();
+    tracked.dedup();
+
+    // 3. With --wait, follow them until they end.
+    let mut timed_out = false;
+    if let Some(wait) = options.wait {
+        let deadline = Instant::now() + wait.timeout;
+        let mut interval = wait.poll_interval;
+        loop {
+            let pending = rows(&*writer.lock().await, &tracked)
+                .into_iter()
+                .filter(|job| job.status.is_pending())
+                .collect::<Vec<_>>();
+            if pending.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                timed_out = true;
+                break;
+            }
+            let sleep = interval.min(deadline - now);
+            progress.waiting(&pending, sleep);
+            tokio::time::sleep(sleep).await;
+            interval = interval
+                .mul_f64(1.5)
+                .min(MAX_POLL_INTERVAL.max(wait.poll_interval));
+            // Submissions whose answer was lost are sent again with the same key.
+            let resend: Vec<(Candidate, bool)> = pending
+                .iter()
+                .filter(|job| job.status == JobStatus::Submitting)
+                .filter_map(|job| match &job.key {
+                    LedgerKey::Definition(id) => rendered.get(id.as_str()),
+                    LedgerKey::Manual(_) => None,
+                })
+                .map(|rendered| {
+                    let key = LedgerKey::Definition(rendered.id.clone());
+                    (Candidate::from_rendered(key, rendered), false)
+                })
+                .collect();
+            if !resend.is_empty() {
+                let resent = submission::submit_all(
+                    client.clone(),
+                    writer.clone(),
+                    resend,
+                    options.concurrency,
+                )
+                .await?;
+                for (key, outcome) in resent {
+                    match outcomes.iter_mut().find(|(known, _)| *known == key) {
+                        Some((_, earlier)) => *earlier = outcome,
+                        None => outcomes.push((key, outcome)),
+                    }
+                }
+            }
+            let polled: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
+            let errors = poll(&client, &writer, &polled, options.concurrency, progress).await?;
+            for key in &polled {
+                poll_errors.remove(key);
+            }
+            poll_errors.extend(errors);
+        }
+        progress.finished();
+    }
+    let writer = writer.lock().await;
+    let jobs = rows(&writer, &tracked);
+    Ok(Applied {
+        plan,
+        outcomes,
+        jobs,
+        poll_errors,
+        timed_out,
+        ledger: writer.ledger().clone(),
+    })
+}
+
+/// Asks the service about every job of `keys` the ledger holds as in flight, and records the
+/// answers in one ledger write. Returns the jobs that could not be asked about.
+async fn poll(
+    client: &Arc<FactoryClient>,
+    writer: &Arc<SharedWriter>,
+    keys: &[LedgerKey],
+    concurrency: usize,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<LedgerKey, PollError>, StateError> {
+    let asked: Vec<(LedgerKey, String, JobRow)> = {
+        let writer = writer.lock().await;
+        keys.iter()
+            .filter_map(|key| {
+                let entry = writer.ledger().entry(key)?;
+                let tracking_id = entry.tracking_id.clone()?;
+                entry
+                    .status
+                    .is_pending()
+                    .then(|| (key.clone(), tracking_id, row(key, entry, Timestamp::now())))
+            })
+            .collect()
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (_, tracking_id, _)) in asked.iter().enumerate() {
+        let client = client.clone();
+        let permits = permits.clone();
+        let tracking_id = tracking_id.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, client.job(&tracking_id).await)
+        });
+    }
+    let mut answers: Vec<(usize, Result<JobState, FactoryError>)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        answers.push(joined.expect("a poll does not panic"));
+    }
+    answers.sort_by_key(|(index, _)| *index);
+    let mut errors = BTreeMap::new();
+    let mut states = Vec::new();
+    for (index, answer) in answers {
+        let (key, tracking_id, before) = &asked[index];
+        match answer {
+            Ok(state) => states.push((key.clone(), state, before.status)),
+            Err(error) => {
+                progress.poll_failed(key, tracking_id, &error);
+                errors.insert(
+                    key.clone(),
+                    PollError {
+                        tracking_id: tracking_id.clone(),
+                        message: error.to_string(),
+                        transient: error.is_transient(),
+                    },
+                );
+            }
+        }
+    }
+    if states.is_empty() {
+        return Ok(errors);
+    }
+    let mut writer = writer.lock().await;
+    let now = Timestamp::now();
+    writer
+        .update(|ledger| {
+            for (key, state, _) in &states {
+                if let Some(entry) = ledger.entry_mut(key)
+                    // Only the job the ledger still tracks: an older job's news is not this
+                    // entry's.
+                    && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
+                {
+                    submission::record_state(entry, state, now);
+                }
+            }
+        })
+        .await?;
+    for (key, _, before) in &states {
+        if let Some(entry) = writer.ledger().entry(key)
+            && entry.status != *before
+        {
+            progress.changed(&row(key, entry, now), *before);
+        }
+    }
+    Ok(errors)
+}
+
+fn rows(writer: &LedgerWriter, keys: &[LedgerKey]) -> Vec<JobRow> {
+    let now = Timestamp::now();
+    keys.iter()
+        .filter_map(|key| Some(row(key, writer.ledger().entry(key)?, now)))
+        .collect()
+}
+
+fn row(key: &LedgerKey, entry: &crate::state::LedgerEntry, now: Timestamp) -> JobRow {
+    let end = entry.completed_at.unwrap_or(now);
+    let duration = entry
+        .submitted_at
+        .and_then(|start| Duration::try_from(end.duration_since(start)).ok());
+    JobRow {
+        key: key.clone(),
+        status: entry.status,
+        tracking_id: entry.tracking_id.clone(),
+        image_names: if entry.image_names.is_empty() {
+            crate::definitions::custom_image_names(&entry.payload.to_value())
+        } else {
+            entry.image_names.clone()
+        },
+        duration,
+        message: entry.message.clone(),
+        adopted: entry.adopted,
+    }
+}
