@@ -201,7 +201,7 @@ pub async fn apply(
     )
     .await?;
 
-    // The jobs this run answers for: what it submitted, what it followed, what failed.
+    // The jobs this run answers for: what it submitted, followed, or reports as failed.
     let mut tracked: Vec<LedgerKey> = plan
         .submit
         .iter()
@@ -210,12 +210,7 @@ pub async fn apply(
         .chain(plan.failed.iter().map(|job| &job.definition))
         .map(|id| LedgerKey::Definition(id.clone()))
         .collect();
-    tracked.extend(
-        in_flight
-            .iter()
-            .filter(|key| matches!(key, LedgerKey::Manual(_)))
-            .cloned(),
-    );
+    tracked.extend(in_flight.iter().cloned());
     tracked.sort();
     tracked.dedup();
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Repo, json_of, stderr_of, stdout_of};
+use common::{Repo, fast_emulator, imagegen_against, json_of, stderr_of, stdout_of};
 use imagegen::catalog::Catalog;
 use imagegen::definitions::Payload;
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, LoggedRequest, Route};
@@ -356,26 +356,6 @@ async fn jobs_move_along_the_emulator_clock() {
 }
 
 // --- The binary ---------------------------------------------------------------------------------
-
-/// An emulator whose jobs finish within a second.
-fn fast_emulator() -> Emulator {
-    Emulator::start_in_background(EmulatorConfig {
-        queued_for: Duration::from_millis(200),
-        running_for: Duration::from_millis(300),
-        ..EmulatorConfig::default()
-    })
-    .unwrap()
-}
-
-/// The binary in `repo`, with the emulator's settings in its environment.
-fn imagegen_against(repo: &Repo, emulator: &Emulator) -> assert_cmd::Command {
-    let mut command = repo.imagegen();
-    for (name, value) in emulator.environment() {
-        command.env(name, value);
-    }
-    command.env_remove("IMAGE_FACTORY_TOKEN_VERSION");
-    command
-}
 
 fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::process::Output {
     imagegen_against(repo, emulator)

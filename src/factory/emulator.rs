@@ -93,6 +93,9 @@ pub enum Fault {
     Status { status: u16, body: String },
     /// Answer only after this long (longer than the client waits, to cause a timeout).
     Slow(Duration),
+    /// Act on the request at once (start the job), but hold the answer this long: the client
+    /// can die, or give up, after the job exists and before it learns the tracking id.
+    LateAnswer(Duration),
     /// Drop the connection without an answer.
     Reset,
 }
@@ -118,6 +121,10 @@ impl std::str::FromStr for Fault {
                 let duration = argument.unwrap_or("30s");
                 crate::duration::parse(duration).map(Self::Slow)
             }
+            ("late", argument) => {
+                let duration = argument.unwrap_or("30s");
+                crate::duration::parse(duration).map(Self::LateAnswer)
+            }
             ("reset", None) => Ok(Self::Reset),
             (status, None) if status.starts_with('5') => status
                 .parse()
@@ -126,7 +133,8 @@ impl std::str::FromStr for Fault {
                 .map(Self::ServerError)
                 .ok_or_else(|| format!("{status:?} is not a 5xx status")),
             _ => Err(format!(
-                "{text:?} is not a fault: use 429, 429:SECONDS, 500 (any 5xx), slow:DURATION or reset"
+                "{text:?} is not a fault: use 429, 429:SECONDS, 500 (any 5xx), slow:DURATION, \
+                 late:DURATION or reset"
             )),
         }
     }
@@ -500,6 +508,11 @@ async fn handle(
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
             route_request(&router, parts, bytes).await
+        }
+        Some(Fault::LateAnswer(delay)) => {
+            let response = route_request(&router, parts, bytes).await;
+            tokio::time::sleep(delay).await;
+            response
         }
         None => route_request(&router, parts, bytes).await,
     };

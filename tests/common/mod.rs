@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use imagegen::catalog::Catalog;
+use imagegen::factory::emulator::{Emulator, EmulatorConfig};
 use imagegen::state::{FileStore, JobStatus, Ledger, LedgerEntry};
 use serde_json::Value;
 
@@ -80,7 +81,12 @@ impl Repo {
 
     /// The binary, run from the repository root with a clean environment.
     pub fn imagegen(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_imagegen"));
+        Command::from_std(self.process())
+    }
+
+    /// The same, as a process to spawn (and kill).
+    pub fn process(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imagegen"));
         command.current_dir(self.path());
         for variable in [
             "IMAGEGEN_REPO",
@@ -173,4 +179,29 @@ pub fn stderr_of(output: &std::process::Output) -> String {
 
 pub fn json_of(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+/// An emulator whose jobs finish within a second.
+pub fn fast_emulator() -> Emulator {
+    Emulator::start_in_background(EmulatorConfig {
+        queued_for: std::time::Duration::from_millis(200),
+        running_for: std::time::Duration::from_millis(300),
+        ..EmulatorConfig::default()
+    })
+    .expect("start the Image Factory emulator")
+}
+
+/// The binary in `repo`, with the emulator's settings in its environment.
+pub fn imagegen_against(repo: &Repo, emulator: &Emulator) -> Command {
+    Command::from_std(process_against(repo, emulator))
+}
+
+/// The same, as a process to spawn (and kill).
+pub fn process_against(repo: &Repo, emulator: &Emulator) -> std::process::Command {
+    let mut command = repo.process();
+    for (name, value) in emulator.environment() {
+        command.env(name, value);
+    }
+    command.env_remove("IMAGE_FACTORY_TOKEN_VERSION");
+    command
 }

@@ -1,0 +1,466 @@
+//! `imagegen reconcile` and `imagegen adopt` end to end: the binary against the Image Factory
+//! emulator over real HTTP, with the ledger in real files. Each scenario checks the emulator's
+//! request log, so "submitted nothing" means no POST reached the service.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Repo, fast_emulator, imagegen_against, json_of, process_against, stdout_of};
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, LoggedRequest, Route};
+use imagegen::state::{FileStore, JobStatus, Ledger};
+use regex::Regex;
+use serde_json::Value;
+
+fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::process::Output {
+    imagegen_against(repo, emulator)
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+/// `reconcile --wait` as the tests run it: no pull request, quick polls.
+const WAIT: &[&str] = &["reconcile", "--no-pr", "--wait", "--poll-interval", "100ms"];
+
+fn ledger(repo: &Repo) -> Ledger {
+    FileStore::new(repo.path().join(".imagegen/state.json"))
+        .read()
+        .unwrap()
+}
+
+fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
+    emulator
+        .requests()
+        .into_iter()
+        .filter(LoggedRequest::is_submission)
+        .collect()
+}
+
+/// The first image name of every payload POSTed, in order.
+fn posted_images(emulator: &Emulator) -> Vec<String> {
+    posts(emulator)
+        .iter()
+        .map(|post| post.image_names().join(","))
+        .collect()
+}
+
+fn affected(repo: &Repo, variable: &str) -> BTreeSet<String> {
+    let output = repo.run(&["affected", variable, "--output", "json"], 0);
+    json_of(&output)["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|definition| definition["definition"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set_variable(repo: &Repo, name: &str, value: &str) {
+    let mut variables: serde_json::Map<String, Value> =
+        serde_json::from_str(&repo.read("variables.json")).unwrap();
+    variables.insert(name.to_string(), Value::String(value.to_string()));
+    repo.write(
+        "variables.json",
+        &serde_json::to_string_pretty(&variables).unwrap(),
+    );
+}
+
+/// Every definition's ledger entry is succeeded, and its tracking id names a job the emulator
+/// ran for exactly the payload the ledger holds.
+fn assert_all_built_once(repo: &Repo, emulator: &Emulator) {
+    let ledger = ledger(repo);
+    let ids = repo.definition_ids();
+    assert_eq!(ledger.definitions.len(), ids.len());
+    let mut tracking_ids = BTreeSet::new();
+    for (id, entry) in &ledger.definitions {
+        assert_eq!(entry.status, JobStatus::Succeeded, "{id}: {entry:?}");
+        let tracking_id = entry.tracking_id.clone().expect("a tracking id");
+        assert!(
+            tracking_ids.insert(tracking_id.clone()),
+            "{id} shares a job"
+        );
+        let job = emulator
+            .job(&tracking_id)
+            .expect("the emulator knows the job");
+        assert_eq!(job.images.len(), entry.image_names.len());
+    }
+    let payloads = emulator.payloads();
+    let distinct: BTreeSet<String> = payloads.iter().map(Value::to_string).collect();
+    assert_eq!(
+        distinct.len(),
+        payloads.len(),
+        "the emulator started a job twice for one payload"
+    );
+}
+
+#[test]
+fn the_first_run_submits_everything_and_the_next_submits_nothing() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let definitions = repo.definition_ids().len();
+
+    // Without --wait the run ends at once, with every job still pending.
+    let first = run(&repo, &emulator, &["reconcile", "--no-pr"], 2);
+    assert_eq!(posts(&emulator).len(), definitions);
+    let text = stdout_of(&first);
+    assert!(
+        text.contains("16 submitted by this run; 16 queued"),
+        "{text}"
+    );
+    assert!(
+        common::stderr_of(&first).contains("run imagegen reconcile again later"),
+        "{}",
+        common::stderr_of(&first)
+    );
+
+    // The next run polls them to the end and submits nothing.
+    emulator.skip(Duration::from_secs(5));
+    let second = run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    assert_eq!(posts(&emulator).len(), definitions, "no second POST");
+    let text = stdout_of(&second);
+    assert!(
+        text.contains("0 submitted by this run; 16 succeeded"),
+        "{text}"
+    );
+    assert_all_built_once(&repo, &emulator);
+
+    // With nothing pending and nothing changed, there is nothing to do.
+    let third = run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    assert!(
+        stdout_of(&third).contains("nothing to do: 16 definitions unchanged and built"),
+        "{}",
+        stdout_of(&third)
+    );
+    assert_eq!(posts(&emulator).len(), definitions);
+}
+
+#[test]
+fn changing_a_variable_resubmits_exactly_the_definitions_using_it() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    run(&repo, &emulator, WAIT, 0);
+    let before = posts(&emulator).len();
+
+    set_variable(&repo, "WINDOWS_SERVER_2022_BUILD", "20348.2966.241205");
+    let expected = affected(&repo, "WINDOWS_SERVER_2022_BUILD");
+    assert!(expected.len() > 1 && expected.len() < repo.definition_ids().len());
+    let output = run(&repo, &emulator, &[WAIT, &["--output", "json"]].concat(), 0);
+    let document = json_of(&output);
+    let submitted: BTreeSet<String> = document["submitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["ledger"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(submitted, expected);
+    assert_eq!(posts(&emulator).len(), before + expected.len());
+    for job in document["jobs"].as_array().unwrap() {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(job["duration"].is_u64(), "{job}");
+    }
+    assert_eq!(document["exit_code"], 0);
+    for id in &expected {
+        let entry = &ledger(&repo).definitions[id];
+        assert_eq!(
+            entry.variables["WINDOWS_SERVER_2022_BUILD"],
+            "20348.2966.241205"
+        );
+    }
+}
+
+#[test]
+fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
+    let repo = Repo::shipped();
+    let failing = "vs2022/server-2022-enterprise";
+    let rendered = repo.run(&["render", failing, "--output", "json"], 0);
+    let image = json_of(&rendered)["image_names"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_millis(100),
+        running_for: Duration::from_millis(100),
+        fail_images: Some(Regex::new(&format!("^{}$", regex::escape(&image))).unwrap()),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+
+    let first = run(&repo, &emulator, WAIT, 1);
+    let text = stdout_of(&first);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with(failing) && line.contains(" failed ")),
+        "{text}"
+    );
+    let message = emulator
+        .job(
+            ledger(&repo).definitions[failing]
+                .tracking_id
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap()
+        .message;
+    assert!(!message.is_empty());
+    assert!(text.contains(&message), "the message is shown: {text}");
+    let submitted = posts(&emulator).len();
+
+    // Not resubmitted by itself; still reported, still a failure.
+    let again = run(&repo, &emulator, WAIT, 1);
+    assert_eq!(posts(&emulator).len(), submitted);
+    assert!(stdout_of(&again).contains(&message));
+
+    // --retry-failed sends it once more, under a fresh idempotency key.
+    run(&repo, &emulator, &[WAIT, &["--retry-failed"]].concat(), 1);
+    let all = posts(&emulator);
+    assert_eq!(all.len(), submitted + 1);
+    let retry = all.last().unwrap();
+    assert_eq!(retry.image_names(), [image.clone()]);
+    assert!(
+        retry.idempotency_key.as_deref().unwrap().ends_with("-2"),
+        "{:?}",
+        retry.idempotency_key
+    );
+
+    // A changed payload is submitted again without asking.
+    set_variable(&repo, "VS_2022_VERSION", "17_12_3");
+    let affected = affected(&repo, "VS_2022_VERSION");
+    run(&repo, &emulator, WAIT, 0);
+    assert_eq!(posts(&emulator).len(), submitted + 1 + affected.len());
+    assert_eq!(
+        ledger(&repo).definitions[failing].status,
+        JobStatus::Succeeded
+    );
+}
+
+#[test]
+fn only_and_except_choose_definitions_by_id() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    run(
+        &repo,
+        &emulator,
+        &[
+            "reconcile",
+            "--no-pr",
+            "--only",
+            "vs2022*",
+            "--except",
+            "*/windows-11*",
+        ],
+        2,
+    );
+    let chosen: BTreeSet<String> = ledger(&repo).definitions.keys().cloned().collect();
+    assert!(!chosen.is_empty());
+    for id in &chosen {
+        assert!(
+            id.starts_with("vs2022") && !id.contains("/windows-11"),
+            "{id}"
+        );
+    }
+    assert_eq!(posts(&emulator).len(), chosen.len());
+    let output = imagegen_against(&repo, &emulator)
+        .args(["reconcile", "--no-pr", "--only", "vs2033*"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert!(
+        common::stderr_of(&output).contains("--only \"vs2033*\" matches no definition id"),
+        "{}",
+        common::stderr_of(&output)
+    );
+}
+
+/// Kills `reconcile` at the worst moment (the job exists, its answer is not yet recorded) and
+/// then at random moments, again and again; the run after that must end with every definition
+/// built exactly once.
+#[test]
+fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let definitions = repo.definition_ids().len();
+
+    // The first job is started but its answer is held back: kill the run in that gap.
+    emulator.inject(Route::Jobs, Fault::LateAnswer(Duration::from_secs(30)));
+    let mut child = process_against(&repo, &emulator)
+        .args(["reconcile", "--no-pr", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while emulator.job_count() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no job started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let interrupted = ledger(&repo);
+    let (id, entry) = interrupted.definitions.iter().next().unwrap();
+    assert_eq!(entry.status, JobStatus::Submitting, "{id}");
+    assert_eq!(entry.tracking_id, None, "the answer never arrived");
+
+    // Then at random moments.
+    let mut random = fastrand::Rng::with_seed(4);
+    for _ in 0..8 {
+        let mut child = process_against(&repo, &emulator)
+            .args(WAIT)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(random.u64(0..400)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    run(&repo, &emulator, WAIT, 0);
+    assert_eq!(emulator.job_count(), definitions, "one job per definition");
+    assert_all_built_once(&repo, &emulator);
+    // Every POST after the first of a payload carried the same key: the service's
+    // de-duplication, not luck, kept the job count right.
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for post in posts(&emulator) {
+        keys.entry(post.image_names().join(","))
+            .or_default()
+            .insert(post.idempotency_key.unwrap());
+    }
+    assert!(keys.values().all(|keys| keys.len() == 1), "{keys:?}");
+}
+
+#[test]
+fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let spawn = || {
+        process_against(&repo, &emulator)
+            .args(["reconcile", "--no-pr", "--output", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let first = first.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    for output in [&first, &second] {
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+    }
+    let submitted = |output: &std::process::Output| {
+        json_of(output)["submitted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|item| item["result"]["outcome"] == "submitted")
+            .count()
+    };
+    let definitions = repo.definition_ids().len();
+    // One run submitted everything; the other waited for the lock and found it all in flight.
+    let mut counts = [submitted(&first), submitted(&second)];
+    counts.sort();
+    assert_eq!(counts, [0, definitions]);
+    assert_eq!(posts(&emulator).len(), definitions);
+    assert_eq!(ledger(&repo).definitions.len(), definitions);
+}
+
+#[test]
+fn a_long_wait_converges_through_throttling_server_errors_and_expiring_tokens() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_millis(300),
+        running_for: Duration::from_millis(900),
+        fault_rate: 0.25,
+        fault_kinds: vec![
+            Fault::Throttle {
+                retry_after: Some(0),
+            },
+            Fault::ServerError(500),
+            Fault::ServerError(503),
+        ],
+        seed: 11,
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let output = std::thread::scope(|scope| {
+        // The service drops every token it gave while the run goes on.
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(600));
+            emulator.expire_tokens();
+        });
+        run(&repo, &emulator, &[WAIT, &["--retries", "8"]].concat(), 0)
+    });
+    assert!(
+        stdout_of(&output).contains("16 succeeded"),
+        "{}",
+        stdout_of(&output)
+    );
+    assert_all_built_once(&repo, &emulator);
+    let requests = emulator.requests();
+    let faults = requests.iter().filter(|r| r.fault.is_some()).count();
+    let renewed = requests.iter().filter(|r| r.is_token_request()).count();
+    assert!(faults >= 5, "faults were injected: {faults}");
+    assert!(renewed >= 2, "tokens expired and were renewed: {renewed}");
+    let refused = requests.iter().filter(|r| r.status == Some(401)).count();
+    assert!(refused >= 1, "an expired token was refused and renewed");
+}
+
+#[test]
+fn wait_gives_up_at_its_timeout_and_exits_pending() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let output = run(
+        &repo,
+        &emulator,
+        &[WAIT, &["--only", "vs2019*", "--timeout", "500ms"]].concat(),
+        2,
+    );
+    assert!(
+        common::stderr_of(&output).contains("--timeout reached"),
+        "{}",
+        common::stderr_of(&output)
+    );
+    assert!(stdout_of(&output).contains("queued"));
+}
+
+#[test]
+fn adopt_records_todays_images_so_nothing_is_rebuilt() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let preview = repo.run(&["adopt", "--dry-run"], 0);
+    assert!(stdout_of(&preview).contains("would adopt"));
+    assert!(!repo.path().join(".imagegen/state.json").exists());
+
+    repo.run(&["adopt", "--only", "vs2019*"], 0);
+    let adopted = ledger(&repo);
+    assert!(!adopted.definitions.is_empty());
+    for (id, entry) in &adopted.definitions {
+        assert!(id.starts_with("vs2019"), "{id}");
+        assert!(entry.adopted && entry.tracking_id.is_none());
+        assert_eq!(entry.status, JobStatus::Succeeded);
+        assert!(!entry.image_names.is_empty());
+    }
+    let output = repo.run(&["adopt", "--output", "json"], 0);
+    let document = json_of(&output);
+    assert_eq!(
+        document["adopted"].as_u64().unwrap() as usize,
+        repo.definition_ids().len() - adopted.definitions.len()
+    );
+
+    run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    assert!(
+        posts(&emulator).is_empty(),
+        "{:?}",
+        posted_images(&emulator)
+    );
+}
