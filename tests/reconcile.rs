@@ -218,7 +218,7 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     let all = posts(&emulator);
     assert_eq!(all.len(), submitted + 1);
     let retry = all.last().unwrap();
-    assert_eq!(retry.image_names(), [image.clone()]);
+    assert_eq!(retry.image_names(), std::slice::from_ref(&image));
     assert!(
         retry.idempotency_key.as_deref().unwrap().ends_with("-2"),
         "{:?}",
