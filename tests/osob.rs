@@ -9,7 +9,7 @@ mod common_pr;
 
 use std::path::{Path, PathBuf};
 
-use common::{Repo, json_of, manifest_dir, stderr_of, stdout_of};
+use common::{Repo, fast_emulator, imagegen_against, json_of, manifest_dir, stderr_of, stdout_of};
 use git2::{Oid, Repository, Signature};
 use imagegen::state::JobStatus;
 
@@ -119,6 +119,13 @@ fn collect_files(root: &Path, prefix: &str, files: &mut Vec<(String, Vec<u8>)>) 
 /// The shipped repository with the shipped mapping (its provider made `local`) and a ledger
 /// saying every definition was built as it is now.
 fn built_repo() -> Repo {
+    let repo = local_repo();
+    record_all(&repo, JobStatus::Succeeded);
+    repo
+}
+
+/// The shipped repository with the shipped mapping, its provider made `local`; no ledger.
+fn local_repo() -> Repo {
     let repo = Repo::shipped();
     let mapping = std::fs::read_to_string(manifest_dir().join("osob-mapping/osob.json")).unwrap();
     let mut mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
@@ -127,7 +134,6 @@ fn built_repo() -> Repo {
         "osob-mapping/osob.json",
         &serde_json::to_string_pretty(&mapping).unwrap(),
     );
-    record_all(&repo, JobStatus::Succeeded);
     repo
 }
 
@@ -683,4 +689,45 @@ async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
         osob.read(tip, "definitions/images.json")
             .contains("Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_2")
     );
+}
+
+#[test]
+fn reconcile_updates_osob_once_every_job_has_ended() {
+    let repo = local_repo();
+    let osob = Osob::new();
+    let emulator = fast_emulator();
+    let reconcile = |args: &[&str], code: i32| {
+        imagegen_against(&repo, &emulator)
+            .env("IMAGEGEN_OSOB_URL", osob.url())
+            .arg("reconcile")
+            .args(args)
+            .assert()
+            .code(code)
+            .get_output()
+            .clone()
+    };
+
+    // Jobs still being built: OSOB is left alone, and the run says why.
+    let first = reconcile(&[], 2);
+    assert!(
+        stderr_of(&first).contains("OSOB pull request: not yet, jobs are still being built"),
+        "{}",
+        stderr_of(&first)
+    );
+    assert_eq!(osob.tip(BRANCH), None);
+
+    // Once they have all ended, the same run edits OSOB and pushes the one branch.
+    let second = reconcile(&["--wait", "--poll-interval", "100ms"], 0);
+    let stdout = stdout_of(&second);
+    assert!(stdout.contains("16 succeeded"), "{stdout}");
+    assert!(stdout.contains(&format!("pushed {BRANCH}")), "{stdout}");
+    let tip = osob.tip(BRANCH).expect("the branch was pushed");
+    let server = osob.read(tip, "definitions/queues/windows-server.yml");
+    assert!(server.contains("Helix-Server-DataCenter-2022_20348.2849.241106"));
+
+    // Nothing changed: nothing is pushed again.
+    let third = reconcile(&["--output", "json"], 0);
+    let document = json_of(&third);
+    assert_eq!(document["pr"]["branch"]["branch"], "up_to_date");
+    assert_eq!(osob.tip(BRANCH), Some(tip));
 }
