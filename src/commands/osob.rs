@@ -84,6 +84,11 @@ pub struct PrResult {
 }
 
 impl PrResult {
+    /// The step stopped on `error`.
+    pub fn failed(error: String) -> Self {
+        Self::problems(vec![error])
+    }
+
     fn problems(problems: Vec<String>) -> Self {
         Self {
             code: exit::ERROR,

@@ -183,7 +183,10 @@ fn apply(
     } else if applied.is_pending() {
         Err("jobs are still being built; a later run opens or updates the pull request".into())
     } else {
-        let result = osob::publish(context, &request.pr, catalog, &applied.ledger)?;
+        // The jobs are recorded whatever happens here: a failing OSOB step is reported with
+        // them, not instead of them.
+        let result = osob::publish(context, &request.pr, catalog, &applied.ledger)
+            .unwrap_or_else(|error| osob::PrResult::failed(format!("{error:#}")));
         if result.code == exit::ERROR {
             code = exit::ERROR;
         }
