@@ -584,6 +584,15 @@ mod tests {
     }
 
     const OLD: &str = r#"{"URL": "https://x.test", "VERSION": "1"}"#;
+    const FORCED: PlanOptions = PlanOptions {
+        force: true,
+        retry_failed: false,
+    };
+    const RETRY_FAILED: PlanOptions = PlanOptions {
+        force: false,
+        retry_failed: true,
+    };
+
     const NEW: &str = r#"{"URL": "https://x.test", "VERSION": "2"}"#;
 
     fn ledger(catalog: &Catalog, statuses: &[(&str, JobStatus)]) -> Ledger {
@@ -663,14 +672,7 @@ mod tests {
             &catalog,
             &[("a", JobStatus::Running), ("b", JobStatus::Submitting)],
         );
-        let plan = plan(
-            &catalog,
-            &ledger,
-            PlanOptions {
-                force: true,
-                ..PlanOptions::default()
-            },
-        );
+        let plan = plan(&catalog, &ledger, FORCED);
         assert!(plan.submit.is_empty());
         assert_eq!(ids(&plan.pending, |p| &p.definition), ["a", "b"]);
         assert_eq!(plan.exit_code(), 2);
@@ -699,24 +701,10 @@ mod tests {
         assert!(plan_default.submit.is_empty());
         assert_eq!(plan_default.failed[0].message.as_deref(), Some("disk full"));
         assert_eq!(plan_default.exit_code(), 1);
-        let forced = plan(
-            &catalog,
-            &ledger,
-            PlanOptions {
-                force: true,
-                ..PlanOptions::default()
-            },
-        );
+        let forced = plan(&catalog, &ledger, FORCED);
         assert_eq!(forced.submit[0].reason, SubmitReason::Forced);
         assert_eq!(forced.submit[0].diff, None);
-        let retried = plan(
-            &catalog,
-            &ledger,
-            PlanOptions {
-                retry_failed: true,
-                ..PlanOptions::default()
-            },
-        );
+        let retried = plan(&catalog, &ledger, RETRY_FAILED);
         assert_eq!(retried.submit[0].reason, SubmitReason::RetryFailed);
         assert!(retried.failed.is_empty());
     }
@@ -738,14 +726,7 @@ mod tests {
     fn force_resubmits_built_definitions() {
         let catalog = catalog(NEW, &["a"]);
         let ledger = ledger(&catalog, &[("a", JobStatus::Succeeded)]);
-        let plan = plan(
-            &catalog,
-            &ledger,
-            PlanOptions {
-                force: true,
-                ..PlanOptions::default()
-            },
-        );
+        let plan = plan(&catalog, &ledger, FORCED);
         assert_eq!(plan.submit[0].reason, SubmitReason::Forced);
     }
 

@@ -5,13 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Repo, fast_emulator, imagegen_against, json_of, stderr_of, stdout_of};
+use common::{
+    Repo, fast_emulator, imagegen_against, json_of, posts, run_against, stderr_of, stdout_of,
+};
 use imagegen::catalog::Catalog;
 use imagegen::definitions::Payload;
-use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, LoggedRequest, Route};
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
 use imagegen::factory::{Credentials, FactoryClient, FactoryError, FactorySettings, RemoteStatus};
 use imagegen::http::RetryPolicy;
-use imagegen::state::{FileStore, JobStatus, Ledger};
+use imagegen::state::JobStatus;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -48,15 +50,6 @@ fn payload(name: &str) -> Payload {
         "Location": "westus2",
         "Destination": [{"StorageAccountName": "x", "CustomImageName": name, "SubId": "s"}]
     }))
-}
-
-/// Every POST of a job the emulator received, in order.
-fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
-    emulator
-        .requests()
-        .into_iter()
-        .filter(|request| request.is_submission())
-        .collect()
 }
 
 fn submissions(emulator: &Emulator) -> usize {
@@ -357,39 +350,24 @@ async fn jobs_move_along_the_emulator_clock() {
 
 // --- The binary ---------------------------------------------------------------------------------
 
-fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::process::Output {
-    imagegen_against(repo, emulator)
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone()
-}
-
 /// Submits one definition with the binary; its tracking id, from the ledger.
 fn submit_definition(repo: &Repo, emulator: &Emulator, id: &str) -> String {
-    run(repo, emulator, &["submit", id], 0);
-    ledger(repo).definitions[id].tracking_id.clone().unwrap()
-}
-
-fn ledger(repo: &Repo) -> Ledger {
-    FileStore::new(repo.path().join(".imagegen/state.json"))
-        .read()
-        .unwrap()
+    run_against(repo, emulator, &["submit", id], 0);
+    repo.ledger().definitions[id].tracking_id.clone().unwrap()
 }
 
 #[test]
 fn submit_sends_one_file_and_records_it_for_reconcile() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &["submit", "definitions/vs2022/server-2022-enterprise.json"],
         0,
     );
     let stdout = stdout_of(&output);
-    let ledger = ledger(&repo);
+    let ledger = repo.ledger();
     let entry = &ledger.definitions["vs2022/server-2022-enterprise"];
     let tracking_id = entry.tracking_id.clone().unwrap();
     assert!(stdout.contains(&tracking_id), "{stdout}");
@@ -440,7 +418,7 @@ fn submit_by_variables_sends_exactly_the_definitions_that_use_them() {
         expected.len() >= 2,
         "the shipped repo uses VS_2022_VERSION in several definitions"
     );
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &["submit", "--vars", "VS_2022_VERSION", "--output", "json"],
@@ -468,7 +446,7 @@ fn submit_by_variables_sends_exactly_the_definitions_that_use_them() {
             .all(|item| item["result"]["outcome"] == "submitted")
     );
     assert_eq!(
-        ledger(&repo).definitions.len(),
+        repo.ledger().definitions.len(),
         expected.len(),
         "every submission is in the ledger"
     );
@@ -478,15 +456,15 @@ fn submit_by_variables_sends_exactly_the_definitions_that_use_them() {
 fn status_watch_follows_jobs_to_the_end_and_records_them() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
-    run(
+    run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise"],
         0,
     );
-    let entry = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let entry = repo.ledger().definitions["vs2022/server-2022-enterprise"].clone();
     let tracking_id = entry.tracking_id.unwrap();
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &[
@@ -506,7 +484,7 @@ fn status_watch_follows_jobs_to_the_end_and_records_them() {
         "{stdout}"
     );
     assert!(stdout.contains("-> Succeeded"), "{stdout}");
-    let recorded = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let recorded = repo.ledger().definitions["vs2022/server-2022-enterprise"].clone();
     assert_eq!(recorded.status, JobStatus::Succeeded);
     assert_eq!(
         recorded.image_names,
@@ -518,7 +496,7 @@ fn status_watch_follows_jobs_to_the_end_and_records_them() {
             .collect::<Vec<_>>()
     );
     // Built already: a second submit skips it, --force builds it again under a new key.
-    let again = stdout_of(&run(
+    let again = stdout_of(&run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise"],
@@ -529,13 +507,13 @@ fn status_watch_follows_jobs_to_the_end_and_records_them() {
         "{again}"
     );
     assert_eq!(submissions(&emulator), 1);
-    run(
+    run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise", "--force"],
         0,
     );
-    let forced = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let forced = repo.ledger().definitions["vs2022/server-2022-enterprise"].clone();
     assert_eq!(
         forced.idempotency_key,
         Some(format!("{}-2", forced.payload_hash))
@@ -555,7 +533,7 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
     })
     .unwrap();
     let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &["status", &tracking_id, "no-such-job"],
@@ -571,7 +549,7 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
         stdout.contains("no-such-job: unknown") && stdout.contains("knows no job no-such-job"),
         "{stdout}"
     );
-    let recorded = &ledger(&repo).definitions["vs2022/server-2022-enterprise"];
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
     assert_eq!(recorded.status, JobStatus::Failed);
     assert!(recorded.message.as_deref().unwrap().contains("1603"));
 }
@@ -581,7 +559,7 @@ fn status_exits_2_while_a_job_runs() {
     let repo = Repo::shipped();
     let emulator = Emulator::start_in_background(EmulatorConfig::default()).unwrap();
     let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
-    let document = json_of(&run(
+    let document = json_of(&run_against(
         &repo,
         &emulator,
         &["status", &tracking_id, "--output", "json"],
@@ -601,7 +579,7 @@ fn a_rejected_submission_shows_the_message_and_is_recorded_as_failed() {
             body: r#"{"error":{"code":"InvalidPayload","message":"VMSize Standard_D8s_v5 is not offered in westus2"}}"#.into(),
         },
     );
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise"],
@@ -612,7 +590,7 @@ fn a_rejected_submission_shows_the_message_and_is_recorded_as_failed() {
         stdout.contains("rejected: Image Factory rejected the payload (InvalidPayload): VMSize Standard_D8s_v5 is not offered in westus2"),
         "{stdout}"
     );
-    let recorded = &ledger(&repo).definitions["vs2022/server-2022-enterprise"];
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
     assert_eq!(recorded.status, JobStatus::Failed);
     assert_eq!(recorded.tracking_id, None);
 }
@@ -622,7 +600,7 @@ fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
     emulator.inject(Route::Jobs, Fault::Reset);
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise", "--retries", "0"],
@@ -634,16 +612,16 @@ fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
         stdout_of(&output)
     );
     assert!(stderr_of(&output).contains("same idempotency key"));
-    let intent = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let intent = repo.ledger().definitions["vs2022/server-2022-enterprise"].clone();
     assert_eq!(intent.status, JobStatus::Submitting);
     assert_eq!(intent.tracking_id, None);
-    run(
+    run_against(
         &repo,
         &emulator,
         &["submit", "vs2022/server-2022-enterprise"],
         0,
     );
-    let recorded = ledger(&repo).definitions["vs2022/server-2022-enterprise"].clone();
+    let recorded = repo.ledger().definitions["vs2022/server-2022-enterprise"].clone();
     assert_eq!(recorded.status, JobStatus::Queued);
     assert!(recorded.tracking_id.is_some());
     let keys: Vec<Option<String>> = posts(&emulator)
@@ -718,10 +696,10 @@ fn a_payload_file_without_placeholders_goes_as_is() {
     let emulator = fast_emulator();
     let text = r#"{"Location": "eastus", "Destination": [{"CustomImageName": "Helix-Manual_1", "SubId": "s"}]}"#;
     repo.write("payload.json", text);
-    run(&repo, &emulator, &["submit", "payload.json"], 0);
+    run_against(&repo, &emulator, &["submit", "payload.json"], 0);
     let payloads = emulator.payloads();
     assert_eq!(payloads, [serde_json::from_str::<Value>(text).unwrap()]);
-    let ledger = ledger(&repo);
+    let ledger = repo.ledger();
     assert!(ledger.definitions.is_empty());
     assert_eq!(ledger.manual["payload.json"].status, JobStatus::Queued);
 }
@@ -760,7 +738,8 @@ fn secrets_never_reach_output_logs_or_the_ledger() {
     };
     trace(&["submit", "--vars", "VS_2022_VERSION"], 0);
     emulator.expire_tokens();
-    let ids: Vec<String> = ledger(&repo)
+    let ids: Vec<String> = repo
+        .ledger()
         .definitions
         .values()
         .filter_map(|entry| entry.tracking_id.clone())

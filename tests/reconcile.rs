@@ -8,37 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Repo, fast_emulator, imagegen_against, json_of, process_against, stdout_of};
-use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, LoggedRequest, Route};
-use imagegen::state::{FileStore, JobStatus, Ledger};
+use common::{
+    Repo, fast_emulator, imagegen_against, json_of, posts, process_against, run_against, stdout_of,
+};
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
+use imagegen::state::JobStatus;
 use regex::Regex;
 use serde_json::Value;
 
-fn run(repo: &Repo, emulator: &Emulator, args: &[&str], code: i32) -> std::process::Output {
-    imagegen_against(repo, emulator)
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone()
-}
-
 /// `reconcile --wait` as the tests run it: no pull request, quick polls.
 const WAIT: &[&str] = &["reconcile", "--no-pr", "--wait", "--poll-interval", "100ms"];
-
-fn ledger(repo: &Repo) -> Ledger {
-    FileStore::new(repo.path().join(".imagegen/state.json"))
-        .read()
-        .unwrap()
-}
-
-fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
-    emulator
-        .requests()
-        .into_iter()
-        .filter(LoggedRequest::is_submission)
-        .collect()
-}
 
 /// The first image name of every payload POSTed, in order.
 fn posted_images(emulator: &Emulator) -> Vec<String> {
@@ -71,7 +50,7 @@ fn set_variable(repo: &Repo, name: &str, value: &str) {
 /// Every definition's ledger entry is succeeded, and its tracking id names a job the emulator
 /// ran for exactly the payload the ledger holds.
 fn assert_all_built_once(repo: &Repo, emulator: &Emulator) {
-    let ledger = ledger(repo);
+    let ledger = repo.ledger();
     let ids = repo.definition_ids();
     assert_eq!(ledger.definitions.len(), ids.len());
     let mut tracking_ids = BTreeSet::new();
@@ -103,7 +82,7 @@ fn the_first_run_submits_everything_and_the_next_submits_nothing() {
     let definitions = repo.definition_ids().len();
 
     // Without --wait the run ends at once, with every job still pending.
-    let first = run(&repo, &emulator, &["reconcile", "--no-pr"], 2);
+    let first = run_against(&repo, &emulator, &["reconcile", "--no-pr"], 2);
     assert_eq!(posts(&emulator).len(), definitions);
     let text = stdout_of(&first);
     assert!(
@@ -118,7 +97,7 @@ fn the_first_run_submits_everything_and_the_next_submits_nothing() {
 
     // The next run polls them to the end and submits nothing.
     emulator.skip(Duration::from_secs(5));
-    let second = run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    let second = run_against(&repo, &emulator, &["reconcile", "--no-pr"], 0);
     assert_eq!(posts(&emulator).len(), definitions, "no second POST");
     let text = stdout_of(&second);
     assert!(
@@ -128,7 +107,7 @@ fn the_first_run_submits_everything_and_the_next_submits_nothing() {
     assert_all_built_once(&repo, &emulator);
 
     // With nothing pending and nothing changed, there is nothing to do.
-    let third = run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    let third = run_against(&repo, &emulator, &["reconcile", "--no-pr"], 0);
     assert!(
         stdout_of(&third).contains("nothing to do: 16 definitions unchanged and built"),
         "{}",
@@ -141,13 +120,13 @@ fn the_first_run_submits_everything_and_the_next_submits_nothing() {
 fn changing_a_variable_resubmits_exactly_the_definitions_using_it() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
-    run(&repo, &emulator, WAIT, 0);
+    run_against(&repo, &emulator, WAIT, 0);
     let before = posts(&emulator).len();
 
     set_variable(&repo, "WINDOWS_SERVER_2022_BUILD", "20348.2966.241205");
     let expected = affected(&repo, "WINDOWS_SERVER_2022_BUILD");
     assert!(expected.len() > 1 && expected.len() < repo.definition_ids().len());
-    let output = run(&repo, &emulator, &[WAIT, &["--output", "json"]].concat(), 0);
+    let output = run_against(&repo, &emulator, &[WAIT, &["--output", "json"]].concat(), 0);
     let document = json_of(&output);
     let submitted: BTreeSet<String> = document["submitted"]
         .as_array()
@@ -163,7 +142,7 @@ fn changing_a_variable_resubmits_exactly_the_definitions_using_it() {
     }
     assert_eq!(document["exit_code"], 0);
     for id in &expected {
-        let entry = &ledger(&repo).definitions[id];
+        let entry = &repo.ledger().definitions[id];
         assert_eq!(
             entry.variables["WINDOWS_SERVER_2022_BUILD"],
             "20348.2966.241205"
@@ -188,7 +167,7 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     })
     .unwrap();
 
-    let first = run(&repo, &emulator, WAIT, 1);
+    let first = run_against(&repo, &emulator, WAIT, 1);
     let text = stdout_of(&first);
     assert!(
         text.lines()
@@ -197,7 +176,7 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     );
     let message = emulator
         .job(
-            ledger(&repo).definitions[failing]
+            repo.ledger().definitions[failing]
                 .tracking_id
                 .as_deref()
                 .unwrap(),
@@ -209,12 +188,12 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     let submitted = posts(&emulator).len();
 
     // Not resubmitted by itself; still reported, still a failure.
-    let again = run(&repo, &emulator, WAIT, 1);
+    let again = run_against(&repo, &emulator, WAIT, 1);
     assert_eq!(posts(&emulator).len(), submitted);
     assert!(stdout_of(&again).contains(&message));
 
     // --retry-failed sends it once more, under a fresh idempotency key.
-    run(&repo, &emulator, &[WAIT, &["--retry-failed"]].concat(), 1);
+    run_against(&repo, &emulator, &[WAIT, &["--retry-failed"]].concat(), 1);
     let all = posts(&emulator);
     assert_eq!(all.len(), submitted + 1);
     let retry = all.last().unwrap();
@@ -228,10 +207,10 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     // A changed payload is submitted again without asking.
     set_variable(&repo, "VS_2022_VERSION", "17_12_3");
     let affected = affected(&repo, "VS_2022_VERSION");
-    run(&repo, &emulator, WAIT, 0);
+    run_against(&repo, &emulator, WAIT, 0);
     assert_eq!(posts(&emulator).len(), submitted + 1 + affected.len());
     assert_eq!(
-        ledger(&repo).definitions[failing].status,
+        repo.ledger().definitions[failing].status,
         JobStatus::Succeeded
     );
 }
@@ -240,7 +219,7 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
 fn only_and_except_choose_definitions_by_id() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
-    run(
+    run_against(
         &repo,
         &emulator,
         &[
@@ -253,7 +232,7 @@ fn only_and_except_choose_definitions_by_id() {
         ],
         2,
     );
-    let chosen: BTreeSet<String> = ledger(&repo).definitions.keys().cloned().collect();
+    let chosen: BTreeSet<String> = repo.ledger().definitions.keys().cloned().collect();
     assert!(!chosen.is_empty());
     for id in &chosen {
         assert!(
@@ -302,7 +281,7 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let interrupted = ledger(&repo);
+    let interrupted = repo.ledger();
     let (id, entry) = interrupted.definitions.iter().next().unwrap();
     assert_eq!(entry.status, JobStatus::Submitting, "{id}");
     assert_eq!(entry.tracking_id, None, "the answer never arrived");
@@ -321,7 +300,7 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
         child.wait().unwrap();
     }
 
-    run(&repo, &emulator, WAIT, 0);
+    run_against(&repo, &emulator, WAIT, 0);
     assert_eq!(emulator.job_count(), definitions, "one job per definition");
     assert_all_built_once(&repo, &emulator);
     // Every POST after the first of a payload carried the same key: the service's
@@ -367,7 +346,7 @@ fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
     counts.sort();
     assert_eq!(counts, [0, definitions]);
     assert_eq!(posts(&emulator).len(), definitions);
-    assert_eq!(ledger(&repo).definitions.len(), definitions);
+    assert_eq!(repo.ledger().definitions.len(), definitions);
 }
 
 #[test]
@@ -394,7 +373,7 @@ fn a_long_wait_converges_through_throttling_server_errors_and_expiring_tokens() 
             std::thread::sleep(Duration::from_millis(600));
             emulator.expire_tokens();
         });
-        run(&repo, &emulator, &[WAIT, &["--retries", "8"]].concat(), 0)
+        run_against(&repo, &emulator, &[WAIT, &["--retries", "8"]].concat(), 0)
     });
     assert!(
         stdout_of(&output).contains("16 succeeded"),
@@ -419,7 +398,7 @@ fn wait_gives_up_at_its_timeout_and_exits_pending() {
         ..EmulatorConfig::default()
     })
     .unwrap();
-    let output = run(
+    let output = run_against(
         &repo,
         &emulator,
         &[WAIT, &["--only", "vs2019*", "--timeout", "500ms"]].concat(),
@@ -442,7 +421,7 @@ fn adopt_records_todays_images_so_nothing_is_rebuilt() {
     assert!(!repo.path().join(".imagegen/state.json").exists());
 
     repo.run(&["adopt", "--only", "vs2019*"], 0);
-    let adopted = ledger(&repo);
+    let adopted = repo.ledger();
     assert!(!adopted.definitions.is_empty());
     for (id, entry) in &adopted.definitions {
         assert!(id.starts_with("vs2019"), "{id}");
@@ -457,7 +436,7 @@ fn adopt_records_todays_images_so_nothing_is_rebuilt() {
         repo.definition_ids().len() - adopted.definitions.len()
     );
 
-    run(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+    run_against(&repo, &emulator, &["reconcile", "--no-pr"], 0);
     assert!(
         posts(&emulator).is_empty(),
         "{:?}",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use imagegen::catalog::Catalog;
-use imagegen::factory::emulator::{Emulator, EmulatorConfig};
+use imagegen::factory::emulator::{Emulator, EmulatorConfig, LoggedRequest};
 use imagegen::state::{FileStore, JobStatus, Ledger, LedgerEntry};
 use serde_json::Value;
 
@@ -204,4 +204,37 @@ pub fn process_against(repo: &Repo, emulator: &Emulator) -> std::process::Comman
     }
     command.env_remove("IMAGE_FACTORY_TOKEN_VERSION");
     command
+}
+
+/// Runs the binary in `repo` against the emulator, checks its exit code, returns its output.
+pub fn run_against(
+    repo: &Repo,
+    emulator: &Emulator,
+    args: &[&str],
+    code: i32,
+) -> std::process::Output {
+    imagegen_against(repo, emulator)
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+/// Every job submission the emulator received, in order.
+pub fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
+    emulator
+        .requests()
+        .into_iter()
+        .filter(LoggedRequest::is_submission)
+        .collect()
+}
+
+impl Repo {
+    /// The ledger in its default place.
+    pub fn ledger(&self) -> Ledger {
+        FileStore::new(self.path().join(".imagegen/state.json"))
+            .read()
+            .expect("read the ledger")
+    }
 }
