@@ -70,6 +70,8 @@ pub enum StateError {
          to plan from the new ledger"
     )]
     Conflict { location: String },
+    #[error(transparent)]
+    Blob(#[from] super::blob::BlobError),
 }
 
 /// Identifies one version of the ledger file's content; `None` inside means "no file yet".
@@ -77,6 +79,21 @@ pub enum StateError {
 pub struct Revision(Option<String>);
 
 impl Revision {
+    /// A revision the store names itself, such as a blob's ETag.
+    pub(crate) fn tagged(tag: impl Into<String>) -> Self {
+        Self(Some(tag.into()))
+    }
+
+    /// The revision of a ledger that does not exist yet.
+    pub(crate) fn absent() -> Self {
+        Self(None)
+    }
+
+    /// The store's name for this revision; `None` when the ledger does not exist yet.
+    pub(crate) fn tag(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
     fn of(bytes: Option<&[u8]>) -> Self {
         Self(bytes.map(|bytes| {
             Sha256::digest(bytes)
