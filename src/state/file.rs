@@ -25,21 +25,22 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "the ledger {path} is damaged at line {line}, column {column}: {message}; restore it \
-         from a backup or from the pipeline's copy"
+        "the ledger {location} is damaged at line {line}, column {column}: {message}; restore \
+         it from a backup or from the pipeline's copy"
     )]
     Parse {
-        path: PathBuf,
+        /// The file's path or the blob's URL (never with its SAS).
+        location: String,
         line: usize,
         column: usize,
         message: String,
     },
     #[error(
-        "the ledger {path} has format version {found}, but this imagegen understands only \
+        "the ledger {location} has format version {found}, but this imagegen understands only \
          version {supported}; use a newer imagegen"
     )]
     UnsupportedVersion {
-        path: PathBuf,
+        location: String,
         found: u32,
         supported: u32,
     },
@@ -65,10 +66,12 @@ pub enum StateError {
         waited: Duration,
     },
     #[error(
-        "the ledger {path} changed since this run read it; nothing was written. Run again to \
-         plan from the new ledger"
+        "the ledger {location} changed since this run read it; nothing was written. Run again \
+         to plan from the new ledger"
     )]
-    Conflict { path: PathBuf },
+    Conflict { location: String },
+    #[error(transparent)]
+    Blob(#[from] super::blob::BlobError),
 }
 
 /// Identifies one version of the ledger file's content; `None` inside means "no file yet".
@@ -76,6 +79,21 @@ pub enum StateError {
 pub struct Revision(Option<String>);
 
 impl Revision {
+    /// A revision the store names itself, such as a blob's ETag.
+    pub(crate) fn tagged(tag: impl Into<String>) -> Self {
+        Self(Some(tag.into()))
+    }
+
+    /// The revision of a ledger that does not exist yet.
+    pub(crate) fn absent() -> Self {
+        Self(None)
+    }
+
+    /// The store's name for this revision; `None` when the ledger does not exist yet.
+    pub(crate) fn tag(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
     fn of(bytes: Option<&[u8]>) -> Self {
         Self(bytes.map(|bytes| {
             Sha256::digest(bytes)
@@ -123,6 +141,11 @@ impl FileStore {
         &self.path
     }
 
+    /// The path as errors show it.
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn lock_path(&self) -> PathBuf {
         let mut name = self.path.as_os_str().to_owned();
         name.push(".lock");
@@ -135,7 +158,7 @@ impl FileStore {
     pub fn load(&self) -> Result<Snapshot, StateError> {
         let bytes = self.read_bytes()?;
         let ledger = match &bytes {
-            Some(bytes) => parse_ledger(&self.path, bytes)?,
+            Some(bytes) => parse_ledger(&self.location(), bytes)?,
             None => Ledger::default(),
         };
         Ok(Snapshot {
@@ -148,7 +171,7 @@ impl FileStore {
     /// will be written.
     pub fn read(&self) -> Result<Ledger, StateError> {
         match self.read_bytes()? {
-            Some(bytes) => parse_ledger(&self.path, &bytes),
+            Some(bytes) => parse_ledger(&self.location(), &bytes),
             None => Ok(Ledger::default()),
         }
     }
@@ -233,7 +256,7 @@ impl FileStore {
         let current = Revision::of(self.read_bytes()?.as_deref());
         if &current != expected {
             return Err(StateError::Conflict {
-                path: self.path.clone(),
+                location: self.location(),
             });
         }
         let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
@@ -266,14 +289,15 @@ impl FileStore {
     }
 }
 
-fn parse_ledger(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
+/// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
+pub(super) fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let (line, column) = json::line_column(
             &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),
             error.valid_up_to(),
         );
         StateError::Parse {
-            path: path.to_path_buf(),
+            location: location.to_owned(),
             line,
             column,
             message: "the file is not UTF-8".into(),
@@ -289,7 +313,7 @@ fn parse_ledger(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
         && version != LEDGER_FORMAT_VERSION
     {
         return Err(StateError::UnsupportedVersion {
-            path: path.to_path_buf(),
+            location: location.to_owned(),
             found: version,
             supported: LEDGER_FORMAT_VERSION,
         });
@@ -297,7 +321,7 @@ fn parse_ledger(path: &Path, bytes: &[u8]) -> Result<Ledger, StateError> {
     serde_json::from_str::<Ledger>(text).map_err(|error| {
         let error = json::json_error(text, &error);
         StateError::Parse {
-            path: path.to_path_buf(),
+            location: location.to_owned(),
             line: error.line,
             column: error.column,
             message: error.message,

@@ -3,6 +3,7 @@
 //! The ledger is the memory that keeps imagegen from submitting one payload twice. Its format is
 //! plain versioned JSON; [`file::FileStore`] keeps it on disk with atomic writes and a run lock.
 
+pub mod blob;
 pub mod file;
 pub mod store;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
 
+pub use blob::BlobStore;
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
 pub use store::{LedgerWriter, Store};
 

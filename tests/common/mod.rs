@@ -3,6 +3,8 @@
 // Each test crate uses a part of this module.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

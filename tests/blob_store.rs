@@ -1,0 +1,516 @@
+//! The ledger as a blob, over real HTTP against Azurite: reading, conditional writes and races,
+//! damaged blobs, refused and expired SAS tokens, and the SAS never shown in an error or a log.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::azurite::{self, Azurite};
+use imagegen::definitions::{Payload, PayloadHash};
+use imagegen::http::RetryPolicy;
+use imagegen::state::blob::BlobError;
+use imagegen::state::{BlobStore, JobStatus, Ledger, LedgerEntry, StateError};
+use serde_json::json;
+
+const BLOB: &str = "imagegen/state.json";
+
+fn entry(tracking_id: &str) -> LedgerEntry {
+    let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
+    LedgerEntry {
+        payload_hash: PayloadHash::of(&payload),
+        payload: Payload::new(&payload),
+        variables: [("V".to_string(), "1".to_string())].into(),
+        idempotency_key: Some("key".into()),
+        tracking_id: Some(tracking_id.into()),
+        status: JobStatus::Running,
+        message: None,
+        image_names: Vec::new(),
+        submitted_at: Some("2026-11-23T10:00:00Z".parse().unwrap()),
+        updated_at: "2026-11-23T10:05:00Z".parse().unwrap(),
+        completed_at: None,
+        adopted: false,
+    }
+}
+
+fn ledger_with(id: &str) -> Ledger {
+    let mut ledger = Ledger::default();
+    ledger
+        .definitions
+        .insert(id.to_string(), entry(&format!("job-{id}")));
+    ledger
+}
+
+/// Retries fast enough for tests.
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        max_elapsed: Duration::from_secs(10),
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+    }
+}
+
+fn store_at(url: &str) -> BlobStore {
+    BlobStore::from_url(url, None)
+        .expect("a valid blob URL")
+        .with_retry(quick_retries())
+}
+
+/// An emulator with the container `ledgers`, and a store for [`BLOB`] in it.
+async fn emulator_and_store() -> (Azurite, BlobStore) {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let store = store_at(&azurite.blob_url(&container, BLOB));
+    (azurite, store)
+}
+
+fn pretty(ledger: &Ledger) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(ledger).unwrap();
+    bytes.push(b'\n');
+    bytes
+}
+
+#[tokio::test]
+async fn a_missing_blob_reads_as_an_empty_ledger() {
+    let (azurite, store) = emulator_and_store().await;
+    let snapshot = store.load().await.unwrap();
+    assert_eq!(snapshot.ledger, Ledger::default());
+    assert_eq!(store.read().await.unwrap(), Ledger::default());
+    assert!(
+        azurite.blob("ledgers", BLOB).await.is_none(),
+        "reading never creates the blob"
+    );
+}
+
+#[tokio::test]
+async fn a_saved_ledger_loads_back_identically_and_its_revision_is_the_etag() {
+    let (azurite, store) = emulator_and_store().await;
+    let empty = store.load().await.unwrap();
+    let ledger = ledger_with("a/b");
+    let revision = store.save(&empty.revision, &ledger).await.unwrap();
+
+    let (bytes, etag) = azurite.blob("ledgers", BLOB).await.unwrap();
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        String::from_utf8(pretty(&ledger)).unwrap(),
+        "pretty JSON with a trailing newline, like the file store"
+    );
+    assert!(
+        format!("{revision:?}").contains(&format!("{etag:?}")),
+        "{revision:?} {etag}"
+    );
+
+    let reloaded = store.load().await.unwrap();
+    assert_eq!(reloaded.ledger, ledger);
+    assert_eq!(reloaded.revision, revision);
+    assert_eq!(store.read().await.unwrap(), ledger);
+
+    // The revision a save returns is the one the next save of the same run needs.
+    let mut changed = ledger.clone();
+    changed.definitions.insert("c/d".into(), entry("job-c-d"));
+    store.save(&revision, &changed).await.unwrap();
+    assert_eq!(store.read().await.unwrap(), changed);
+}
+
+#[tokio::test]
+async fn a_save_from_a_stale_revision_is_a_conflict_and_changes_nothing() {
+    let (azurite, store) = emulator_and_store().await;
+    let empty = store.load().await.unwrap();
+    let first = store
+        .save(&empty.revision, &ledger_with("first"))
+        .await
+        .unwrap();
+    let stale = store.load().await.unwrap();
+    assert_eq!(stale.revision, first);
+    store.save(&first, &ledger_with("second")).await.unwrap();
+    let before = azurite.blob("ledgers", BLOB).await.unwrap();
+
+    let error = store
+        .save(&stale.revision, &ledger_with("third"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StateError::Conflict { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the ledger {} changed since this run read it; nothing was written. Run again to \
+             plan from the new ledger",
+            azurite.blob_url_without_sas("ledgers", BLOB)
+        )
+    );
+    assert_eq!(azurite.blob("ledgers", BLOB).await.unwrap(), before);
+    assert_eq!(store.read().await.unwrap(), ledger_with("second"));
+}
+
+#[tokio::test]
+async fn of_two_saves_racing_from_one_revision_exactly_one_wins() {
+    let (azurite, first_run) = emulator_and_store().await;
+    let second_run = store_at(&azurite.blob_url("ledgers", BLOB));
+    for round in 0..5 {
+        // Round 0 races to create the blob; later rounds race to replace it.
+        let read = first_run.load().await.unwrap();
+        let (mine, theirs) = (
+            ledger_with(&format!("mine-{round}")),
+            ledger_with(&format!("theirs-{round}")),
+        );
+        let (my_result, their_result) = tokio::join!(
+            first_run.save(&read.revision, &mine),
+            second_run.save(&read.revision, &theirs)
+        );
+        let winner = match (&my_result, &their_result) {
+            (Ok(_), Err(StateError::Conflict { .. })) => mine,
+            (Err(StateError::Conflict { .. }), Ok(_)) => theirs,
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        assert_eq!(first_run.read().await.unwrap(), winner, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn creating_a_ledger_that_already_exists_is_a_conflict() {
+    let (azurite, store) = emulator_and_store().await;
+    let missing = store.load().await.unwrap();
+    let elsewhere = pretty(&ledger_with("written-elsewhere"));
+    azurite.put_blob("ledgers", BLOB, &elsewhere).await;
+
+    let error = store
+        .save(&missing.revision, &ledger_with("mine"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StateError::Conflict { .. }), "{error:?}");
+    assert_eq!(azurite.blob("ledgers", BLOB).await.unwrap().0, elsewhere);
+}
+
+#[tokio::test]
+async fn a_damaged_blob_names_line_and_column() {
+    let (azurite, store) = emulator_and_store().await;
+    azurite
+        .put_blob(
+            "ledgers",
+            BLOB,
+            b"{\n  \"version\": 1,\n  \"definitions\": {\n    \"a\": 7\n",
+        )
+        .await;
+    let message = store.load().await.unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!(
+            "the ledger {} is damaged at line 4, column",
+            azurite.blob_url_without_sas("ledgers", BLOB)
+        )),
+        "{message}"
+    );
+    assert!(message.contains("expected struct LedgerEntry"), "{message}");
+
+    azurite
+        .put_blob("ledgers", BLOB, br#"{"version": 2, "jobs": []}"#)
+        .await;
+    let message = store.read().await.unwrap_err().to_string();
+    assert!(
+        message.contains("has format version 2, but this imagegen understands only version 1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_sas_cannot_save_and_says_which_permissions_it_needs() {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let read_only = azurite.sas_with(
+        &container,
+        "r",
+        jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+    );
+    let url = format!(
+        "{}?{read_only}",
+        azurite.blob_url_without_sas(&container, BLOB)
+    );
+    let store = store_at(&url);
+    let missing = store.load().await.unwrap();
+    let error = store
+        .save(&missing.revision, &ledger_with("a"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            StateError::Blob(BlobError::Refused { status: 403, code, .. })
+                if code == "AuthorizationPermissionMismatch"
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "Azure Storage refused the SAS for the ledger {} (403 \
+             AuthorizationPermissionMismatch: ",
+            azurite.blob_url_without_sas(&container, BLOB)
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("the ledger needs read, create and write (sp=rcw)"),
+        "{message}"
+    );
+    assert!(azurite.blob(&container, BLOB).await.is_none());
+}
+
+#[tokio::test]
+async fn an_expired_sas_is_refused_and_the_error_says_what_to_do() {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let expired = azurite.sas_with(
+        &container,
+        "rcw",
+        jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+    );
+    let store = store_at(&format!(
+        "{}?{expired}",
+        azurite.blob_url_without_sas(&container, BLOB)
+    ));
+    let error = store.load().await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            // Azure answers AuthenticationFailed; Azurite, AuthorizationFailure.
+            StateError::Blob(BlobError::Refused { status: 403, code, .. })
+                if code == "AuthenticationFailed" || code == "AuthorizationFailure"
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("The SAS may have expired"), "{message}");
+    assert!(
+        message.contains(
+            "Issue a new SAS and set it in IMAGEGEN_STATE's query or in IMAGEGEN_STATE_SAS"
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_sas_can_come_from_its_own_environment_value() {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let plain_url = azurite.blob_url_without_sas(&container, BLOB);
+    let store = BlobStore::from_url(&plain_url, Some(&azurite.sas(&container)))
+        .unwrap()
+        .with_retry(quick_retries());
+    assert_eq!(store.display(), plain_url);
+    let missing = store.load().await.unwrap();
+    store
+        .save(&missing.revision, &ledger_with("a"))
+        .await
+        .unwrap();
+    assert_eq!(store.read().await.unwrap(), ledger_with("a"));
+
+    let message = BlobStore::from_url(&plain_url, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("has no SAS") && message.contains("IMAGEGEN_STATE_SAS"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_container_says_it_must_exist() {
+    let azurite = Azurite::start();
+    let existing = azurite.container("ledgers").await;
+    let absent = store_at(&azurite.blob_url(&existing, BLOB))
+        .load()
+        .await
+        .unwrap()
+        .revision;
+    let store = store_at(&azurite.blob_url("nowhere", BLOB));
+    let expected = format!(
+        "the container `nowhere` of the ledger {} does not exist (404 ContainerNotFound); \
+         create it first: imagegen creates the ledger blob, never its container",
+        azurite.blob_url_without_sas("nowhere", BLOB)
+    );
+    assert_eq!(store.load().await.unwrap_err().to_string(), expected);
+    let error = store.save(&absent, &ledger_with("a")).await.unwrap_err();
+    assert_eq!(error.to_string(), expected);
+}
+
+/// Collects what tracing writes, at every level, while a test runs.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_error_or_log_line_shows_the_signature() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let sas = azurite.sas(&container);
+    let signature = azurite::signature_of(&sas);
+    let url = |blob: &str| azurite.blob_url(&container, blob);
+    let mut errors: Vec<StateError> = Vec::new();
+
+    // Conflict: a stale revision, and creating a blob that exists.
+    let store = store_at(&url("conflict.json"));
+    let missing = store.load().await.unwrap();
+    let first = store
+        .save(&missing.revision, &ledger_with("a"))
+        .await
+        .unwrap();
+    store.save(&first, &ledger_with("b")).await.unwrap();
+    errors.push(store.save(&first, &ledger_with("c")).await.unwrap_err());
+    errors.push(
+        store
+            .save(&missing.revision, &ledger_with("c"))
+            .await
+            .unwrap_err(),
+    );
+
+    // Parse and UnsupportedVersion.
+    azurite
+        .put_blob(&container, "damaged.json", b"{\"version\": 1,")
+        .await;
+    errors.push(store_at(&url("damaged.json")).load().await.unwrap_err());
+    azurite
+        .put_blob(&container, "newer.json", br#"{"version": 9}"#)
+        .await;
+    errors.push(store_at(&url("newer.json")).load().await.unwrap_err());
+
+    // Refused: a read-only SAS writing, an expired one reading; each has its own signature.
+    let hour = jiff::SignedDuration::from_hours(1);
+    let mut signatures = vec![signature];
+    for (permissions, expiry) in [
+        ("r", jiff::Timestamp::now() + hour),
+        ("rcw", jiff::Timestamp::now() - hour),
+    ] {
+        let other = azurite.sas_with(&container, permissions, expiry);
+        signatures.push(azurite::signature_of(&other));
+        let store = store_at(&format!(
+            "{}?{other}",
+            azurite.blob_url_without_sas(&container, "refused.json")
+        ));
+        errors.push(
+            store
+                .save(&missing.revision, &Ledger::default())
+                .await
+                .unwrap_err(),
+        );
+        if permissions == "rcw" {
+            errors.push(store.load().await.unwrap_err());
+        }
+    }
+
+    // ContainerMissing, and a plain service refusal (a container name too short: 400).
+    errors.push(
+        store_at(&azurite.blob_url("nowhere", BLOB))
+            .load()
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        store_at(&azurite.blob_url("x", BLOB))
+            .load()
+            .await
+            .unwrap_err(),
+    );
+
+    // Transport: nothing listens on the port any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = BlobStore::from_url(
+        &format!(
+            "http://127.0.0.1:{port}/{}/{container}/{BLOB}?{sas}",
+            azurite::ACCOUNT
+        ),
+        None,
+    )
+    .unwrap()
+    .with_retry(RetryPolicy::none());
+    errors.push(unreachable.load().await.unwrap_err());
+    errors.push(
+        unreachable
+            .save(&missing.revision, &Ledger::default())
+            .await
+            .unwrap_err(),
+    );
+
+    let kinds: Vec<String> = errors.iter().map(variant_name).collect();
+    for expected in [
+        "Conflict",
+        "Parse",
+        "UnsupportedVersion",
+        "Refused",
+        "ContainerMissing",
+        "Status",
+        "Transport",
+    ] {
+        assert!(
+            kinds.iter().any(|kind| kind == expected),
+            "no {expected} among {kinds:?}"
+        );
+    }
+
+    let mut shown = String::new();
+    for error in &errors {
+        shown.push_str(&format!("{error}\n{error:?}\n{error:#?}\n"));
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            shown.push_str(&format!("{cause}\n{cause:?}\n"));
+            source = cause.source();
+        }
+    }
+    shown.push_str(&format!("{store:?}\n{unreachable:#?}\n"));
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains(&format!("127.0.0.1:{port}")),
+        "the logs were captured:\n{logged}"
+    );
+    for signature in &signatures {
+        let encoded: String = url::form_urlencoded::byte_serialize(signature.as_bytes()).collect();
+        for text in [&shown, &logged] {
+            assert!(
+                !text.contains(signature.as_str()) && !text.contains(&encoded),
+                "the signature {signature} shows in:\n{text}"
+            );
+        }
+    }
+    assert!(!shown.contains("sig="), "{shown}");
+}
+
+fn variant_name(error: &StateError) -> String {
+    let debug = format!("{error:?}");
+    let debug = debug.strip_prefix("Blob(").unwrap_or(&debug);
+    debug
+        .split([' ', '(', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_sas_signing_hmac_matches_rfc_4231() {
+    let mac = azurite::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+    let hex: String = mac.iter().map(|byte| format!("{byte:02x}")).collect();
+    assert_eq!(
+        hex,
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
