@@ -218,21 +218,31 @@ pub async fn submit(
         (decision, previous) = writer
             .update(|ledger| {
                 let current = ledger.entry(key).cloned();
-                let decision =
-                    decide_against(current.as_ref(), at_open.as_ref(), &candidate.hash, force);
+                let intent = |idempotency_key: &str| {
+                    LedgerEntry::intent_for(
+                        &candidate.payload,
+                        &candidate.hash,
+                        &candidate.variables,
+                        idempotency_key.to_string(),
+                        now,
+                    )
+                };
+                let decision = match (&decision, &current) {
+                    // This very intent is there already: a save whose answer was lost landed.
+                    (
+                        Decision::Send {
+                            idempotency_key, ..
+                        },
+                        Some(entry),
+                    ) if *entry == intent(idempotency_key) => decision.clone(),
+                    _ => decide_against(current.as_ref(), at_open.as_ref(), &candidate.hash, force),
+                };
                 if let Decision::Send {
                     idempotency_key,
                     resume: false,
                 } = &decision
                 {
-                    let intent = LedgerEntry::intent_for(
-                        &candidate.payload,
-                        &candidate.hash,
-                        &candidate.variables,
-                        idempotency_key.clone(),
-                        now,
-                    );
-                    ledger.insert(key, intent);
+                    ledger.insert(key, intent(idempotency_key));
                 }
                 (decision, current)
             })

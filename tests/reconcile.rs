@@ -349,6 +349,82 @@ fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
     assert_eq!(repo.ledger().definitions.len(), definitions);
 }
 
+/// The same race on a ledger kept in Azure Storage (Azurite): no lock, only ETags. Both runs
+/// submit; every lost write is redone on the ledger the other run left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_on_a_blob_ledger_submit_each_definition_once() {
+    let azurite = common::azurite::Azurite::start();
+    azurite.container("ledgers").await;
+    let url = azurite.blob_url("ledgers", "helix/state.json");
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let spawn = || {
+        process_against(&repo, &emulator)
+            .env("IMAGEGEN_STATE", &url)
+            .args(["reconcile", "--no-pr", "--output", "json", "-v"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        (
+            first.wait_with_output().unwrap(),
+            second.wait_with_output().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    for output in [&first, &second] {
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let document = json_of(output);
+        assert!(
+            !document["state"].as_str().unwrap().contains("sig="),
+            "the SAS is never shown"
+        );
+    }
+    let definitions = repo.definition_ids().len();
+    let all_posts = posts(&emulator);
+    let keys: BTreeSet<String> = all_posts
+        .iter()
+        .map(|post| post.idempotency_key.clone().unwrap())
+        .collect();
+    assert_eq!(keys.len(), definitions, "one key a definition");
+    assert_eq!(emulator.job_count(), definitions, "one job a definition");
+    // No lost update: the blob holds every job, with the tracking id the service gave it.
+    let (bytes, _) = azurite.blob("ledgers", "helix/state.json").await.unwrap();
+    let ledger: imagegen::state::Ledger = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(ledger.definitions.len(), definitions);
+    for (id, entry) in &ledger.definitions {
+        let tracking_id = entry
+            .tracking_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("{id}"));
+        assert!(emulator.job(tracking_id).is_some(), "{id}");
+    }
+    let raced = [&first, &second]
+        .iter()
+        .any(|output| common::stderr_of(output).contains("another run changed the ledger"));
+    assert!(raced, "the runs did race for the blob");
+
+    // The next run, on any machine, polls them to the end from the blob alone.
+    emulator.skip(Duration::from_secs(5));
+    let output = imagegen_against(&repo, &emulator)
+        .env("IMAGEGEN_STATE", &url)
+        .args(["reconcile", "--no-pr"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    assert!(
+        stdout_of(&output).contains("16 succeeded"),
+        "{}",
+        stdout_of(&output)
+    );
+    assert_eq!(emulator.job_count(), definitions);
+}
+
 #[test]
 fn a_long_wait_converges_through_throttling_server_errors_and_expiring_tokens() {
     let repo = Repo::shipped();

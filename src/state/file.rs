@@ -72,6 +72,8 @@ pub enum StateError {
     Conflict { location: String },
     #[error(transparent)]
     Blob(#[from] super::blob::BlobError),
+    #[error("cannot start the async runtime to read the ledger: {0}")]
+    Runtime(String),
 }
 
 /// Identifies one version of the ledger file's content; `None` inside means "no file yet".

@@ -2,22 +2,35 @@
 //! change it: every change is saved at once, and a change that lost a race with another run is
 //! redone on the ledger as that run left it, never written over it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::blob::{self, BlobStore};
 use super::{FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, Revision, StateError};
 
 /// How many times one change is redone after losing a race before the run gives up.
-const CONFLICT_ATTEMPTS: u32 = 8;
+const CONFLICT_ATTEMPTS: u32 = 20;
+/// The most a run waits before redoing a change that lost a race; the wait is random, so two
+/// runs racing for the same ledger soon fall out of step.
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// The ledger's home, as `--state` / `IMAGEGEN_STATE` names it.
 #[derive(Debug, Clone)]
 pub enum Store {
     File(FileStore),
+    /// One blob in Azure Storage, for runs on fresh machines (the pipeline).
+    Blob(Arc<BlobStore>),
 }
 
 impl Store {
-    /// The store `location` names: a blob URL, or else a file path.
+    /// The store `location` names: a blob URL (its SAS in the query, or else in
+    /// `IMAGEGEN_STATE_SAS`), or else a file path.
     pub fn locate(location: &str) -> Result<Self, StateError> {
+        if blob::is_blob_url(location) {
+            let sas = std::env::var(blob::SAS_VAR).ok();
+            let store = BlobStore::from_url(location, sas.as_deref())?;
+            return Ok(Self::Blob(Arc::new(store)));
+        }
         Ok(Self::File(FileStore::new(location)))
     }
 
@@ -25,6 +38,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Self::File(store) => store.path().display().to_string(),
+            Self::Blob(store) => store.display(),
         }
     }
 
@@ -32,6 +46,7 @@ impl Store {
     pub async fn read(&self) -> Result<Ledger, StateError> {
         match self {
             Self::File(store) => store.read(),
+            Self::Blob(store) => store.read().await,
         }
     }
 
@@ -39,6 +54,11 @@ impl Store {
     pub fn read_blocking(&self) -> Result<Ledger, StateError> {
         match self {
             Self::File(store) => store.read(),
+            Self::Blob(store) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| StateError::Runtime(error.to_string()))?
+                .block_on(store.read()),
         }
     }
 }
@@ -48,6 +68,7 @@ impl Store {
 #[derive(Debug)]
 enum Held {
     File { store: FileStore, lock: LedgerLock },
+    Blob(Arc<BlobStore>),
 }
 
 /// The ledger held for writing by one run, saved after every change.
@@ -83,6 +104,8 @@ impl LedgerWriter {
                 let snapshot = file.load()?;
                 (Held::File { store: file, lock }, snapshot)
             }
+            // A blob has no lock: every write is conditional on the ETag this run read.
+            Store::Blob(blob) => (Held::Blob(blob.clone()), blob.load().await?),
         };
         Ok(Self {
             held,
@@ -133,6 +156,8 @@ impl LedgerWriter {
                     tracing::info!(
                         "another run changed the ledger; reading it again and redoing the change"
                     );
+                    let most = CONFLICT_BACKOFF.min(Duration::from_millis(20) * attempt);
+                    tokio::time::sleep(most.mul_f64(fastrand::f64())).await;
                     self.reload().await?;
                     attempt += 1;
                 }
@@ -144,12 +169,14 @@ impl LedgerWriter {
     async fn save(&self, ledger: &Ledger) -> Result<Revision, StateError> {
         match &self.held {
             Held::File { store, lock } => store.save(lock, &self.revision, ledger),
+            Held::Blob(store) => store.save(&self.revision, ledger).await,
         }
     }
 
     async fn reload(&mut self) -> Result<(), StateError> {
         let snapshot = match &self.held {
             Held::File { store, .. } => store.load()?,
+            Held::Blob(store) => store.load().await?,
         };
         self.ledger = snapshot.ledger;
         self.revision = snapshot.revision;
