@@ -219,6 +219,14 @@ fn apply(
     output.text(&render_applied(&applied))?;
     for (key, outcome) in &applied.outcomes {
         match outcome {
+            Outcome::Submitted {
+                tracking_id,
+                existing: true,
+                ..
+            } => output.note(&format!(
+                "{key}: sent again with the idempotency key of an interrupted submission; Image \
+                 Factory handed back job {tracking_id}, no second build was started"
+            ))?,
             Outcome::Rejected { message } | Outcome::Error { message } => {
                 crate::output::error_line(&format!("{key}: not submitted: {message}"))?;
             }

@@ -511,8 +511,12 @@ async fn handle(
         }
         Some(Fault::LateAnswer(delay)) => {
             let response = route_request(&router, parts, bytes).await;
+            // Logged before the wait: the client may be gone by the time the answer goes out,
+            // and the request reached the service all the same.
+            entry.status = Some(response.status().as_u16());
+            shared.lock().log.push(entry);
             tokio::time::sleep(delay).await;
-            response
+            return Ok(response);
         }
         None => route_request(&router, parts, bytes).await,
     };
