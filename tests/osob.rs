@@ -600,6 +600,23 @@ fn nothing_built_means_nothing_to_do() {
     assert_eq!(osob.tip(BRANCH), None);
 }
 
+/// Points the repository's mapping at the Azure DevOps service the test started.
+fn use_azure_devops(repo: &Repo, service: &common_pr::FakeAzureDevOps) {
+    let mut mapping: serde_json::Value =
+        serde_json::from_str(&repo.read("osob-mapping/osob.json")).unwrap();
+    mapping["provider"] = serde_json::json!({
+        "kind": "azure-devops",
+        "organization": "dnceng",
+        "project": "internal",
+        "repository": "dotnet-helix-machines",
+        "api_url": service.endpoint(),
+    });
+    repo.write(
+        "osob-mapping/osob.json",
+        &serde_json::to_string_pretty(&mapping).unwrap(),
+    );
+}
+
 /// The whole `imagegen pr` against the Azure DevOps routes: the first run creates the pull
 /// request, the second (after a new build) updates the same one; a missing token stops the run
 /// before anything is pushed.
@@ -615,19 +632,7 @@ async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
     ))
     .await;
     let repo = built_repo();
-    let mut mapping: serde_json::Value =
-        serde_json::from_str(&repo.read("osob-mapping/osob.json")).unwrap();
-    mapping["provider"] = serde_json::json!({
-        "kind": "azure-devops",
-        "organization": "dnceng",
-        "project": "internal",
-        "repository": "dotnet-helix-machines",
-        "api_url": service.endpoint(),
-    });
-    repo.write(
-        "osob-mapping/osob.json",
-        &serde_json::to_string_pretty(&mapping).unwrap(),
-    );
+    use_azure_devops(&repo, &service);
     let osob = Osob::new();
     let run = |pat: Option<&'static str>, code: i32| {
         let mut command = repo.imagegen();
@@ -691,43 +696,88 @@ async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
     );
 }
 
-#[test]
-fn reconcile_updates_osob_once_every_job_has_ended() {
+/// The join of the two halves: reconcile builds, and once every job of the batch has ended it
+/// pushes the one OSOB branch and opens the one pull request; a later batch updates both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_opens_the_pull_request_once_every_job_has_ended_and_updates_it_later() {
+    use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps};
+    let service = FakeAzureDevOps::start(AdoSetup::new(
+        "dnceng",
+        "internal",
+        "dotnet-helix-machines",
+        AdoCredential::Pat("canary-pat-77aa".to_string()),
+    ))
+    .await;
     let repo = local_repo();
+    use_azure_devops(&repo, &service);
     let osob = Osob::new();
     let emulator = fast_emulator();
     let reconcile = |args: &[&str], code: i32| {
-        imagegen_against(&repo, &emulator)
-            .env("IMAGEGEN_OSOB_URL", osob.url())
-            .arg("reconcile")
-            .args(args)
-            .assert()
-            .code(code)
-            .get_output()
-            .clone()
+        tokio::task::block_in_place(|| {
+            let output = imagegen_against(&repo, &emulator)
+                .env("IMAGEGEN_OSOB_URL", osob.url())
+                .env("AZURE_DEVOPS_PAT", "canary-pat-77aa")
+                .env_remove("SYSTEM_ACCESSTOKEN")
+                .arg("reconcile")
+                .args(args)
+                .assert()
+                .code(code)
+                .get_output()
+                .clone();
+            let text = format!("{}{}", stdout_of(&output), stderr_of(&output));
+            assert!(
+                !text.contains("canary-pat"),
+                "the token never shows: {text}"
+            );
+            text
+        })
     };
+    let wait = ["--wait", "--poll-interval", "100ms"];
 
     // Jobs still being built: OSOB is left alone, and the run says why.
     let first = reconcile(&[], 2);
     assert!(
-        stderr_of(&first).contains("OSOB pull request: not yet, jobs are still being built"),
-        "{}",
-        stderr_of(&first)
+        first.contains("OSOB pull request: not yet, jobs are still being built"),
+        "{first}"
     );
     assert_eq!(osob.tip(BRANCH), None);
+    assert!(service.pulls().is_empty());
 
-    // Once they have all ended, the same run edits OSOB and pushes the one branch.
-    let second = reconcile(&["--wait", "--poll-interval", "100ms"], 0);
-    let stdout = stdout_of(&second);
-    assert!(stdout.contains("16 succeeded"), "{stdout}");
-    assert!(stdout.contains(&format!("pushed {BRANCH}")), "{stdout}");
+    // Once they have all ended, the same run pushes the one branch and opens the pull request.
+    let second = reconcile(&wait, 0);
+    assert!(second.contains("16 succeeded"), "{second}");
+    assert!(second.contains(&format!("pushed {BRANCH}")), "{second}");
+    assert!(second.contains("pull request #101 created"), "{second}");
     let tip = osob.tip(BRANCH).expect("the branch was pushed");
     let server = osob.read(tip, "definitions/queues/windows-server.yml");
     assert!(server.contains("Helix-Server-DataCenter-2022_20348.2849.241106"));
+    let described = service.pulls()[0].description.clone();
+
+    // A new Windows patch: only its definitions are rebuilt, and the same pull request updated.
+    let variables = repo
+        .read("variables.json")
+        .replace("20348.2849.241106", "20348.2966.241205");
+    repo.write("variables.json", &variables);
+    let third = reconcile(&wait, 0);
+    assert!(
+        third.contains("5 submitted by this run; 5 succeeded"),
+        "{third}"
+    );
+    assert!(third.contains("pull request #101 updated"), "{third}");
+    let pulls = service.pulls();
+    assert_eq!(pulls.len(), 1, "one pull request, updated");
+    assert_ne!(pulls[0].description, described, "the description follows the new builds");
+    let tip = osob.tip(BRANCH).unwrap();
+    assert!(
+        osob.read(tip, "definitions/queues/windows-server.yml")
+            .contains("Helix-Server-DataCenter-2022_20348.2966.241205")
+    );
 
     // Nothing changed: nothing is pushed again.
-    let third = reconcile(&["--output", "json"], 0);
-    let document = json_of(&third);
+    let fourth = reconcile(&["--output", "json"], 0);
+    let document: serde_json::Value =
+        serde_json::from_str(&fourth[..fourth.rfind('}').map_or(fourth.len(), |end| end + 1)])
+            .unwrap();
     assert_eq!(document["pr"]["branch"]["branch"], "up_to_date");
     assert_eq!(osob.tip(BRANCH), Some(tip));
 }
