@@ -766,7 +766,10 @@ async fn reconcile_opens_the_pull_request_once_every_job_has_ended_and_updates_i
     assert!(third.contains("pull request #101 updated"), "{third}");
     let pulls = service.pulls();
     assert_eq!(pulls.len(), 1, "one pull request, updated");
-    assert_ne!(pulls[0].description, described, "the description follows the new builds");
+    assert_ne!(
+        pulls[0].description, described,
+        "the description follows the new builds"
+    );
     let tip = osob.tip(BRANCH).unwrap();
     assert!(
         osob.read(tip, "definitions/queues/windows-server.yml")

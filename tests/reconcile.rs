@@ -349,6 +349,41 @@ fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
     assert_eq!(repo.ledger().definitions.len(), definitions);
 }
 
+#[test]
+fn a_second_run_waits_for_the_lock_then_names_the_holder() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    // The first run holds the ledger while its first submission's answer is held back.
+    emulator.inject(Route::Jobs, Fault::LateAnswer(Duration::from_secs(3)));
+    let mut holder = process_against(&repo, &emulator)
+        .args(["reconcile", "--no-pr", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while emulator.job_count() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no job started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = run_against(
+        &repo,
+        &emulator,
+        &["reconcile", "--no-pr", "--lock-timeout", "300ms"],
+        1,
+    );
+    let stderr = common::stderr_of(&output);
+    assert!(
+        stderr.contains("the ledger is locked by another run (imagegen reconcile, process"),
+        "{stderr}"
+    );
+    assert_eq!(holder.wait().unwrap().code(), Some(2));
+    assert_eq!(emulator.job_count(), repo.definition_ids().len());
+}
+
 /// The same race on a ledger kept in Azure Storage (Azurite): no lock, only ETags. Both runs
 /// submit; every lost write is redone on the ledger the other run left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
