@@ -191,22 +191,58 @@ pub async fn submit(
     force: bool,
 ) -> Result<Outcome, StateError> {
     let key = &candidate.key;
-    let mut decision = decide_in_run(&*writer.lock().await, candidate, force);
+    // Each decision is taken on an entry (`basis`); the intent is recorded only if the entry is
+    // still that one when it is saved, or else decided again.
+    let (mut decision, mut basis) = {
+        let writer = writer.lock().await;
+        (
+            decide_in_run(&writer, candidate, force),
+            writer.ledger().entry(key).cloned(),
+        )
+    };
     // The ledger may be behind: ask how the job in flight is doing before calling it so.
-    if let Decision::InFlight { tracking_id } = &decision
-        && let Ok(state) = client.job(tracking_id).await
-    {
-        let mut writer = writer.lock().await;
-        writer
-            .update(|ledger| {
-                if let Some(entry) = ledger.entry_mut(key)
-                    && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
-                {
-                    record_state(entry, &state, Timestamp::now());
-                }
-            })
-            .await?;
-        decision = decide_in_run(&writer, candidate, force);
+    let mut unknown_job = None;
+    if let Decision::InFlight { tracking_id } = &decision {
+        match client.job(tracking_id).await {
+            Ok(state) => {
+                let mut writer = writer.lock().await;
+                writer
+                    .update(|ledger| {
+                        if let Some(entry) = ledger.entry_mut(key)
+                            && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
+                        {
+                            record_state(entry, &state, Timestamp::now());
+                        }
+                    })
+                    .await?;
+                decision = decide_in_run(&writer, candidate, force);
+                basis = writer.ledger().entry(key).cloned();
+            }
+            // The service does not know the job: it cannot be building it. Only a deliberate
+            // --force starts another, since a wrong service URL looks the same.
+            Err(FactoryError::NotFound { .. }) if force => {
+                decision = Decision::Send {
+                    idempotency_key: next_idempotency_key(
+                        &candidate.hash,
+                        basis
+                            .as_ref()
+                            .and_then(|entry| entry.idempotency_key.as_deref()),
+                    ),
+                    resume: false,
+                };
+            }
+            Err(FactoryError::NotFound { .. }) => unknown_job = Some(tracking_id.clone()),
+            Err(_) => {}
+        }
+    }
+    if let Some(tracking_id) = unknown_job {
+        return Ok(Outcome::Skipped {
+            reason: format!(
+                "the ledger tracks job {tracking_id} for this payload, but Image Factory does not \
+                 know it; check IMAGE_FACTORY_URL, or submit again with --force"
+            ),
+            tracking_id: Some(tracking_id),
+        });
     }
     // Record the intent, deciding again on the ledger as saved: another run may have got there
     // first, and then this one sends nothing.
@@ -235,6 +271,7 @@ pub async fn submit(
                         },
                         Some(entry),
                     ) if *entry == intent(idempotency_key) => decision.clone(),
+                    _ if current == basis => decision.clone(),
                     _ => decide_against(current.as_ref(), at_open.as_ref(), &candidate.hash, force),
                 };
                 if let Decision::Send {

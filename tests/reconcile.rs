@@ -350,6 +350,48 @@ fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
 }
 
 #[test]
+fn a_job_the_service_does_not_know_is_reported_and_replaced_only_by_force() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let id = "windows-server/server-2016-datacenter";
+    // A ledger from another environment: the job it tracks does not exist here.
+    let variables = repo.read("variables.json");
+    repo.record_ledger(&variables, &[(id, JobStatus::Running)]);
+    let output = run_against(&repo, &emulator, &["reconcile", "--no-pr", "--only", id], 1);
+    let stderr = common::stderr_of(&output);
+    assert!(
+        stderr.contains(&format!(
+            "error: {id}: could not ask about job job-windows-server-server-2016-datacenter: \
+             Image Factory knows no job"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        posts(&emulator).is_empty(),
+        "nothing was submitted in its place"
+    );
+
+    let skipped = run_against(&repo, &emulator, &["submit", id], 0);
+    assert!(
+        stdout_of(&skipped).contains("Image Factory does not know it"),
+        "{}",
+        stdout_of(&skipped)
+    );
+    assert!(posts(&emulator).is_empty());
+    run_against(&repo, &emulator, &["submit", id, "--force"], 0);
+    let sent = posts(&emulator);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].idempotency_key.as_deref().unwrap().ends_with("-2"));
+    let entry = &repo.ledger().definitions[id];
+    assert_eq!(entry.status, JobStatus::Queued);
+    assert!(
+        emulator
+            .job(entry.tracking_id.as_deref().unwrap())
+            .is_some()
+    );
+}
+
+#[test]
 fn a_second_run_waits_for_the_lock_then_names_the_holder() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
