@@ -162,7 +162,9 @@ pub async fn apply(
     // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
     // recorded without an answer are sent again with their key.
     let mut plan = plan::plan(catalog, writer.lock().await.ledger(), options.plan);
-    plan.select(|id| selection.matches(id));
+    if !selection.is_all() {
+        plan.select(|id| selection.matches(id));
+    }
     let rendered: BTreeMap<&str, _> = catalog
         .rendered
         .iter()

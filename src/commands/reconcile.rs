@@ -98,7 +98,9 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     };
     let ledger = ledger.context("cannot plan without the ledger")?;
     let mut plan = plan::plan(&catalog, &ledger, request.plan);
-    plan.select(|id| selection.matches(id));
+    if !selection.is_all() {
+        plan.select(|id| selection.matches(id));
+    }
     let osob = osob::preview(context, &catalog, &ledger);
     if output.is_json() {
         output.json(&DryRunReport {
