@@ -216,6 +216,31 @@ fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
 }
 
 #[test]
+fn a_broken_definition_fails_the_run_but_does_not_hold_back_the_others() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let broken = "definitions/windows-server/server-2016-datacenter.json";
+    let text = repo
+        .read(broken)
+        .replace("{WINDOWS_SERVER_2016_BUILD}", "{WINDOWS_2016_BUILD}");
+    repo.write(broken, &text);
+    let output = run_against(&repo, &emulator, &["reconcile", "--no-pr"], 1);
+    let stderr = common::stderr_of(&output);
+    assert!(
+        stderr.contains("error: definitions/windows-server/server-2016-datacenter.json at /"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("WINDOWS_2016_BUILD"), "{stderr}");
+    assert_eq!(posts(&emulator).len(), repo.definition_ids().len() - 1);
+    assert!(
+        !repo
+            .ledger()
+            .definitions
+            .contains_key("windows-server/server-2016-datacenter")
+    );
+}
+
+#[test]
 fn only_and_except_choose_definitions_by_id() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
