@@ -30,6 +30,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        display_order = 101,
         env = "IMAGEGEN_REPO",
         value_name = "DIR",
         default_value = "."
@@ -41,6 +42,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        display_order = 102,
         env = "IMAGEGEN_STATE",
         value_name = "PATH|URL",
         hide_env_values = true
@@ -48,19 +50,19 @@ pub struct Cli {
     pub state: Option<String>,
 
     /// Text for people, or one JSON document for machines
-    #[arg(long, global = true, value_enum, default_value_t = OutputArg::Text, value_name = "FORMAT")]
+    #[arg(long, global = true, display_order = 103, value_enum, default_value_t = OutputArg::Text, value_name = "FORMAT")]
     pub output: OutputArg,
 
     /// When to colour text (NO_COLOR and CLICOLOR_FORCE are respected with auto)
-    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, display_order = 104, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
     pub color: ColorArg,
 
     /// More logging on stderr (-v, -vv, -vvv); RUST_LOG overrides
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, display_order = 105, action = ArgAction::Count)]
     pub verbose: u8,
 
     /// Leave out warnings and notes; results and errors are still shown
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 106)]
     pub quiet: bool,
 
     #[command(subcommand)]
