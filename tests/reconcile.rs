@@ -279,18 +279,15 @@ fn only_and_except_choose_definitions_by_id() {
     );
 }
 
-/// Kills `reconcile` at the worst moment (the job exists, its answer is not yet recorded) and
-/// then at random moments, again and again; the run after that must end with every definition
-/// built exactly once.
-#[test]
-fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
-    let repo = Repo::shipped();
-    let emulator = fast_emulator();
-    let definitions = repo.definition_ids().len();
-
-    // The first job is started but its answer is held back: kill the run in that gap.
-    emulator.inject(Route::Jobs, Fault::LateAnswer(Duration::from_secs(30)));
-    let mut child = process_against(&repo, &emulator)
+/// Starts `reconcile` with its first submission's answer held back for `delay`, and returns
+/// once the service has started that job: the run now waits for an answer, holding the ledger.
+fn reconcile_stalled_after_first_post(
+    repo: &Repo,
+    emulator: &Emulator,
+    delay: Duration,
+) -> std::process::Child {
+    emulator.inject(Route::Jobs, Fault::LateAnswer(delay));
+    let child = process_against(repo, emulator)
         .args(["reconcile", "--no-pr", "--concurrency", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -304,6 +301,20 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    child
+}
+
+/// Kills `reconcile` at the worst moment (the job exists, its answer is not yet recorded) and
+/// then at random moments, again and again; the run after that must end with every definition
+/// built exactly once.
+#[test]
+fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let definitions = repo.definition_ids().len();
+
+    // The first job is started but its answer is held back: kill the run in that gap.
+    let mut child = reconcile_stalled_after_first_post(&repo, &emulator, Duration::from_secs(30));
     child.kill().unwrap();
     child.wait().unwrap();
     let interrupted = repo.ledger();
@@ -421,21 +432,7 @@ fn a_second_run_waits_for_the_lock_then_names_the_holder() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();
     // The first run holds the ledger while its first submission's answer is held back.
-    emulator.inject(Route::Jobs, Fault::LateAnswer(Duration::from_secs(3)));
-    let mut holder = process_against(&repo, &emulator)
-        .args(["reconcile", "--no-pr", "--concurrency", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while emulator.job_count() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no job started"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut holder = reconcile_stalled_after_first_post(&repo, &emulator, Duration::from_secs(3));
     let output = run_against(
         &repo,
         &emulator,
