@@ -535,18 +535,9 @@ async fn github_request_reviewers(
     if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
         return rejection;
     }
-    let logins: Vec<String> = request["reviewers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|login| login.as_str().map(str::to_owned))
-        .collect();
+    let logins = strings_in(&request["reviewers"], None);
     let updated = with_github_pull(&state, number, |pull| {
-        for login in logins {
-            if !pull.requested_reviewers.contains(&login) {
-                pull.requested_reviewers.push(login);
-            }
-        }
+        add_missing(&mut pull.requested_reviewers, logins);
     });
     // GitHub answers with the pull request, not a review.
     match updated {
@@ -564,18 +555,9 @@ async fn github_add_labels(
     if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
         return rejection;
     }
-    let names: Vec<String> = request["labels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|name| name.as_str().map(str::to_owned))
-        .collect();
+    let names = strings_in(&request["labels"], None);
     let updated = with_github_pull(&state, number, |pull| {
-        for name in names {
-            if !pull.labels.contains(&name) {
-                pull.labels.push(name);
-            }
-        }
+        add_missing(&mut pull.labels, names);
     });
     match updated {
         Some(pull) => axum::Json(Value::Array(
@@ -587,6 +569,28 @@ async fn github_add_labels(
         ))
         .into_response(),
         None => github_error(StatusCode::NOT_FOUND, "Not Found", None),
+    }
+}
+
+/// The strings of a JSON array: its items themselves, or each item's `field`.
+fn strings_in(list: &Value, field: Option<&str>) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| match field {
+            Some(field) => item[field].as_str(),
+            None => item.as_str(),
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Adds to `list` the `items` it does not hold yet, as the services do for reviewers and labels.
+fn add_missing(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for item in items {
+        if !list.contains(&item) {
+            list.push(item);
+        }
     }
 }
 
@@ -975,18 +979,8 @@ async fn ado_create(
         source_ref,
         target_ref,
         status: "active".to_owned(),
-        reviewers: request["reviewers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|reviewer| reviewer["id"].as_str().map(str::to_owned))
-            .collect(),
-        labels: request["labels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|label| label["name"].as_str().map(str::to_owned))
-            .collect(),
+        reviewers: strings_in(&request["reviewers"], Some("id")),
+        labels: strings_in(&request["labels"], Some("name")),
     };
     pulls.push(pull.clone());
     (StatusCode::CREATED, axum::Json(state.pull_json(&pull))).into_response()
@@ -1039,20 +1033,9 @@ async fn ado_add_reviewers(
     if let Some(rejection) = state.rejects(&headers, &(organization, project, repository)) {
         return rejection;
     }
-    let ids: Vec<String> = request
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|reviewer| reviewer["id"].as_str().map(str::to_owned))
-        .collect();
+    let ids = strings_in(&request, Some("id"));
     let added = ids.clone();
-    let updated = with_ado_pull(&state, id, |pull| {
-        for id in ids {
-            if !pull.reviewers.contains(&id) {
-                pull.reviewers.push(id);
-            }
-        }
-    });
+    let updated = with_ado_pull(&state, id, |pull| add_missing(&mut pull.reviewers, ids));
     match updated {
         Some(_) => {
             let value: Vec<Value> = added
@@ -1080,9 +1063,7 @@ async fn ado_add_label(
     }
     let name = request["name"].as_str().unwrap_or_default().to_owned();
     let updated = with_ado_pull(&state, id, |pull| {
-        if !pull.labels.contains(&name) {
-            pull.labels.push(name.clone());
-        }
+        add_missing(&mut pull.labels, [name.clone()]);
     });
     match updated {
         Some(pull) => {
