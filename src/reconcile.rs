@@ -170,30 +170,29 @@ pub async fn apply(
         .iter()
         .map(|rendered| (rendered.id.as_str(), rendered))
         .collect();
+    // A definition's rendered payload as a submission, with whether it is sent deliberately
+    // again (`--force`, `--retry-failed`).
+    let candidate = |id: &str, force: bool| {
+        let rendered = rendered.get(id)?;
+        let key = LedgerKey::Definition(rendered.id.clone());
+        Some((Candidate::from_rendered(key, rendered), force))
+    };
     let mut candidates: Vec<(Candidate, bool)> = plan
         .submit
         .iter()
         .filter_map(|submission| {
-            let rendered = rendered.get(submission.definition.as_str())?;
             let force = matches!(
                 submission.reason,
                 SubmitReason::Forced | SubmitReason::RetryFailed
             );
-            Some((
-                Candidate::from_rendered(LedgerKey::Definition(rendered.id.clone()), rendered),
-                force,
-            ))
+            candidate(&submission.definition, force)
         })
         .collect();
     candidates.extend(
         plan.pending
             .iter()
             .filter(|job| job.job.status == JobStatus::Submitting)
-            .filter_map(|job| rendered.get(job.definition.as_str()))
-            .map(|rendered| {
-                let key = LedgerKey::Definition(rendered.id.clone());
-                (Candidate::from_rendered(key, rendered), false)
-            }),
+            .filter_map(|job| candidate(&job.definition, false)),
     );
     let mut outcomes = submission::submit_all(
         client.clone(),
@@ -245,12 +244,8 @@ pub async fn apply(
                 .iter()
                 .filter(|job| job.status == JobStatus::Submitting)
                 .filter_map(|job| match &job.key {
-                    LedgerKey::Definition(id) => rendered.get(id.as_str()),
+                    LedgerKey::Definition(id) => candidate(id, false),
                     LedgerKey::Manual(_) => None,
-                })
-                .map(|rendered| {
-                    let key = LedgerKey::Definition(rendered.id.clone());
-                    (Candidate::from_rendered(key, rendered), false)
                 })
                 .collect();
             if !resend.is_empty() {
