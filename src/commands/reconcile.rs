@@ -501,12 +501,22 @@ pub struct AdoptRequest {
     pub lock_timeout: Duration,
 }
 
+/// Whether a definition is adopted, or why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum AdoptAction {
+    Adopt,
+    /// The ledger has this payload built already.
+    Built,
+    /// A job is in flight: adopting would lose track of it.
+    InFlight,
+}
+
 /// What adopting does with one definition.
 #[derive(Debug, Clone, Serialize)]
 struct Adoption {
     definition: String,
-    /// `adopt`, or why not: `built` (the ledger has it built already), `in-flight`.
-    action: &'static str,
+    action: AdoptAction,
     image_names: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracking_id: Option<String>,
@@ -535,13 +545,15 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
         .collect();
     let decide = |entry: Option<&LedgerEntry>, rendered: &crate::definitions::Rendered| {
         let (action, tracking_id) = match entry {
-            Some(entry) if entry.status.is_pending() => ("in-flight", entry.tracking_id.clone()),
+            Some(entry) if entry.status.is_pending() => {
+                (AdoptAction::InFlight, entry.tracking_id.clone())
+            }
             Some(entry)
                 if entry.payload_hash == rendered.hash && entry.status == JobStatus::Succeeded =>
             {
-                ("built", entry.tracking_id.clone())
+                (AdoptAction::Built, entry.tracking_id.clone())
             }
-            _ => ("adopt", None),
+            _ => (AdoptAction::Adopt, None),
         };
         Adoption {
             definition: rendered.id.clone(),
@@ -568,7 +580,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
                         .iter()
                         .map(|rendered| {
                             let adoption = decide(ledger.definitions.get(&rendered.id), rendered);
-                            if adoption.action == "adopt" {
+                            if adoption.action == AdoptAction::Adopt {
                                 ledger.definitions.insert(
                                     rendered.id.clone(),
                                     LedgerEntry {
@@ -594,7 +606,10 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
                 .await
         })?
     };
-    let adopted = adoptions.iter().filter(|a| a.action == "adopt").count();
+    let adopted = adoptions
+        .iter()
+        .filter(|a| a.action == AdoptAction::Adopt)
+        .count();
     if output.is_json() {
         output.json(&json!({
             "dry_run": request.dry_run,
@@ -612,10 +627,10 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
         let mut text = format!("{:width$}  {:9}  images\n", "definition", "action");
         for adoption in &adoptions {
             let action = match (adoption.action, request.dry_run) {
-                ("adopt", true) => "would adopt",
-                ("adopt", false) => "adopted",
-                ("built", _) => "built",
-                _ => "in flight",
+                (AdoptAction::Adopt, true) => "would adopt",
+                (AdoptAction::Adopt, false) => "adopted",
+                (AdoptAction::Built, _) => "built",
+                (AdoptAction::InFlight, _) => "in flight",
             };
             text.push_str(&format!(
                 "{:width$}  {action:9}  {}\n",
