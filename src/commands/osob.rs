@@ -80,6 +80,9 @@ pub struct PrResult {
     pub code: u8,
     pub json: serde_json::Value,
     pub text: String,
+    /// One line standing for `text` when the run changed nothing in OSOB, so a scheduled
+    /// reconcile does not print the same pull request every hour.
+    pub unchanged: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -94,6 +97,7 @@ impl PrResult {
             code: exit::ERROR,
             json: json!({ "errors": problems }),
             text: String::new(),
+            unchanged: None,
             problems,
         }
     }
@@ -103,7 +107,19 @@ impl PrResult {
             code,
             json,
             text,
+            unchanged: None,
             problems: Vec::new(),
+        }
+    }
+
+    /// Prints the report, or only its one line when OSOB was left as it was.
+    pub fn print_brief(&self, context: &Context) -> anyhow::Result<()> {
+        match &self.unchanged {
+            Some(line) if self.problems.is_empty() && !context.output.is_json() => {
+                context.output.text(line)?;
+                Ok(())
+            }
+            _ => self.print(context),
         }
     }
 
@@ -267,7 +283,7 @@ pub fn publish(
         branch: outcome.clone(),
         pull_request: pull_request.clone(),
     };
-    Ok(PrResult::done(
+    let mut result = PrResult::done(
         if request.dry_run {
             exit::PENDING
         } else {
@@ -275,7 +291,19 @@ pub fn publish(
         },
         serde_json::to_value(&report)?,
         render_report(&report, &mapping),
-    ))
+    );
+    if let Some(BranchOutcome::UpToDate { commit }) = &report.branch {
+        result.unchanged = Some(format!(
+            "OSOB: {} already holds this change ({}): nothing pushed{}\n",
+            report.pr_branch,
+            &commit[..12],
+            match &report.pull_request {
+                Some(pull_request) => format!("; pull request #{}: {}", pull_request.number, pull_request.url),
+                None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
+            }
+        ));
+    }
+    Ok(result)
 }
 
 fn print_not_included(context: &Context, prepared: &Prepared) -> anyhow::Result<()> {

@@ -250,6 +250,17 @@ fn apply(
             crate::output::error_line(&line)?;
         }
     }
+    if applied
+        .jobs
+        .iter()
+        .any(|job| job.status.is_unsuccessful())
+    {
+        output.note(
+            "a failed build is not submitted again until its payload changes: read the message \
+             above (docs/first-responder.md says what each one means), fix the cause, then \
+             change the definition or run imagegen reconcile --retry-failed",
+        )?;
+    }
     if applied.timed_out {
         output.note(
             "--timeout reached with jobs still being built: they go on, and the next reconcile \
@@ -263,7 +274,7 @@ fn apply(
             } else {
                 output.text("\n")?;
             }
-            result.print(context)?;
+            result.print_brief(context)?;
         }
         Err(reason) if !request.no_pr => {
             output.note(&format!("OSOB pull request: not yet, {reason}"))?
