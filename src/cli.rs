@@ -451,6 +451,7 @@ impl FactoryArgs {
             token_version: self.token_version,
             request_timeout: self.http_timeout,
             retries: self.retries,
+            credentials: None,
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::http::{RetryPolicy, Timeouts};
 use crate::state::{LedgerKey, LedgerWriter};
 use crate::submission::{self, Candidate, Outcome};
 
-/// Where Image Factory and its sign-in are. The credentials come from the environment only.
+/// Where Image Factory and its sign-in are. People and pipelines give the credentials in the
+/// environment only, never in flags.
 #[derive(Debug, Clone)]
 pub struct FactoryOptions {
     /// The service's base URL (`--factory-url`, `IMAGE_FACTORY_URL`).
@@ -35,6 +36,9 @@ pub struct FactoryOptions {
     pub request_timeout: Duration,
     /// Retries of a transient failure, after the first try.
     pub retries: u32,
+    /// The identity to sign in with; `None` reads the `IMAGE_FACTORY_*` environment. Only the
+    /// demo sets it, for the emulator it starts in-process.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for FactoryOptions {
@@ -45,6 +49,7 @@ impl Default for FactoryOptions {
             token_version: TokenVersion::default(),
             request_timeout: Timeouts::default().request,
             retries: RetryPolicy::default().max_attempts - 1,
+            credentials: None,
         }
     }
 }
@@ -61,7 +66,10 @@ impl FactoryOptions {
 
     /// A client, with every setting checked before anything goes over the network.
     pub fn client(&self) -> Result<FactoryClient, FactoryError> {
-        let credentials = Credentials::from_env()?;
+        let credentials = match &self.credentials {
+            Some(credentials) => credentials.clone(),
+            None => Credentials::from_env()?,
+        };
         FactoryClient::new(self.settings()?, credentials)
     }
 }

@@ -346,6 +346,17 @@ impl Emulator {
         ]
     }
 
+    /// The identity this emulator accepts, for a caller in the same process.
+    pub fn credentials(&self) -> super::Credentials {
+        let config = &self.shared.config;
+        super::Credentials::new(
+            config.tenant_id.clone(),
+            config.client_id.clone(),
+            secrecy::SecretString::from(config.client_secret.clone()),
+            config.resource_id.clone(),
+        )
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.lock().log.clone()
