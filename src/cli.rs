@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use imagegen::commands::demo::DemoRequest;
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::osob::PrRequest;
 use imagegen::commands::{AdoptRequest, Context, ReconcileRequest};
@@ -84,6 +85,10 @@ pub enum ColorArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show the whole loop on this machine: no secrets, no network, in a few seconds
+    #[command(after_help = DEMO_HELP)]
+    Demo(DemoArgs),
+
     /// Load and render every definition, and report every problem found
     #[command(after_help = "\
 Examples:
@@ -143,6 +148,56 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     /// Point OSOB at the images built: edit its files, push one branch, open or update one PR
     #[command(after_help = PR_HELP)]
     Pr(PrArgs),
+
+    /// Print the shell completion script for imagegen
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  imagegen completions bash > ~/.local/share/bash-completion/completions/imagegen
+  imagegen completions zsh > ~/.zfunc/_imagegen
+  imagegen completions fish > ~/.config/fish/completions/imagegen.fish
+  imagegen completions powershell >> $PROFILE
+
+The script completes commands, flags and their values; load it as your shell's documentation
+says, or as shown above.";
+
+/// Writes the completion script for `shell` to `out`.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory as _;
+    clap_complete::generate(shell, &mut Cli::command(), "imagegen", out);
+}
+
+const DEMO_HELP: &str = "\
+Examples:
+  imagegen demo
+  imagegen demo --keep
+
+Starts an Image Factory emulator in-process and a bare git repository standing in for OSOB,
+copies the shipped definitions into a throw-away folder, and goes through this week's Visual
+Studio update with the commands a person would type: adopt last week's images, vars set,
+reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
+submits nothing. The pull request is printed, not opened. Nothing outside the throw-away
+folder is read or changed, and nothing leaves the machine.
+Exit codes: 0 the story came out as it should, 1 it did not.";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the throw-away folder and say where it is, to look around afterwards
+    #[arg(long)]
+    keep: bool,
+}
+
+impl DemoArgs {
+    pub fn request(&self) -> DemoRequest {
+        DemoRequest { keep: self.keep }
+    }
 }
 
 const RECONCILE_HELP: &str = "\
@@ -488,6 +543,168 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The words of every imagegen command line in `text`: in code blocks (after an optional
+    /// `$ ` prompt), and in inline code spans of prose and tables. A line stops at a comment
+    /// or a shell operator; quotes group words.
+    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
+        let mut lines = Vec::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            let candidates: Vec<&str> = if in_block {
+                vec![trimmed.strip_prefix("$ ").unwrap_or(trimmed)]
+            } else {
+                line.split('`').skip(1).step_by(2).collect()
+            };
+            for candidate in candidates {
+                let candidate = candidate
+                    .strip_prefix("cargo run --locked -- ")
+                    .map(|rest| format!("imagegen {rest}"))
+                    .unwrap_or_else(|| candidate.to_string());
+                if !(candidate.starts_with("imagegen ") || candidate == "imagegen") {
+                    continue;
+                }
+                // A synopsis marks optional flags with brackets: `adopt [--dry-run]`.
+                let words = shell_words(&candidate.replace(['[', ']'], ""));
+                // `imagegen COMMAND --help` and `imagegen <command>` stand for any command.
+                let generic = words.get(1).is_some_and(|command| {
+                    command.starts_with('<') || command.chars().all(|c| c.is_ascii_uppercase())
+                });
+                if !generic {
+                    lines.push(words);
+                }
+            }
+        }
+        lines
+    }
+
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote = None;
+        let mut in_word = false;
+        for character in line.chars() {
+            match (quote, character) {
+                (Some(open), c) if c == open => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(character);
+                    in_word = true;
+                }
+                (None, '#' | '|' | '>' | '&' | ';') if !in_word => break,
+                (None, c) if c.is_whitespace() => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                }
+                (None, c) => {
+                    word.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if in_word {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn shell_words_follow_quotes_comments_and_operators() {
+        assert_eq!(
+            shell_words("imagegen reconcile --only 'vs2022/*' --no-pr  # a note"),
+            ["imagegen", "reconcile", "--only", "vs2022/*", "--no-pr"]
+        );
+        assert_eq!(
+            shell_words("imagegen affected X | head -1"),
+            ["imagegen", "affected", "X"]
+        );
+        assert_eq!(
+            imagegen_command_lines("run `imagegen validate` then\n```sh\n$ imagegen demo\n```"),
+            [vec!["imagegen", "validate"], vec!["imagegen", "demo"]]
+        );
+    }
+
+    /// Every command the docs show a person is one the command line accepts.
+    #[test]
+    fn every_command_in_the_docs_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .expect("docs/ exists")
+            .map(|entry| entry.expect("a docs entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+            .collect();
+        docs.sort();
+        files.extend(docs);
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).expect("a doc reads");
+            for words in imagegen_command_lines(&text) {
+                checked += 1;
+                if let Err(error) = Cli::try_parse_from(&words)
+                    && error.kind() != clap::error::ErrorKind::DisplayHelp
+                    && error.kind() != clap::error::ErrorKind::DisplayVersion
+                {
+                    failures.push(format!(
+                        "{}: `{}`: {}",
+                        file.strip_prefix(root).unwrap_or(file).display(),
+                        words.join(" "),
+                        error.kind()
+                    ));
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} commands found in the docs");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn every_command_has_examples_in_its_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let has_examples = sub
+                    .get_after_help()
+                    .is_some_and(|help| help.to_string().contains("Examples:"));
+                // A group (`vars`) shows its commands; each of them has the examples.
+                if !has_examples && !sub.has_subcommands() {
+                    missing.push(path.clone());
+                }
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "imagegen", &mut missing);
+        assert!(missing.is_empty(), "no examples in --help of {missing:?}");
+    }
+
+    #[test]
+    fn completions_name_every_command() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh] {
+            let mut script = Vec::new();
+            write_completions(shell, &mut script);
+            let script = String::from_utf8(script).expect("the script is UTF-8");
+            for command in Cli::command().get_subcommands() {
+                assert!(
+                    script.contains(command.get_name()),
+                    "{shell} completions lack {}",
+                    command.get_name()
+                );
+            }
+            assert!(
+                script.contains("--dry-run"),
+                "{shell} completions lack flags"
+            );
+        }
     }
 
     #[test]

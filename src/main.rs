@@ -25,6 +25,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Command::Completions { shell } = cli.command {
+        // Needs no repository, ledger or logging: a shell's start-up file runs it.
+        cli::write_completions(shell, &mut std::io::stdout().lock());
+        return ExitCode::SUCCESS;
+    }
     cli.color_choice().write_global();
     init_logging(cli.verbose);
     let output = cli.output();
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
 
 fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
     match command {
+        Command::Demo(demo) => commands::demo::demo(context, demo.request()),
         Command::Validate => commands::validate(context),
         Command::Render { definition } => commands::render(context, definition),
         Command::Affected { variables } => commands::affected(context, variables),
@@ -52,6 +58,10 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Status(status) => commands::jobs::status(context, status.request()),
         Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
+        Command::Completions { shell } => {
+            cli::write_completions(*shell, &mut std::io::stdout().lock());
+            Ok(imagegen::exit::OK)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The commands: each turns its request into loading, rendering or planning, and its results
 //! into output and an exit code. Nothing here knows about argv.
 
+pub mod demo;
 pub mod jobs;
 pub mod osob;
 pub mod reconcile;

@@ -298,7 +298,10 @@ pub fn publish(
             report.pr_branch,
             &commit[..12],
             match &report.pull_request {
-                Some(pull_request) => format!("; pull request #{}: {}", pull_request.number, pull_request.url),
+                Some(pull_request) => format!(
+                    "; pull request #{}: {}",
+                    pull_request.number, pull_request.url
+                ),
                 None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
             }
         ));

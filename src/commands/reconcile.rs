@@ -250,11 +250,7 @@ fn apply(
             crate::output::error_line(&line)?;
         }
     }
-    if applied
-        .jobs
-        .iter()
-        .any(|job| job.status.is_unsuccessful())
-    {
+    if applied.jobs.iter().any(|job| job.status.is_unsuccessful()) {
         output.note(
             "a failed build is not submitted again until its payload changes: read the message \
              above (docs/first-responder.md says what each one means), fix the cause, then \
