@@ -269,10 +269,7 @@ fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarg
 fn check_variable_names(catalog: &Catalog, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         if !variables::is_valid_name(name) {
-            bail!(
-                "{name:?} is not a variable name: names use capital letters, digits and \
-                 underscores (like VS_2019_PREVIEW_VERSION)"
-            );
+            return Err(variables::VarsError::InvalidName { name: name.clone() }.into());
         }
     }
     let known = |name: &String| {
