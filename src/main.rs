@@ -52,6 +52,7 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Status(status) => commands::jobs::status(context, status.request()),
         Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
+        Command::Vars(vars) => commands::vars::vars(context, vars.request()),
     }
 }
 

@@ -221,7 +221,9 @@ pub fn changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VarsError {
     /// An argument without `=`.
-    #[error("{argument:?} is not NAME=VALUE: write the new value after `=` (like VS_2022_VERSION=17_12_2)")]
+    #[error(
+        "{argument:?} is not NAME=VALUE: write the new value after `=` (like VS_2022_VERSION=17_12_2)"
+    )]
     NotAnAssignment { argument: String },
     #[error(
         "{name:?} is not a variable name: names use capital letters, digits and underscores \
@@ -230,7 +232,7 @@ pub enum VarsError {
     InvalidName { name: String },
     /// A name variables.json does not define, without `--add`.
     #[error(
-        "no variable {name} in {VARIABLES_FILE}{}; pass --add to add it as a new variable",
+        "no variable {name} in {VARIABLES_FILE}; pass --add to add it as a new variable{}",
         did_you_mean(suggestions)
     )]
     UnknownName {
@@ -438,11 +440,18 @@ fn json_string(value: &str) -> String {
 
 /// The splice that appends `added` to the object: after the last member's value, or inside an
 /// empty object's braces.
-fn addition(text: &str, members: &[json::Member<'_>], added: &[(&str, &str)]) -> (usize, usize, String) {
+fn addition(
+    text: &str,
+    members: &[json::Member<'_>],
+    added: &[(&str, &str)],
+) -> (usize, usize, String) {
     let Some(last) = members.last() else {
         let body = json::strip_bom(text);
         let open = text.len() - body.len() + body.find('{').expect("the text parsed as an object");
-        let close = open + text[open..].find('}').expect("the text parsed as an object");
+        let close = open
+            + text[open..]
+                .find('}')
+                .expect("the text parsed as an object");
         let newline = line_ending(text);
         let gap = format!("{newline}  ");
         let members = joined(added, ": ", &format!(",{gap}"));
@@ -468,7 +477,11 @@ fn addition(text: &str, members: &[json::Member<'_>], added: &[(&str, &str)]) ->
     let colon = &text[key_end..last.value_offset];
     let colon = if colon.contains('\n') { ": " } else { colon };
     let at = last.value_offset + last.raw.get().len();
-    (at, at, format!(",{gap}{}", joined(added, colon, &format!(",{gap}"))))
+    (
+        at,
+        at,
+        format!(",{gap}{}", joined(added, colon, &format!(",{gap}"))),
+    )
 }
 
 fn joined(added: &[(&str, &str)], colon: &str, separator: &str) -> String {
@@ -661,7 +674,12 @@ mod tests {
 
     #[test]
     fn set_reports_old_and_new_values_in_the_order_given() {
-        let outcome = set("{\"A\": \"1\", \"B\": \"2\"}", &[("B", "3"), ("A", "1")], false).unwrap();
+        let outcome = set(
+            "{\"A\": \"1\", \"B\": \"2\"}",
+            &[("B", "3"), ("A", "1")],
+            false,
+        )
+        .unwrap();
         assert_eq!(
             outcome.changes,
             [
@@ -730,8 +748,12 @@ mod tests {
 
     #[test]
     fn unknown_name_is_refused_with_the_closest_names() {
-        let error = set("{\"VS_2022_VERSION\": \"1\"}", &[("VS_2022_VERSOIN", "2")], false)
-            .unwrap_err();
+        let error = set(
+            "{\"VS_2022_VERSION\": \"1\"}",
+            &[("VS_2022_VERSOIN", "2")],
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             error,
             VarsError::UnknownName {
@@ -741,8 +763,8 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            "no variable VS_2022_VERSOIN in variables.json; did you mean VS_2022_VERSION?; pass \
-             --add to add it as a new variable"
+            "no variable VS_2022_VERSOIN in variables.json; pass --add to add it as a new \
+             variable; did you mean VS_2022_VERSION?"
         );
     }
 

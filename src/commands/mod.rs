@@ -4,6 +4,7 @@
 pub mod jobs;
 pub mod osob;
 pub mod reconcile;
+pub mod vars;
 
 pub use reconcile::{AdoptRequest, ReconcileRequest, adopt, reconcile};
 
@@ -296,35 +297,49 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
     let affected = catalog.affected_by(names);
     let output = &context.output;
     // A definition that does not parse might use the variables too: say so, and fail.
-    let errors: Diagnostics = {
-        let mut errors = Diagnostics::default();
-        errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
-        errors
-    };
+    let errors = errors_of(&catalog);
     if output.is_json() {
-        let definitions: Vec<_> = affected
-            .iter()
-            .map(|(definition, used)| {
-                json!({ "definition": definition.id, "file": definition.file, "variables": used })
-            })
-            .collect();
         output.json(&json!({
             "variables": names,
-            "definitions": definitions,
+            "definitions": affected_json(&affected),
             "diagnostics": errors,
         }))?;
     } else {
         output.diagnostics(&errors)?;
-        let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
-        let mut text = String::new();
-        for (definition, used) in &affected {
-            text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
-        }
-        output.text(&text)?;
+        output.text(&affected_text(&affected))?;
         output.note(&match affected.len() {
             0 => format!("no definition uses {}", names.join(" or ")),
             n => format!("{} use {}", count(n, "definition"), names.join(" or ")),
         })?;
     }
     Ok(exit_for(&errors))
+}
+
+/// The catalog's errors alone: its warnings (such as an unused variable) are left to
+/// `validate`.
+fn errors_of(catalog: &Catalog) -> Diagnostics {
+    let mut errors = Diagnostics::default();
+    errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
+    errors
+}
+
+/// [`Catalog::affected_by`]'s definitions as `imagegen affected` prints them: one a line, the
+/// id padded, then the variables it uses.
+fn affected_text(affected: &[(&Definition, Vec<String>)]) -> String {
+    let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (definition, used) in affected {
+        text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
+    }
+    text
+}
+
+/// The same in `imagegen affected --output json`'s shape.
+fn affected_json(affected: &[(&Definition, Vec<String>)]) -> Vec<serde_json::Value> {
+    affected
+        .iter()
+        .map(|(definition, used)| {
+            json!({ "definition": definition.id, "file": definition.file, "variables": used })
+        })
+        .collect()
 }
