@@ -8,12 +8,14 @@ use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use imagegen::commands::demo::DemoRequest;
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::osob::PrRequest;
+use imagegen::commands::vars::{DiffRequest, SetRequest, VarsRequest};
 use imagegen::commands::{AdoptRequest, Context, ReconcileRequest};
 use imagegen::duration;
 use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
 use imagegen::reconcile::WaitOptions;
+use imagegen::variables;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -149,6 +151,10 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     #[command(after_help = PR_HELP)]
     Pr(PrArgs),
 
+    /// List, change or compare the values in variables.json, with the definitions they rebuild
+    #[command(after_help = VARS_HELP)]
+    Vars(VarsArgs),
+
     /// Print the shell completion script for imagegen
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -156,6 +162,107 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+}
+
+const VARS_HELP: &str = "\
+Examples:
+  imagegen vars list
+  imagegen vars set VS_2022_VERSION=17_12_2 --dry-run
+  imagegen vars set VS_2022_VERSION=17_12_2
+  imagegen vars diff HEAD
+
+Exit codes: 0 done, 1 an error (nothing is written then).";
+
+#[derive(Debug, Args)]
+pub struct VarsArgs {
+    #[command(subcommand)]
+    pub command: VarsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VarsCommand {
+    /// Every variable in file order: its value and how many definitions use it
+    #[command(after_help = "\
+Examples:
+  imagegen vars list
+  imagegen vars list --output json
+
+A variable no definition uses is marked unused. Exit code 1 when variables.json or a definition
+has errors (each is listed with its file, line and column).")]
+    List,
+
+    /// Change values in variables.json in place, keeping every other byte of the file
+    #[command(after_help = VARS_SET_HELP)]
+    Set(VarsSetArgs),
+
+    /// What changed in variables.json since a git revision, and what each change rebuilds
+    #[command(after_help = "\
+Examples:
+  imagegen vars diff HEAD
+  imagegen vars diff HEAD~1
+  imagegen vars diff origin/main --output json
+
+Compares variables.json at the revision with the file in the working tree (uncommitted edits
+included). A revision without variables.json counts every variable as added.
+Exit codes: 0 done, 1 an error (not a git repository, unknown revision, a file with errors).")]
+    Diff(VarsDiffArgs),
+}
+
+const VARS_SET_HELP: &str = "\
+Examples:
+  imagegen vars set VS_2022_VERSION=17_12_2 --dry-run
+  imagegen vars set VS_2022_VERSION=17_12_2 VS_2022_CHANNEL_URL=https://aka.ms/vs/17/release
+  imagegen vars set --add WINDOWS_SERVER_2028_BUILD=30000.1.250101
+  imagegen vars set VS_2022_VERSION=17_12_2 --output json
+
+Only the changed values' bytes change: key order, indentation, line endings, a byte-order mark
+and the trailing newline stay as they are. A value equal to the current one is left alone. The
+file is replaced atomically, and not at all when the new values would break a definition that
+renders now. Prints each change and the definitions it rebuilds; run `imagegen reconcile
+--dry-run` next to see the plan.
+Exit codes: 0 done, 1 an error (nothing is written then: unknown name without --add, a name
+given twice, a variables.json with errors, a new value that breaks a definition).";
+
+#[derive(Debug, Args)]
+pub struct VarsSetArgs {
+    /// Each variable and its new value; the value is everything after the first `=`
+    #[arg(value_name = "NAME=VALUE", required = true, value_parser = parse_assignment)]
+    assignments: Vec<(String, String)>,
+
+    /// Append names variables.json does not define yet, instead of refusing them
+    #[arg(long)]
+    add: bool,
+
+    /// Show the changes and the definitions they rebuild; write nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn parse_assignment(argument: &str) -> Result<(String, String), variables::VarsError> {
+    variables::parse_assignment(argument)
+}
+
+#[derive(Debug, Args)]
+pub struct VarsDiffArgs {
+    /// The revision to compare with: HEAD, HEAD~1, a branch, a tag or a sha
+    #[arg(value_name = "REV")]
+    revision: String,
+}
+
+impl VarsArgs {
+    pub fn request(&self) -> VarsRequest {
+        match &self.command {
+            VarsCommand::List => VarsRequest::List,
+            VarsCommand::Set(set) => VarsRequest::Set(SetRequest {
+                changes: set.assignments.clone(),
+                add: set.add,
+                dry_run: set.dry_run,
+            }),
+            VarsCommand::Diff(diff) => VarsRequest::Diff(DiffRequest {
+                revision: diff.revision.clone(),
+            }),
+        }
+    }
 }
 
 const COMPLETIONS_HELP: &str = "\
@@ -714,5 +821,43 @@ mod tests {
             panic!("expected affected");
         };
         assert_eq!(variables, ["A", "B", "C"]);
+    }
+
+    fn vars_request(args: &[&str]) -> VarsRequest {
+        let cli = Cli::try_parse_from(["imagegen", "vars"].iter().chain(args)).unwrap();
+        let Command::Vars(vars) = cli.command else {
+            panic!("expected vars");
+        };
+        vars.request()
+    }
+
+    #[test]
+    fn vars_subcommands_parse_into_requests() {
+        assert!(matches!(vars_request(&["list"]), VarsRequest::List));
+        let VarsRequest::Set(set) = vars_request(&["set", "A=1", "B=x=y", "--add", "--dry-run"])
+        else {
+            panic!("expected vars set");
+        };
+        assert_eq!(
+            set.changes,
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert!(set.add && set.dry_run);
+        let VarsRequest::Diff(diff) = vars_request(&["diff", "HEAD~1"]) else {
+            panic!("expected vars diff");
+        };
+        assert_eq!(diff.revision, "HEAD~1");
+    }
+
+    #[test]
+    fn vars_set_refuses_a_name_without_a_value_and_an_empty_call() {
+        for args in [
+            &["imagegen", "vars", "set", "VS_2022_VERSION"][..],
+            &["imagegen", "vars", "set", "lower=1"],
+            &["imagegen", "vars", "set"],
+            &["imagegen", "vars", "diff"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 }

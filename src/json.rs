@@ -167,6 +167,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[derive(Debug)]
 pub struct Member<'a> {
     pub key: String,
+    /// Byte offset of the key's opening quote in the text given to [`parse_members`] (a
+    /// byte-order mark included), so that an editor can splice the text around it.
+    pub key_offset: usize,
+    /// Byte offset of the value's first byte, likewise.
+    pub value_offset: usize,
     pub key_line: usize,
     pub key_column: usize,
     pub value_line: usize,
@@ -180,9 +185,10 @@ pub struct Member<'a> {
 ///
 /// Fails only on a syntax error or when the top level is not an object.
 pub fn parse_members(text: &str) -> Result<Vec<Member<'_>>, JsonError> {
+    let bom = text.len() - strip_bom(text).len();
     let text = strip_bom(text);
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let members = MembersVisitor { text }
+    let members = MembersVisitor { text, bom }
         .deserialize(&mut deserializer)
         .and_then(|members| deserializer.end().map(|()| members))
         .map_err(|error| json_error(text, &error))?;
@@ -191,6 +197,8 @@ pub fn parse_members(text: &str) -> Result<Vec<Member<'_>>, JsonError> {
 
 struct MembersVisitor<'a> {
     text: &'a str,
+    /// Length of the byte-order mark stripped before `text`, added back to the offsets.
+    bom: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for MembersVisitor<'de> {
@@ -219,6 +227,8 @@ impl<'de> Visitor<'de> for MembersVisitor<'de> {
             let (value_line, value_column) = line_column(self.text, value_offset);
             members.push(Member {
                 key,
+                key_offset: key_offset + self.bom,
+                value_offset: value_offset + self.bom,
                 key_line,
                 key_column,
                 value_line,
@@ -363,6 +373,17 @@ mod tests {
                 ("A", 5, 3, 5, "\"3\"")
             ]
         );
+    }
+
+    #[test]
+    fn member_offsets_count_bytes_of_the_text_given_bom_included() {
+        let text = "\u{feff}{\"é\": \"ü\", \"B\": \"2\"}";
+        let members = parse_members(text).unwrap();
+        let spans: Vec<_> = members
+            .iter()
+            .map(|m| (&text[m.key_offset..m.value_offset], m.raw.get()))
+            .collect();
+        assert_eq!(spans, [("\"é\": ", "\"ü\""), ("\"B\": ", "\"2\"")]);
     }
 
     #[test]

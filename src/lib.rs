@@ -22,4 +22,5 @@ pub mod reconcile;
 pub mod selection;
 pub mod state;
 pub mod submission;
+pub mod suggest;
 pub mod variables;

@@ -58,6 +58,7 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Status(status) => commands::jobs::status(context, status.request()),
         Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
+        Command::Vars(vars) => commands::vars::vars(context, vars.request()),
         Command::Completions { shell } => {
             cli::write_completions(*shell, &mut std::io::stdout().lock());
             Ok(imagegen::exit::OK)

@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::jobs::FactoryOptions;
 use super::osob::PrRequest;
+use super::vars::{self, SetRequest};
 use super::{AdoptRequest, Context, ReconcileRequest};
 use crate::exit;
 use crate::factory::emulator::{Emulator, EmulatorConfig};
@@ -142,7 +143,14 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
         "2. This week's Visual Studio release: one variable changes",
         &format!("imagegen vars set {assignment}"),
     )?;
-    let code = shim::set(&demo, &assignment)?;
+    let code = vars::set(
+        &demo,
+        &SetRequest {
+            changes: vec![(BUMPED.to_string(), this_week.clone())],
+            add: false,
+            dry_run: false,
+        },
+    )?;
     expect.exit("imagegen vars set", code, exit::OK);
 
     heading(
@@ -252,8 +260,9 @@ impl Stage {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
-        let last_week = shim::set_values(SHIPPED_VARIABLES, &overrides);
-        write(&stage.repo.join(VARIABLES_FILE), last_week.as_bytes())?;
+        let last_week = variables::set_values(SHIPPED_VARIABLES, &overrides, false)
+            .context("cannot set last week's values in the shipped variables.json")?;
+        write(&stage.repo.join(VARIABLES_FILE), last_week.text.as_bytes())?;
         write(
             &stage.repo.join(MAPPING_FILE),
             local_mapping(&stage.osob)?.as_bytes(),
@@ -400,26 +409,6 @@ fn conclusion(took: &str, jobs: usize, this_week: &str) -> String {
          and the second run submitted nothing. For the real thing, read docs/user-guide.md; when\n\
          a run fails, docs/first-responder.md.\n"
     )
-}
-
-mod shim {
-    pub fn set_values(text: &str, pairs: &[(String, String)]) -> String {
-        let mut text = text.to_string();
-        for (name, value) in pairs {
-            let pattern = regex::Regex::new(&format!(r#""{name}": "[^"]*""#)).unwrap();
-            text = pattern
-                .replace(&text, format!(r#""{name}": "{value}""#))
-                .to_string();
-        }
-        text
-    }
-    pub fn set(context: &super::Context, assignment: &str) -> anyhow::Result<u8> {
-        let (name, value) = assignment.split_once('=').unwrap();
-        let path = context.repo.join("variables.json");
-        let text = std::fs::read_to_string(&path)?;
-        std::fs::write(&path, set_values(&text, &[(name.into(), value.into())]))?;
-        Ok(0)
-    }
 }
 
 #[cfg(test)]

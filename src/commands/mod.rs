@@ -5,6 +5,7 @@ pub mod demo;
 pub mod jobs;
 pub mod osob;
 pub mod reconcile;
+pub mod vars;
 
 pub use reconcile::{AdoptRequest, ReconcileRequest, adopt, reconcile};
 
@@ -20,6 +21,7 @@ use crate::exit;
 use crate::osob::mapping;
 use crate::output::Output;
 use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
+use crate::suggest::{closest, did_you_mean};
 use crate::variables::{self, VARIABLES_FILE, Variables};
 
 /// What every command needs to know: where the repository and the ledger are, how to write.
@@ -264,51 +266,12 @@ fn resolve_render_target(repo: &Path, target: &str) -> anyhow::Result<RenderTarg
     )
 }
 
-/// Up to three candidates that look like `wanted`, best first: those containing it if any,
-/// else those spelled alike.
-fn closest(wanted: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
-    let wanted_lower = wanted.to_lowercase();
-    let candidates: Vec<String> = candidates.into_iter().collect();
-    let containing: Vec<String> = candidates
-        .iter()
-        .filter(|candidate| candidate.to_lowercase().contains(&wanted_lower))
-        .take(3)
-        .cloned()
-        .collect();
-    if !containing.is_empty() {
-        return containing;
-    }
-    let mut scored: Vec<(f64, String)> = candidates
-        .into_iter()
-        .map(|candidate| {
-            (
-                strsim::jaro_winkler(&wanted_lower, &candidate.to_lowercase()),
-                candidate,
-            )
-        })
-        .filter(|(score, _)| *score >= 0.85)
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    scored.into_iter().take(3).map(|(_, name)| name).collect()
-}
-
-fn did_you_mean(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
-        String::new()
-    } else {
-        format!("; did you mean {}?", suggestions.join(" or "))
-    }
-}
-
 /// Refuses names that are not variable names, or that neither variables.json nor any
 /// definition knows (with the closest known names).
 fn check_variable_names(catalog: &Catalog, names: &[String]) -> anyhow::Result<()> {
     for name in names {
         if !variables::is_valid_name(name) {
-            bail!(
-                "{name:?} is not a variable name: names use capital letters, digits and \
-                 underscores (like VS_2019_PREVIEW_VERSION)"
-            );
+            return Err(variables::VarsError::InvalidName { name: name.clone() }.into());
         }
     }
     let known = |name: &String| {
@@ -335,31 +298,16 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
     let affected = catalog.affected_by(names);
     let output = &context.output;
     // A definition that does not parse might use the variables too: say so, and fail.
-    let errors: Diagnostics = {
-        let mut errors = Diagnostics::default();
-        errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
-        errors
-    };
+    let errors = errors_of(&catalog);
     if output.is_json() {
-        let definitions: Vec<_> = affected
-            .iter()
-            .map(|(definition, used)| {
-                json!({ "definition": definition.id, "file": definition.file, "variables": used })
-            })
-            .collect();
         output.json(&json!({
             "variables": names,
-            "definitions": definitions,
+            "definitions": affected_json(&affected),
             "diagnostics": errors,
         }))?;
     } else {
         output.diagnostics(&errors)?;
-        let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
-        let mut text = String::new();
-        for (definition, used) in &affected {
-            text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
-        }
-        output.text(&text)?;
+        output.text(&affected_text(&affected))?;
         output.note(&match affected.len() {
             0 => format!("no definition uses {}", names.join(" or ")),
             n => format!("{} use {}", count(n, "definition"), names.join(" or ")),
@@ -368,26 +316,31 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
     Ok(exit_for(&errors))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The catalog's errors alone: its warnings (such as an unused variable) are left to
+/// `validate`.
+fn errors_of(catalog: &Catalog) -> Diagnostics {
+    let mut errors = Diagnostics::default();
+    errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
+    errors
+}
 
-    #[test]
-    fn closest_prefers_contained_names() {
-        let candidates = ["vs2019/server-2019", "vs2022/server-2022", "other/x"].map(String::from);
-        assert_eq!(
-            closest("server-2019", candidates.clone()),
-            ["vs2019/server-2019"]
-        );
-        assert!(closest("zzzz", candidates).is_empty());
+/// [`Catalog::affected_by`]'s definitions as `imagegen affected` prints them: one a line, the
+/// id padded, then the variables it uses.
+fn affected_text(affected: &[(&Definition, Vec<String>)]) -> String {
+    let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (definition, used) in affected {
+        text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
     }
+    text
+}
 
-    #[test]
-    fn closest_finds_typos() {
-        let candidates = ["VS_2019_PREVIEW_VERSION", "VS_2022_VERSION"].map(String::from);
-        assert_eq!(
-            closest("VS_2019_PREVEIW_VERSION", candidates)[0],
-            "VS_2019_PREVIEW_VERSION"
-        );
-    }
+/// The same in `imagegen affected --output json`'s shape.
+fn affected_json(affected: &[(&Definition, Vec<String>)]) -> Vec<serde_json::Value> {
+    affected
+        .iter()
+        .map(|(definition, used)| {
+            json!({ "definition": definition.id, "file": definition.file, "variables": used })
+        })
+        .collect()
 }
