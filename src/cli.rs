@@ -12,6 +12,7 @@ use imagegen::duration;
 use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
+use imagegen::platform::Platform;
 use imagegen::reconcile::WaitOptions;
 
 const EXIT_CODES: &str = "\
@@ -456,18 +457,20 @@ impl FactoryArgs {
 }
 
 impl Cli {
-    pub fn output(&self) -> Output {
+    /// How results are written, on the CI `platform` the caller detected.
+    pub fn output(&self, platform: Option<Platform>) -> Output {
         Output {
             format: match self.output {
                 OutputArg::Text => Format::Text,
                 OutputArg::Json => Format::Json,
             },
             quiet: self.quiet,
+            platform,
         }
     }
 
-    pub fn context(&self) -> anyhow::Result<Context> {
-        Context::new(self.repo.clone(), self.state.clone(), self.output())
+    pub fn context(&self, output: Output) -> anyhow::Result<Context> {
+        Context::new(self.repo.clone(), self.state.clone(), output)
     }
 
     pub fn color_choice(&self) -> anstream::ColorChoice {

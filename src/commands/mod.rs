@@ -77,6 +77,8 @@ pub fn validate(context: &Context) -> anyhow::Result<u8> {
     diagnostics.sort();
     let diagnostics = &diagnostics;
     let output = &context.output;
+    // In JSON output this prints nothing, or the platform's annotations on stderr.
+    output.diagnostics(diagnostics)?;
     if output.is_json() {
         output.json(&json!({
             "ok": !diagnostics.has_errors(),
@@ -88,7 +90,6 @@ pub fn validate(context: &Context) -> anyhow::Result<u8> {
             "diagnostics": diagnostics,
         }))?;
     } else {
-        output.diagnostics(diagnostics)?;
         let definitions = catalog.definitions.len() + count_unparsed(&catalog);
         let summary = if diagnostics.has_errors() {
             format!(
@@ -128,6 +129,7 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     let target = resolve_render_target(&context.repo, target)?;
     let (rendered, diagnostics) = render_target(&context.repo, &target);
     let output = &context.output;
+    output.diagnostics(&diagnostics)?;
     match (&rendered, output.is_json()) {
         (Some(rendered), true) => output.json(&json!({
             "definition": rendered.id,
@@ -140,12 +142,11 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
         }))?,
         (None, true) => output.json(&json!({ "diagnostics": diagnostics }))?,
         (Some(rendered), false) => {
-            output.diagnostics(&diagnostics)?;
             let mut text = serde_json::to_string_pretty(&rendered.payload.to_value())?;
             text.push('\n');
             output.text(&text)?;
         }
-        (None, false) => output.diagnostics(&diagnostics)?,
+        (None, false) => {}
     }
     Ok(exit_for(&diagnostics))
 }
@@ -339,6 +340,7 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
         errors.extend(catalog.diagnostics.iter().filter(|d| d.is_error()).cloned());
         errors
     };
+    output.diagnostics(&errors)?;
     if output.is_json() {
         let definitions: Vec<_> = affected
             .iter()
@@ -352,7 +354,6 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
             "diagnostics": errors,
         }))?;
     } else {
-        output.diagnostics(&errors)?;
         let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
         let mut text = String::new();
         for (definition, used) in &affected {
