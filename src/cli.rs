@@ -500,4 +500,211 @@ mod tests {
         };
         assert_eq!(variables, ["A", "B", "C"]);
     }
+
+    /// Every command line in `text` that runs imagegen (its first word is `imagegen` or a path
+    /// ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
+    /// literal, `"..."` with `\` escapes, a `\` at the end of a line joining the next. A
+    /// command ends at an unquoted `|`, `&`, `;`, `<`, `>` or a `#` comment. The first word is
+    /// always `imagegen`, ready for `Cli::try_parse_from`.
+    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
+        let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+        joined
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let line = line.strip_prefix("$ ").unwrap_or(line);
+                let mut words = shell_words(line);
+                let first = words.first()?;
+                if first != "imagegen" && !first.ends_with("/imagegen") {
+                    return None;
+                }
+                words[0] = "imagegen".to_string();
+                Some(words)
+            })
+            .collect()
+    }
+
+    /// The words of one command, up to the first unquoted operator or comment.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    let word = word.get_or_insert_with(String::new);
+                    word.extend(chars.by_ref().take_while(|&c| c != '\''));
+                }
+                '"' => {
+                    let word = word.get_or_insert_with(String::new);
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
+                                word.extend(chars.next());
+                            }
+                            c => word.push(c),
+                        }
+                    }
+                }
+                '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+                '#' if word.is_none() => break,
+                '|' | '&' | ';' | '<' | '>' => {
+                    // `2>&1`: the digits belong to the redirection, not to the command.
+                    if word
+                        .as_deref()
+                        .is_some_and(|w| w.chars().all(|c| c.is_ascii_digit()))
+                    {
+                        word = None;
+                    }
+                    break;
+                }
+                c if c.is_whitespace() => words.extend(word.take()),
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    #[test]
+    fn command_lines_are_split_like_a_shell_splits_them() {
+        let text = "\
+echo imagegen is not run here
+imagegen validate
+  ./target/release/imagegen reconcile || status=$?
+$ imagegen affected 'A B' \"C \\\"D\\\"\" # a comment
+imagegen reconcile --only \\
+  'vs2022/*' 2>&1 | tee log
+imagegen status ID;echo done";
+        assert_eq!(
+            imagegen_command_lines(text),
+            [
+                vec!["imagegen", "validate"],
+                vec!["imagegen", "reconcile"],
+                vec!["imagegen", "affected", "A B", "C \"D\""],
+                vec!["imagegen", "reconcile", "--only", "vs2022/*"],
+                vec!["imagegen", "status", "ID"],
+            ]
+        );
+    }
+
+    const PIPELINE: &str = include_str!("../eng/pipelines/imagegen.yml");
+
+    /// Every `script:` of the pipeline, wherever it sits in the tree.
+    fn scripts(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("script", serde_json::Value::String(script)) => found.push(script.clone()),
+                        _ => scripts(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    scripts(item, found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn pipeline() -> serde_json::Value {
+        serde_saphyr::from_str::<serde_json::Value>(PIPELINE).expect("the pipeline is YAML")
+    }
+
+    #[test]
+    fn the_pipeline_runs_on_merges_touching_the_inputs_and_every_hour() {
+        let pipeline = pipeline();
+        let trigger = &pipeline["trigger"];
+        assert_eq!(trigger["batch"], true);
+        assert_eq!(trigger["branches"]["include"], serde_json::json!(["main"]));
+        assert_eq!(
+            trigger["paths"]["include"],
+            serde_json::json!(["variables.json", "definitions/", "osob-mapping/"])
+        );
+        assert_eq!(pipeline["pr"], "none");
+        let schedules = pipeline["schedules"].as_array().expect("a schedule");
+        assert_eq!(schedules.len(), 1);
+        assert_eq!(schedules[0]["cron"], "0 * * * *");
+        assert_eq!(schedules[0]["always"], true);
+        assert_eq!(
+            schedules[0]["branches"]["include"],
+            serde_json::json!(["main"])
+        );
+        assert_eq!(
+            pipeline["variables"][0]["group"], "imagegen-secrets",
+            "the secrets come from the key vault's variable group"
+        );
+    }
+
+    #[test]
+    fn every_imagegen_command_of_the_pipeline_parses() {
+        let mut found = Vec::new();
+        scripts(&pipeline(), &mut found);
+        let commands: Vec<Vec<String>> = found
+            .iter()
+            .flat_map(|script| imagegen_command_lines(script))
+            .collect();
+        let names: Vec<&str> = commands
+            .iter()
+            .filter_map(|words| words.get(1).map(String::as_str))
+            .collect();
+        assert_eq!(names, ["validate", "reconcile"]);
+        for words in &commands {
+            if let Err(error) = Cli::try_parse_from(words) {
+                panic!("{words:?} does not parse: {error}");
+            }
+        }
+        let builds: Vec<&String> = found
+            .iter()
+            .filter(|script| script.contains("cargo build --release --locked"))
+            .collect();
+        assert_eq!(
+            builds.len(),
+            1,
+            "the tool is built from the commit: {found:?}"
+        );
+    }
+
+    #[test]
+    fn the_reconcile_step_maps_every_variable_the_tool_reads_and_passes_on_pending_jobs() {
+        let pipeline = pipeline();
+        let steps = pipeline["jobs"][0]["steps"]
+            .as_array()
+            .expect("the job's steps");
+        let step = steps
+            .iter()
+            .find(|step| {
+                step["script"].as_str().is_some_and(|script| {
+                    imagegen_command_lines(script)
+                        .iter()
+                        .any(|words| words.get(1).is_some_and(|name| name == "reconcile"))
+                })
+            })
+            .expect("a step runs imagegen reconcile");
+        let env = step["env"]
+            .as_object()
+            .expect("the step maps its environment");
+        for name in [
+            "IMAGE_FACTORY_URL",
+            imagegen::factory::auth::TENANT_ID_VAR,
+            imagegen::factory::auth::CLIENT_ID_VAR,
+            imagegen::factory::auth::CLIENT_SECRET_VAR,
+            imagegen::factory::auth::RESOURCE_ID_VAR,
+            "IMAGEGEN_STATE",
+            imagegen::state::blob::SAS_VAR,
+            imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
+        ] {
+            assert!(env.contains_key(name), "{name} is not mapped: {env:?}");
+        }
+        assert_eq!(env["SYSTEM_ACCESSTOKEN"], "$(System.AccessToken)");
+        let script = step["script"].as_str().unwrap_or_default();
+        assert!(
+            script.contains("\"$status\" -eq 2") && script.contains("exit 0"),
+            "exit code 2 (jobs pending) passes the run: {script}"
+        );
+    }
 }
