@@ -14,6 +14,7 @@ use imagegen::duration;
 use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
+use imagegen::platform::Platform;
 use imagegen::reconcile::WaitOptions;
 use imagegen::variables;
 
@@ -619,18 +620,20 @@ impl FactoryArgs {
 }
 
 impl Cli {
-    pub fn output(&self) -> Output {
+    /// How results are written, on the CI `platform` the caller detected.
+    pub fn output(&self, platform: Option<Platform>) -> Output {
         Output {
             format: match self.output {
                 OutputArg::Text => Format::Text,
                 OutputArg::Json => Format::Json,
             },
             quiet: self.quiet,
+            platform,
         }
     }
 
-    pub fn context(&self) -> anyhow::Result<Context> {
-        Context::new(self.repo.clone(), self.state.clone(), self.output())
+    pub fn context(&self, output: Output) -> anyhow::Result<Context> {
+        Context::new(self.repo.clone(), self.state.clone(), output)
     }
 
     pub fn color_choice(&self) -> anstream::ColorChoice {
@@ -652,90 +655,63 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// The words of every imagegen command line in `text`: in code blocks (after an optional
-    /// `$ ` prompt), and in inline code spans of prose and tables. A line stops at a comment
-    /// or a shell operator; quotes group words.
-    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
-        let mut lines = Vec::new();
+    /// The imagegen commands a document shows a person: each line of a code block (after an
+    /// optional `$ ` prompt) and each inline code span, with `cargo run --locked --` read as
+    /// `imagegen`. A synopsis's brackets (`adopt [--dry-run]`) are dropped, and a generic form
+    /// (`imagegen COMMAND --help`, `imagegen <command>`) is left out.
+    fn doc_command_lines(text: &str) -> Vec<Vec<String>> {
+        let placeholder = regex::Regex::new(r"<[A-Za-z][A-Za-z_-]*>").expect("a valid pattern");
+        let mut candidates = Vec::new();
         let mut in_block = false;
         for line in text.lines() {
-            let trimmed = line.trim_start();
-            if trimmed.starts_with("```") {
+            if line.trim_start().starts_with("```") {
                 in_block = !in_block;
-                continue;
-            }
-            let candidates: Vec<&str> = if in_block {
-                vec![trimmed.strip_prefix("$ ").unwrap_or(trimmed)]
+            } else if in_block {
+                candidates.push(line.to_string());
             } else {
-                line.split('`').skip(1).step_by(2).collect()
-            };
-            for candidate in candidates {
-                let candidate = candidate
-                    .strip_prefix("cargo run --locked -- ")
-                    .map(|rest| format!("imagegen {rest}"))
-                    .unwrap_or_else(|| candidate.to_string());
-                if !(candidate.starts_with("imagegen ") || candidate == "imagegen") {
-                    continue;
-                }
-                // A synopsis marks optional flags with brackets: `adopt [--dry-run]`.
-                let words = shell_words(&candidate.replace(['[', ']'], ""));
-                // `imagegen COMMAND --help` and `imagegen <command>` stand for any command.
-                let generic = words.get(1).is_some_and(|command| {
-                    command.starts_with('<') || command.chars().all(|c| c.is_ascii_uppercase())
-                });
-                if !generic {
-                    lines.push(words);
-                }
+                candidates.extend(line.split('`').skip(1).step_by(2).map(str::to_string));
             }
         }
-        lines
-    }
-
-    fn shell_words(line: &str) -> Vec<String> {
-        let mut words = Vec::new();
-        let mut word = String::new();
-        let mut quote = None;
-        let mut in_word = false;
-        for character in line.chars() {
-            match (quote, character) {
-                (Some(open), c) if c == open => quote = None,
-                (Some(_), c) => word.push(c),
-                (None, '\'' | '"') => {
-                    quote = Some(character);
-                    in_word = true;
+        candidates
+            .iter()
+            .map(|candidate| {
+                let candidate = candidate.trim_start();
+                let candidate = candidate.strip_prefix("$ ").unwrap_or(candidate);
+                match candidate.strip_prefix("cargo run --locked -- ") {
+                    Some(rest) => format!("imagegen {rest}"),
+                    None => candidate.to_string(),
                 }
-                (None, '#' | '|' | '>' | '&' | ';') if !in_word => break,
-                (None, c) if c.is_whitespace() => {
-                    if in_word {
-                        words.push(std::mem::take(&mut word));
-                        in_word = false;
-                    }
-                }
-                (None, c) => {
-                    word.push(c);
-                    in_word = true;
-                }
-            }
-        }
-        if in_word {
-            words.push(word);
-        }
-        words
+                .replace(['[', ']'], "")
+            })
+            // `<tracking-id>` is a value to fill in, not a redirection.
+            .map(|candidate| {
+                placeholder
+                    .replace_all(&candidate, "PLACEHOLDER")
+                    .into_owned()
+            })
+            .flat_map(|candidate| imagegen_command_lines(&candidate))
+            // The program's name alone, or a generic form: `imagegen COMMAND --help`.
+            .filter(|words| {
+                words.get(1).is_some_and(|command| {
+                    !(command == "PLACEHOLDER" || command.chars().all(|c| c.is_ascii_uppercase()))
+                })
+            })
+            .collect()
     }
 
     #[test]
-    fn shell_words_follow_quotes_comments_and_operators() {
+    fn doc_commands_come_from_code_blocks_and_inline_spans() {
         assert_eq!(
-            shell_words("imagegen reconcile --only 'vs2022/*' --no-pr  # a note"),
-            ["imagegen", "reconcile", "--only", "vs2022/*", "--no-pr"]
-        );
-        assert_eq!(
-            shell_words("imagegen affected X | head -1"),
-            ["imagegen", "affected", "X"]
-        );
-        assert_eq!(
-            imagegen_command_lines("run `imagegen validate` then\n```sh\n$ imagegen demo\n```"),
-            [vec!["imagegen", "validate"], vec!["imagegen", "demo"]]
+            doc_command_lines(
+                "run `imagegen validate`, or `imagegen adopt [--dry-run]`\n```sh\n$ imagegen demo\n\
+                 cargo run --locked -- reconcile --dry-run  # plan\n```\n`imagegen COMMAND --help`"
+            ),
+            [
+                vec!["imagegen", "validate"],
+                vec!["imagegen", "adopt", "--dry-run"],
+                vec!["imagegen", "demo"],
+                vec!["imagegen", "reconcile", "--dry-run"],
+            ]
         );
     }
 
@@ -755,11 +731,16 @@ mod tests {
         let mut failures = Vec::new();
         for file in &files {
             let text = std::fs::read_to_string(file).expect("a doc reads");
-            for words in imagegen_command_lines(&text) {
+            for words in doc_command_lines(&text) {
                 checked += 1;
+                // `imagegen vars` names a group of commands: clap shows its help.
                 if let Err(error) = Cli::try_parse_from(&words)
-                    && error.kind() != clap::error::ErrorKind::DisplayHelp
-                    && error.kind() != clap::error::ErrorKind::DisplayVersion
+                    && !matches!(
+                        error.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    )
                 {
                     failures.push(format!(
                         "{}: `{}`: {}",
@@ -859,5 +840,212 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    /// Every command line in `text` that runs imagegen (its first word is `imagegen` or a path
+    /// ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
+    /// literal, `"..."` with `\` escapes, a `\` at the end of a line joining the next. A
+    /// command ends at an unquoted `|`, `&`, `;`, `<`, `>` or a `#` comment. The first word is
+    /// always `imagegen`, ready for `Cli::try_parse_from`.
+    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
+        let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+        joined
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let line = line.strip_prefix("$ ").unwrap_or(line);
+                let mut words = shell_words(line);
+                let first = words.first()?;
+                if first != "imagegen" && !first.ends_with("/imagegen") {
+                    return None;
+                }
+                words[0] = "imagegen".to_string();
+                Some(words)
+            })
+            .collect()
+    }
+
+    /// The words of one command, up to the first unquoted operator or comment.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    let word = word.get_or_insert_with(String::new);
+                    word.extend(chars.by_ref().take_while(|&c| c != '\''));
+                }
+                '"' => {
+                    let word = word.get_or_insert_with(String::new);
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '"' => break,
+                            '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
+                                word.extend(chars.next());
+                            }
+                            c => word.push(c),
+                        }
+                    }
+                }
+                '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+                '#' if word.is_none() => break,
+                '|' | '&' | ';' | '<' | '>' => {
+                    // `2>&1`: the digits belong to the redirection, not to the command.
+                    if word
+                        .as_deref()
+                        .is_some_and(|w| w.chars().all(|c| c.is_ascii_digit()))
+                    {
+                        word = None;
+                    }
+                    break;
+                }
+                c if c.is_whitespace() => words.extend(word.take()),
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    #[test]
+    fn command_lines_are_split_like_a_shell_splits_them() {
+        let text = "\
+echo imagegen is not run here
+imagegen validate
+  ./target/release/imagegen reconcile || status=$?
+$ imagegen affected 'A B' \"C \\\"D\\\"\" # a comment
+imagegen reconcile --only \\
+  'vs2022/*' 2>&1 | tee log
+imagegen status ID;echo done";
+        assert_eq!(
+            imagegen_command_lines(text),
+            [
+                vec!["imagegen", "validate"],
+                vec!["imagegen", "reconcile"],
+                vec!["imagegen", "affected", "A B", "C \"D\""],
+                vec!["imagegen", "reconcile", "--only", "vs2022/*"],
+                vec!["imagegen", "status", "ID"],
+            ]
+        );
+    }
+
+    const PIPELINE: &str = include_str!("../eng/pipelines/imagegen.yml");
+
+    /// Every `script:` of the pipeline, wherever it sits in the tree.
+    fn scripts(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("script", serde_json::Value::String(script)) => found.push(script.clone()),
+                        _ => scripts(value, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    scripts(item, found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn pipeline() -> serde_json::Value {
+        serde_saphyr::from_str::<serde_json::Value>(PIPELINE).expect("the pipeline is YAML")
+    }
+
+    #[test]
+    fn the_pipeline_runs_on_merges_touching_the_inputs_and_every_hour() {
+        let pipeline = pipeline();
+        let trigger = &pipeline["trigger"];
+        assert_eq!(trigger["batch"], true);
+        assert_eq!(trigger["branches"]["include"], serde_json::json!(["main"]));
+        assert_eq!(
+            trigger["paths"]["include"],
+            serde_json::json!(["variables.json", "definitions/", "osob-mapping/"])
+        );
+        assert_eq!(pipeline["pr"], "none");
+        let schedules = pipeline["schedules"].as_array().expect("a schedule");
+        assert_eq!(schedules.len(), 1);
+        assert_eq!(schedules[0]["cron"], "0 * * * *");
+        assert_eq!(schedules[0]["always"], true);
+        assert_eq!(
+            schedules[0]["branches"]["include"],
+            serde_json::json!(["main"])
+        );
+        assert_eq!(
+            pipeline["variables"][0]["group"], "imagegen-secrets",
+            "the secrets come from the key vault's variable group"
+        );
+    }
+
+    #[test]
+    fn every_imagegen_command_of_the_pipeline_parses() {
+        let mut found = Vec::new();
+        scripts(&pipeline(), &mut found);
+        let commands: Vec<Vec<String>> = found
+            .iter()
+            .flat_map(|script| imagegen_command_lines(script))
+            .collect();
+        let names: Vec<&str> = commands
+            .iter()
+            .filter_map(|words| words.get(1).map(String::as_str))
+            .collect();
+        assert_eq!(names, ["validate", "reconcile"]);
+        for words in &commands {
+            if let Err(error) = Cli::try_parse_from(words) {
+                panic!("{words:?} does not parse: {error}");
+            }
+        }
+        let builds: Vec<&String> = found
+            .iter()
+            .filter(|script| script.contains("cargo build --release --locked"))
+            .collect();
+        assert_eq!(
+            builds.len(),
+            1,
+            "the tool is built from the commit: {found:?}"
+        );
+    }
+
+    #[test]
+    fn the_reconcile_step_maps_every_variable_the_tool_reads_and_passes_on_pending_jobs() {
+        let pipeline = pipeline();
+        let steps = pipeline["jobs"][0]["steps"]
+            .as_array()
+            .expect("the job's steps");
+        let step = steps
+            .iter()
+            .find(|step| {
+                step["script"].as_str().is_some_and(|script| {
+                    imagegen_command_lines(script)
+                        .iter()
+                        .any(|words| words.get(1).is_some_and(|name| name == "reconcile"))
+                })
+            })
+            .expect("a step runs imagegen reconcile");
+        let env = step["env"]
+            .as_object()
+            .expect("the step maps its environment");
+        for name in [
+            "IMAGE_FACTORY_URL",
+            imagegen::factory::auth::TENANT_ID_VAR,
+            imagegen::factory::auth::CLIENT_ID_VAR,
+            imagegen::factory::auth::CLIENT_SECRET_VAR,
+            imagegen::factory::auth::RESOURCE_ID_VAR,
+            "IMAGEGEN_STATE",
+            imagegen::state::blob::SAS_VAR,
+            imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
+        ] {
+            assert!(env.contains_key(name), "{name} is not mapped: {env:?}");
+        }
+        assert_eq!(env["SYSTEM_ACCESSTOKEN"], "$(System.AccessToken)");
+        let script = step["script"].as_str().unwrap_or_default();
+        assert!(
+            script.contains("\"$status\" -eq 2") && script.contains("exit 0"),
+            "exit code 2 (jobs pending) passes the run: {script}"
+        );
     }
 }

@@ -121,6 +121,14 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
+    /// The code as the JSON output spells it, such as `json-syntax`.
+    pub fn code_name(&self) -> String {
+        serde_json::to_value(self.code)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// `file:line:column`, `file at /pointer`, or whichever part is known.
     pub fn location(&self) -> Option<String> {
         let mut location = self.file.clone()?;

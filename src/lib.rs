@@ -16,6 +16,7 @@ pub mod json;
 pub mod osob;
 pub mod output;
 pub mod plan;
+pub mod platform;
 pub mod pr;
 pub mod publish;
 pub mod reconcile;

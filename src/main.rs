@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use imagegen::commands;
+use imagegen::platform::Platform;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -32,16 +33,17 @@ fn main() -> ExitCode {
     }
     cli.color_choice().write_global();
     init_logging(cli.verbose);
-    let output = cli.output();
+    // The platform is read from the environment here, once; everything after asks `Output`.
+    let output = cli.output(Platform::from_env());
     let result = cli
-        .context()
+        .context(output.clone())
         .and_then(|context| run(&cli.command, &context));
     match result {
         Ok(code) => ExitCode::from(code),
         // A reader that stopped early (`imagegen affected X | head -1`) is not a failure.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            imagegen::output::fatal(output.format, &error);
+            imagegen::output::fatal(&output, &error);
             ExitCode::from(imagegen::exit::ERROR)
         }
     }

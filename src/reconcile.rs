@@ -41,8 +41,21 @@ pub struct WaitOptions {
     pub poll_interval: Duration,
 }
 
+/// The steps of applying, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Asking the service about the jobs the ledger holds as in flight.
+    Polling { jobs: usize },
+    /// Sending what the plan marks (and intents whose answer was lost).
+    Submitting { payloads: usize },
+    /// With `--wait`: following this run's jobs until they end.
+    Waiting { jobs: usize },
+}
+
 /// What the apply step reports as it goes, for progress bars or log lines.
 pub trait Progress: Send + Sync {
+    /// A step starts; the one before it, if any, is over.
+    fn phase(&self, phase: Phase);
     /// A job's status moved.
     fn changed(&self, job: &JobRow, from: JobStatus);
     /// The run sleeps until the next poll; `jobs` are those still pending.
@@ -157,6 +170,9 @@ pub async fn apply(
         .filter(|(key, entry)| entry.status.is_pending() && chosen(key))
         .map(|(key, _)| key)
         .collect();
+    progress.phase(Phase::Polling {
+        jobs: in_flight.len(),
+    });
     let mut poll_errors = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
 
     // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
@@ -194,6 +210,9 @@ pub async fn apply(
             .filter(|job| job.job.status == JobStatus::Submitting)
             .filter_map(|job| candidate(&job.definition, false)),
     );
+    progress.phase(Phase::Submitting {
+        payloads: candidates.len(),
+    });
     let mut outcomes = submission::submit_all(
         client.clone(),
         writer.clone(),
@@ -218,6 +237,11 @@ pub async fn apply(
     // 3. With --wait, follow them until they end.
     let mut timed_out = false;
     if let Some(wait) = options.wait {
+        let jobs = rows(&*writer.lock().await, &tracked)
+            .iter()
+            .filter(|job| job.status.is_pending())
+            .count();
+        progress.phase(Phase::Waiting { jobs });
         let deadline = Instant::now() + wait.timeout;
         let mut interval = wait.poll_interval;
         loop {

@@ -28,10 +28,12 @@ fn the_demo_shows_one_failure_the_pull_request_and_a_second_run_that_submits_not
 
     let adopt = step(&stdout, "1");
     assert!(adopt.contains("$ imagegen adopt"), "{adopt}");
-    assert!(
-        adopt.contains("16 definitions recorded as built"),
+    assert_eq!(
+        adopt.lines().filter(|line| line.contains("  adopted  ")).count(),
+        16,
         "{adopt}"
     );
+    assert!(stderr.contains("16 definitions recorded as built"), "{stderr}");
 
     let set = step(&stdout, "2");
     assert!(

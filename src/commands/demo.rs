@@ -108,7 +108,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
     let demo = Context::with_file(
         stage.repo.clone(),
         stage.repo.join(DEFAULT_STATE_PATH),
-        context.output,
+        context.output.clone(),
     );
     let factory = FactoryOptions {
         url: Some(emulator.url()),
@@ -225,7 +225,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
     let took = crate::duration::display(started.elapsed());
     if !expect.problems.is_empty() {
         for problem in &expect.problems {
-            crate::output::error_line(&format!("demo: {problem}"))?;
+            output.error(&format!("demo: {problem}"))?;
         }
         bail!("the demo did not go as it should ({took}); please report it with its output");
     }

@@ -20,6 +20,7 @@ use crate::factory::{
     Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
 };
 use crate::http::{RetryPolicy, Timeouts};
+use crate::platform::Annotation;
 use crate::state::{LedgerKey, LedgerWriter};
 use crate::submission::{self, Candidate, Outcome};
 
@@ -212,6 +213,13 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
         std::thread::sleep(request.poll_interval);
     }
     runtime.block_on(record_states(context, &reports))?;
+    // On a platform, each job that makes the exit code 1 is an error in the run's issues; off
+    // one, the report below says it.
+    for report in &reports {
+        if let Some(annotation) = status_annotation(report) {
+            output.annotate(&annotation)?;
+        }
+    }
     if output.is_json() {
         output.json(&json!({ "jobs": reports }))?;
     } else {
@@ -259,6 +267,37 @@ async fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Resu
         })
         .await?;
     Ok(())
+}
+
+/// The error annotation for a job that failed, was canceled or could not be read.
+fn status_annotation(report: &JobReport) -> Option<Annotation> {
+    let name = report
+        .ledger
+        .as_ref()
+        .map(|key| format!(" ({key})"))
+        .unwrap_or_default();
+    let detail = match (&report.state, &report.error) {
+        (Some(state), _)
+            if matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled) =>
+        {
+            if state.message.is_empty() {
+                "Image Factory gave no message".to_string()
+            } else {
+                state.message.clone()
+            }
+        }
+        (Some(_), _) => return None,
+        (None, Some(error)) => error.clone(),
+        (None, None) => "not asked".to_string(),
+    };
+    Some(
+        Annotation::error(format!(
+            "job {}{name}: {}: {detail}",
+            report.tracking_id,
+            report.summary()
+        ))
+        .titled(format!("job {} {}", report.tracking_id, report.summary())),
+    )
 }
 
 /// 1 if any job failed, was canceled or is unknown; else 2 if any is still going; else 0.
@@ -373,16 +412,15 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         SubmitTarget::Variables(names) => candidates_for_variables(context, names)?,
     };
     let output = &context.output;
+    output.diagnostics(&diagnostics)?;
     if diagnostics.has_errors() {
         if output.is_json() {
             output.json(&json!({ "submitted": [], "diagnostics": diagnostics }))?;
         } else {
-            output.diagnostics(&diagnostics)?;
             output.note("nothing was submitted: fix the errors above first")?;
         }
         return Ok(exit::ERROR);
     }
-    output.diagnostics(&diagnostics)?;
     if candidates.is_empty() {
         if let SubmitTarget::Variables(names) = &request.target {
             output.note(&format!(
@@ -418,6 +456,13 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         candidates,
         request.concurrency,
     ))?;
+    // On a platform, each payload not submitted is an error in the run's issues; off one, the
+    // table below says it.
+    for (key, outcome) in &results {
+        if let Some(annotation) = submit_annotation(key, outcome) {
+            output.annotate(&annotation)?;
+        }
+    }
     if output.is_json() {
         let submitted: Vec<_> = results
             .iter()
@@ -446,6 +491,24 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// The error annotation for a payload that was not submitted.
+fn submit_annotation(key: &LedgerKey, outcome: &Outcome) -> Option<Annotation> {
+    let detail = match outcome {
+        Outcome::Rejected { message } => format!("rejected: {message}"),
+        Outcome::AnswerLost { message } => format!(
+            "the answer was lost ({message}); the next run sends it again with the same \
+             idempotency key"
+        ),
+        Outcome::Error { message } => message.clone(),
+        Outcome::Submitted { .. } | Outcome::Skipped { .. } => return None,
+    };
+    Some(
+        Annotation::error(format!("{key}: not submitted: {detail}"))
+            .in_file(key.file())
+            .titled(format!("{key} not submitted")),
+    )
 }
 
 fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {

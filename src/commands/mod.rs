@@ -80,6 +80,8 @@ pub fn validate(context: &Context) -> anyhow::Result<u8> {
     diagnostics.sort();
     let diagnostics = &diagnostics;
     let output = &context.output;
+    // In JSON output this prints nothing, or the platform's annotations on stderr.
+    output.diagnostics(diagnostics)?;
     if output.is_json() {
         output.json(&json!({
             "ok": !diagnostics.has_errors(),
@@ -91,7 +93,6 @@ pub fn validate(context: &Context) -> anyhow::Result<u8> {
             "diagnostics": diagnostics,
         }))?;
     } else {
-        output.diagnostics(diagnostics)?;
         let definitions = catalog.definitions.len() + count_unparsed(&catalog);
         let summary = if diagnostics.has_errors() {
             format!(
@@ -131,6 +132,7 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
     let target = resolve_render_target(&context.repo, target)?;
     let (rendered, diagnostics) = render_target(&context.repo, &target);
     let output = &context.output;
+    output.diagnostics(&diagnostics)?;
     match (&rendered, output.is_json()) {
         (Some(rendered), true) => output.json(&json!({
             "definition": rendered.id,
@@ -143,12 +145,11 @@ pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
         }))?,
         (None, true) => output.json(&json!({ "diagnostics": diagnostics }))?,
         (Some(rendered), false) => {
-            output.diagnostics(&diagnostics)?;
             let mut text = serde_json::to_string_pretty(&rendered.payload.to_value())?;
             text.push('\n');
             output.text(&text)?;
         }
-        (None, false) => output.diagnostics(&diagnostics)?,
+        (None, false) => {}
     }
     Ok(exit_for(&diagnostics))
 }
@@ -299,6 +300,7 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
     let output = &context.output;
     // A definition that does not parse might use the variables too: say so, and fail.
     let errors = errors_of(&catalog);
+    output.diagnostics(&errors)?;
     if output.is_json() {
         output.json(&json!({
             "variables": names,
@@ -306,7 +308,6 @@ pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
             "diagnostics": errors,
         }))?;
     } else {
-        output.diagnostics(&errors)?;
         output.text(&affected_text(&affected))?;
         output.note(&match affected.len() {
             0 => format!("no definition uses {}", names.join(" or ")),

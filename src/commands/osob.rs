@@ -84,6 +84,8 @@ pub struct PrResult {
     /// reconcile does not print the same pull request every hour.
     pub unchanged: Option<String>,
     pub problems: Vec<String>,
+    /// The pull request opened or updated, when the provider has one.
+    pub pull_request: Option<PullRequest>,
 }
 
 impl PrResult {
@@ -99,16 +101,48 @@ impl PrResult {
             text: String::new(),
             unchanged: None,
             problems,
+            pull_request: None,
         }
     }
 
-    fn done(code: u8, json: serde_json::Value, text: String) -> Self {
+    fn done(
+        code: u8,
+        json: serde_json::Value,
+        text: String,
+        pull_request: Option<PullRequest>,
+    ) -> Self {
         Self {
             code,
             json,
             text,
             unchanged: None,
             problems: Vec::new(),
+            pull_request,
+        }
+    }
+
+    /// One line for a run's summary: the pull request, or why there is none.
+    pub fn headline(&self) -> String {
+        if !self.problems.is_empty() {
+            return format!(
+                "the OSOB step failed, nothing was pushed: {}",
+                self.problems.join("; ")
+            );
+        }
+        match &self.pull_request {
+            Some(pull_request) => format!(
+                "pull request #{} {}: {}",
+                pull_request.number,
+                action_word(pull_request.action),
+                pull_request.url
+            ),
+            None => self
+                .text
+                .lines()
+                .map(str::trim)
+                .find(|line| !line.is_empty())
+                .unwrap_or("no pull request")
+                .to_string(),
         }
     }
 
@@ -248,6 +282,7 @@ pub fn publish(
                 "not_included": not_included,
             }),
             text,
+            None,
         ));
     }
     let title = body::title(&prepared.content);
@@ -291,6 +326,7 @@ pub fn publish(
         },
         serde_json::to_value(&report)?,
         render_report(&report, &mapping),
+        pull_request,
     );
     if let Some(BranchOutcome::UpToDate { commit }) = &report.branch {
         result.unchanged = Some(format!(
@@ -321,10 +357,14 @@ fn print_not_included(context: &Context, prepared: &Prepared) -> anyhow::Result<
 
 fn report_problems(context: &Context, problems: &[String]) -> anyhow::Result<()> {
     if context.output.is_json() {
+        for problem in problems {
+            // Nothing off a platform: the document carries them.
+            context.output.error(problem)?;
+        }
         context.output.json(&json!({ "errors": problems }))?;
     } else {
         for problem in problems {
-            crate::output::error_line(problem)?;
+            context.output.error(problem)?;
         }
         context
             .output
@@ -385,11 +425,7 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
         (Some(pull_request), _, _) => text.push_str(&format!(
             "pull request #{} {}: {}\n",
             pull_request.number,
-            match pull_request.action {
-                crate::pr::PullRequestAction::Created => "created",
-                crate::pr::PullRequestAction::Updated => "updated",
-                crate::pr::PullRequestAction::Adopted => "adopted and updated",
-            },
+            action_word(pull_request.action),
             pull_request.url
         )),
         (None, provider, dry_run) => {
@@ -409,6 +445,14 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
         }
     }
     text
+}
+
+fn action_word(action: crate::pr::PullRequestAction) -> &'static str {
+    match action {
+        crate::pr::PullRequestAction::Created => "created",
+        crate::pr::PullRequestAction::Updated => "updated",
+        crate::pr::PullRequestAction::Adopted => "adopted and updated",
+    }
 }
 
 /// The description limit of the provider the mapping names.

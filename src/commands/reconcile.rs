@@ -20,8 +20,10 @@ use crate::diagnostics::Diagnostics;
 use crate::duration;
 use crate::exit;
 use crate::factory::FactoryError;
+use crate::output::Output;
 use crate::plan::{self, PlanOptions};
-use crate::reconcile::{self, Applied, ApplyOptions, JobRow, Progress, WaitOptions};
+use crate::platform::{Annotation, markdown_cell};
+use crate::reconcile::{self, Applied, ApplyOptions, JobRow, Phase, Progress, WaitOptions};
 use crate::selection::Selection;
 use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter};
 use crate::submission::Outcome;
@@ -78,6 +80,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     });
     let output = &context.output;
     if catalog.blocks_planning() {
+        output.diagnostics(&catalog.diagnostics)?;
         if output.is_json() {
             output.json(&json!({
                 "dry_run": request.dry_run,
@@ -85,7 +88,6 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
                 "diagnostics": catalog.diagnostics,
             }))?;
         } else {
-            output.diagnostics(&catalog.diagnostics)?;
             output.note(&format!(
                 "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
             ))?;
@@ -102,6 +104,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         plan.select(|id| selection.matches(id));
     }
     let osob = osob::preview(context, &catalog, &ledger);
+    output.diagnostics(&catalog.diagnostics)?;
     if output.is_json() {
         output.json(&DryRunReport {
             dry_run: true,
@@ -115,7 +118,6 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
             diagnostics: &catalog.diagnostics,
         })?;
     } else {
-        output.diagnostics(&catalog.diagnostics)?;
         output.text(&plan::render_text(&plan))?;
         match &osob {
             Some(Ok(preview)) => output.text(&format!("\n{preview}"))?,
@@ -163,7 +165,7 @@ fn apply(
         lock_timeout: request.lock_timeout,
         wait: request.wait,
     };
-    let progress = Reporter::new(output.quiet);
+    let progress = Reporter::new(output);
     let runtime = runtime()?;
     let applied = runtime.block_on(reconcile::apply(
         catalog,
@@ -172,7 +174,10 @@ fn apply(
         selection,
         &options,
         &progress,
-    ))?;
+    ));
+    // Closed before anything else is printed, and also when the run stopped on an error.
+    progress.close_group();
+    let applied = applied?;
     drop(runtime);
     let mut code = applied.exit_code();
     if catalog.diagnostics.has_errors() {
@@ -185,16 +190,28 @@ fn apply(
     } else if applied.is_pending() {
         Err("jobs are still being built; a later run opens or updates the pull request".into())
     } else {
+        output.group_start("OSOB pull request")?;
         // The jobs are recorded whatever happens here: a failing OSOB step is reported with
         // them, not instead of them.
         let result = osob::publish(context, &request.pr, catalog, &applied.ledger)
             .unwrap_or_else(|error| osob::PrResult::failed(format!("{error:#}")));
+        output.group_end()?;
         if result.code == exit::ERROR {
             code = exit::ERROR;
         }
         Ok(result)
     };
+    if output.platform.is_some() {
+        output.summary(&render_summary(&applied, &pr, code))?;
+    }
     if output.is_json() {
+        // Silent off a platform (the document carries them); its annotations on one.
+        report_problems(output, &applied)?;
+        if let Ok(result) = &pr {
+            for problem in &result.problems {
+                output.error(problem)?;
+            }
+        }
         let submitted = applied
             .outcomes
             .iter()
@@ -219,44 +236,7 @@ fn apply(
         return Ok(code);
     }
     output.text(&render_applied(&applied))?;
-    for (key, outcome) in &applied.outcomes {
-        match outcome {
-            Outcome::Submitted {
-                tracking_id,
-                existing: true,
-                ..
-            } => output.note(&format!(
-                "{key}: sent again with the idempotency key of an interrupted submission; Image \
-                 Factory handed back job {tracking_id}, no second build was started"
-            ))?,
-            Outcome::Rejected { message } | Outcome::Error { message } => {
-                crate::output::error_line(&format!("{key}: not submitted: {message}"))?;
-            }
-            Outcome::AnswerLost { message } => output.note(&format!(
-                "{key}: the submission's answer was lost ({message}); the next run sends it \
-                 again with the same idempotency key"
-            ))?,
-            _ => {}
-        }
-    }
-    for (key, error) in &applied.poll_errors {
-        let line = format!(
-            "{key}: could not ask about job {}: {}",
-            error.tracking_id, error.message
-        );
-        if error.transient {
-            output.note(&line)?;
-        } else {
-            crate::output::error_line(&line)?;
-        }
-    }
-    if applied.jobs.iter().any(|job| job.status.is_unsuccessful()) {
-        output.note(
-            "a failed build is not submitted again until its payload changes: read the message \
-             above (docs/first-responder.md says what each one means), fix the cause, then \
-             change the definition or run imagegen reconcile --retry-failed",
-        )?;
-    }
+    report_problems(output, &applied)?;
     if applied.timed_out {
         output.note(
             "--timeout reached with jobs still being built: they go on, and the next reconcile \
@@ -286,22 +266,190 @@ fn apply(
     Ok(code)
 }
 
-fn render_applied(applied: &Applied) -> String {
-    let mut text = String::new();
-    let summary = applied.plan.summary();
+/// The run's problems: `error:` lines and notes in text output; on a platform each error is
+/// an annotation, in either format. A failed job is annotated only on a platform: off one,
+/// the table shows it with its message.
+fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
+    for (key, outcome) in &applied.outcomes {
+        match outcome {
+            Outcome::Submitted {
+                tracking_id,
+                existing: true,
+                ..
+            } => output.note(&format!(
+                "{key}: sent again with the idempotency key of an interrupted submission; Image \
+                 Factory handed back job {tracking_id}, no second build was started"
+            ))?,
+            Outcome::Rejected { message } | Outcome::Error { message } => {
+                output.error_annotation(
+                    Annotation::error(format!("{key}: not submitted: {message}"))
+                        .in_file(key.file())
+                        .titled(format!("{key} not submitted")),
+                )?;
+            }
+            Outcome::AnswerLost { message } => output.note(&format!(
+                "{key}: the submission's answer was lost ({message}); the next run sends it \
+                 again with the same idempotency key"
+            ))?,
+            _ => {}
+        }
+    }
+    for (key, error) in &applied.poll_errors {
+        let line = format!(
+            "{key}: could not ask about job {}: {}",
+            error.tracking_id, error.message
+        );
+        if error.transient {
+            output.note(&line)?;
+        } else {
+            output.error_annotation(Annotation::error(line).in_file(key.file()))?;
+        }
+    }
+    let rejected = |key: &LedgerKey| {
+        applied
+            .outcomes
+            .iter()
+            .any(|(known, outcome)| known == key && matches!(outcome, Outcome::Rejected { .. }))
+    };
+    for job in &applied.jobs {
+        // A rejected payload is recorded as failed: its "not submitted" error above says it.
+        if job.status.is_unsuccessful() && !rejected(&job.key) {
+            output.annotate(&failed_job_annotation(job))?;
+        }
+    }
+    if applied.jobs.iter().any(|job| job.status.is_unsuccessful()) {
+        output.note(
+            "a failed build is not submitted again until its payload changes: read the message \
+             above (docs/first-responder.md says what each one means), fix the cause, then \
+             change the definition or run imagegen reconcile --retry-failed",
+        )?;
+    }
+    Ok(())
+}
+
+/// A failed or canceled job: the definition, the tracking id and the service's message.
+fn failed_job_annotation(job: &JobRow) -> Annotation {
+    Annotation::error(format!(
+        "{}: job {} {}: {}",
+        job.key,
+        job.tracking_id.as_deref().unwrap_or("(no tracking id)"),
+        job.status,
+        job.message
+            .as_deref()
+            .filter(|message| !message.is_empty())
+            .unwrap_or("Image Factory gave no message"),
+    ))
+    .in_file(job.key.file())
+    .titled(format!("{} {}", job.key, job.status))
+}
+
+/// The run as markdown for the platform's summary: the job table, the failures with their
+/// messages, and the pull request or why there is none. Made from the same rows as the text.
+fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: u8) -> String {
+    let mut text = String::from("## imagegen reconcile\n\n");
+    text.push_str(match code {
+        exit::OK => "**Done**: nothing is pending.",
+        exit::PENDING => "**Pending**: jobs are still being built; the schedule polls again.",
+        _ => "**Failed**: see the problems below.",
+    });
+    text.push_str("\n\n");
+    if applied.jobs.is_empty() {
+        text.push_str(&format!(
+            "Nothing to do: {} unchanged and built.\n",
+            count(applied.plan.summary().unchanged, "definition")
+        ));
+    } else {
+        text.push_str("| definition | status | tracking id | images | took |\n");
+        text.push_str("| --- | --- | --- | --- | --- |\n");
+        for job in &applied.jobs {
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                markdown_cell(job.key.name()),
+                status_cell(job),
+                markdown_cell(job.tracking_id.as_deref().unwrap_or("-")),
+                markdown_cell(&job.image_names.join(", ")),
+                took_cell(job),
+            ));
+        }
+        text.push_str(&format!("\n{}\n", counts_line(applied)));
+    }
+    let mut failures = Vec::new();
+    for job in applied
+        .jobs
+        .iter()
+        .filter(|job| job.status.is_unsuccessful())
+    {
+        failures.push(format!(
+            "**{}** (job {}) {}: {}",
+            markdown_cell(job.key.name()),
+            markdown_cell(job.tracking_id.as_deref().unwrap_or("-")),
+            job.status,
+            markdown_cell(job.message.as_deref().unwrap_or("no message"))
+        ));
+    }
+    for (key, outcome) in &applied.outcomes {
+        if let Outcome::Rejected { message } | Outcome::Error { message } = outcome {
+            failures.push(format!(
+                "**{}**: not submitted: {}",
+                markdown_cell(key.name()),
+                markdown_cell(message)
+            ));
+        }
+    }
+    for (key, error) in applied.poll_errors.iter().filter(|(_, e)| !e.transient) {
+        failures.push(format!(
+            "**{}**: could not ask about job {}: {}",
+            markdown_cell(key.name()),
+            markdown_cell(&error.tracking_id),
+            markdown_cell(&error.message)
+        ));
+    }
+    if !failures.is_empty() {
+        text.push_str("\n### Failures\n\n");
+        for failure in failures {
+            text.push_str(&format!("- {failure}\n"));
+        }
+    }
+    text.push_str("\n### Pull request\n\n");
+    text.push_str(&match pr {
+        Ok(result) => match &result.pull_request {
+            Some(pull_request) => format!(
+                "[#{}]({}): {}\n",
+                pull_request.number,
+                pull_request.url,
+                markdown_cell(&result.headline())
+            ),
+            None => format!("No pull request: {}\n", markdown_cell(&result.headline())),
+        },
+        Err(reason) => format!("No pull request: {}\n", markdown_cell(reason)),
+    });
+    text
+}
+
+fn status_cell(job: &JobRow) -> String {
+    if job.adopted {
+        "adopted".to_string()
+    } else {
+        job.status.to_string()
+    }
+}
+
+fn took_cell(job: &JobRow) -> String {
+    let took = job.duration.map(duration::display).unwrap_or_default();
+    if job.status.is_pending() && !took.is_empty() {
+        format!("{took} so far")
+    } else {
+        took
+    }
+}
+
+/// `2 submitted by this run; 1 failed, 1 succeeded; 14 unchanged`
+fn counts_line(applied: &Applied) -> String {
     let submitted = applied
         .outcomes
         .iter()
         .filter(|(_, outcome)| matches!(outcome, Outcome::Submitted { .. }))
         .count();
-    if applied.jobs.is_empty() {
-        text.push_str(&format!(
-            "nothing to do: {} unchanged and built\n",
-            count(summary.unchanged, "definition")
-        ));
-        return text;
-    }
-    text.push_str(&render_jobs(&applied.jobs));
     let mut by_status: BTreeMap<JobStatus, usize> = BTreeMap::new();
     for job in &applied.jobs {
         *by_status.entry(job.status).or_default() += 1;
@@ -310,12 +458,21 @@ fn render_applied(applied: &Applied) -> String {
         .iter()
         .map(|(status, n)| format!("{n} {status}"))
         .collect();
-    text.push_str(&format!(
-        "\n{submitted} submitted by this run; {}; {} unchanged\n",
+    format!(
+        "{submitted} submitted by this run; {}; {} unchanged",
         statuses.join(", "),
-        summary.unchanged
-    ));
-    text
+        applied.plan.summary().unchanged
+    )
+}
+
+fn render_applied(applied: &Applied) -> String {
+    if applied.jobs.is_empty() {
+        return format!(
+            "nothing to do: {} unchanged and built\n",
+            count(applied.plan.summary().unchanged, "definition")
+        );
+    }
+    format!("{}\n{}\n", render_jobs(&applied.jobs), counts_line(applied))
 }
 
 /// The summary table: definition, status, tracking id, images, duration; messages below.
@@ -334,17 +491,8 @@ fn render_jobs(jobs: &[JobRow]) -> String {
         "definition", "status", "tracking id", "images"
     );
     for job in jobs {
-        let status = if job.adopted {
-            "adopted".to_string()
-        } else {
-            job.status.to_string()
-        };
-        let took = job.duration.map(duration::display).unwrap_or_default();
-        let took = if job.status.is_pending() && !took.is_empty() {
-            format!("{took} so far")
-        } else {
-            took
-        };
+        let status = status_cell(job);
+        let took = took_cell(job);
         text.push_str(
             format!(
                 "{:key_width$}  {status:10}  {:id_width$}  {:image_width$}  {took}",
@@ -367,10 +515,14 @@ fn render_jobs(jobs: &[JobRow]) -> String {
 }
 
 /// Shows progress while waiting: a line per job on a terminal, redrawn in place; otherwise (a
-/// pipeline's log) one line per change of state.
+/// pipeline's log) one line per change of state, each phase in a collapsible group on a
+/// platform.
 struct Reporter {
     quiet: bool,
     bars: Option<Bars>,
+    output: Output,
+    /// A platform group is open; groups do not nest, so the next phase closes it first.
+    group_open: Mutex<bool>,
 }
 
 struct Bars {
@@ -379,12 +531,30 @@ struct Bars {
 }
 
 impl Reporter {
-    fn new(quiet: bool) -> Self {
+    fn new(output: &Output) -> Self {
+        let quiet = output.quiet;
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| Bars {
             multi: indicatif::MultiProgress::new(),
             jobs: Mutex::new(BTreeMap::new()),
         });
-        Self { quiet, bars }
+        Self {
+            quiet,
+            bars,
+            output: output.clone(),
+            group_open: Mutex::new(false),
+        }
+    }
+
+    /// Closes the open group, if any.
+    fn close_group(&self) {
+        let mut open = self
+            .group_open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if std::mem::take(&mut *open) {
+            // Like the progress lines: a log that cannot be written does not stop the run.
+            let _ = self.output.group_end();
+        }
     }
 
     fn line(&self, text: &str) {
@@ -418,6 +588,24 @@ fn describe(job: &JobRow) -> String {
 }
 
 impl Progress for Reporter {
+    fn phase(&self, phase: Phase) {
+        if self.output.platform.is_none() {
+            return;
+        }
+        self.close_group();
+        let title = match phase {
+            Phase::Polling { jobs } => format!("Polling {} in flight", count(jobs, "job")),
+            Phase::Submitting { payloads } => format!("Submitting {}", count(payloads, "payload")),
+            Phase::Waiting { jobs } => format!("Waiting for {} to end", count(jobs, "job")),
+        };
+        if self.output.group_start(&title).is_ok() {
+            *self
+                .group_open
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        }
+    }
+
     fn changed(&self, job: &JobRow, from: JobStatus) {
         let mut text = format!("{}: {from} -> {}", job.key, describe(job));
         if let Some(message) = job
@@ -536,10 +724,10 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
     let catalog = Catalog::load(&context.repo);
     let output = &context.output;
     if catalog.blocks_planning() || catalog.diagnostics.has_errors() {
+        output.diagnostics(&catalog.diagnostics)?;
         if output.is_json() {
             output.json(&json!({ "adopted": [], "diagnostics": catalog.diagnostics }))?;
         } else {
-            output.diagnostics(&catalog.diagnostics)?;
             output.note("nothing was adopted: fix the errors above first")?;
         }
         return Ok(exit::ERROR);
@@ -671,4 +859,66 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
         ))?;
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(jobs: Vec<JobRow>, outcomes: Vec<(LedgerKey, Outcome)>) -> Applied {
+        Applied {
+            plan: plan::Plan::default(),
+            outcomes,
+            jobs,
+            poll_errors: BTreeMap::new(),
+            timed_out: false,
+            ledger: crate::state::Ledger::default(),
+        }
+    }
+
+    fn job(id: &str, status: JobStatus, message: Option<&str>) -> JobRow {
+        JobRow {
+            key: LedgerKey::Definition(id.to_string()),
+            status,
+            tracking_id: Some(format!("job-{id}")),
+            image_names: vec![format!("Image-{id}")],
+            duration: Some(Duration::from_secs(38 * 60)),
+            message: message.map(str::to_string),
+            adopted: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_tells_the_jobs_the_failures_and_why_there_is_no_pull_request() {
+        let applied = applied(
+            vec![
+                job("a", JobStatus::Succeeded, None),
+                job("b", JobStatus::Failed, Some("exit | code\n1603")),
+            ],
+            Vec::new(),
+        );
+        let markdown = render_summary(&applied, &Err("--no-pr".into()), exit::ERROR);
+        assert_eq!(
+            markdown,
+            "## imagegen reconcile\n\n\
+             **Failed**: see the problems below.\n\n\
+             | definition | status | tracking id | images | took |\n\
+             | --- | --- | --- | --- | --- |\n\
+             | a | succeeded | job-a | Image-a | 38m |\n\
+             | b | failed | job-b | Image-b | 38m |\n\
+             \n0 submitted by this run; 1 succeeded, 1 failed; 0 unchanged\n\
+             \n### Failures\n\n\
+             - **b** (job job-b) failed: exit \\| code<br>1603\n\
+             \n### Pull request\n\n\
+             No pull request: --no-pr\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_job_annotation_names_the_definition_the_job_and_the_message() {
+        let annotation = failed_job_annotation(&job("vs/a", JobStatus::Failed, Some("boom")));
+        assert_eq!(annotation.message, "vs/a: job job-vs/a failed: boom");
+        assert_eq!(annotation.file.as_deref(), Some("definitions/vs/a.json"));
+        assert_eq!(annotation.title.as_deref(), Some("vs/a failed"));
+    }
 }

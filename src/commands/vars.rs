@@ -14,7 +14,6 @@ use super::{Context, affected_json, affected_text, count, errors_of, exit_for};
 use crate::catalog::{self, Catalog, Sources};
 use crate::definitions::Definition;
 use crate::diagnostics::Diagnostics;
-use crate::output;
 use crate::variables::{self, SetChange, SetStatus, VARIABLES_FILE, ValueChange, Variables};
 
 /// What `imagegen vars` is asked to do.
@@ -224,7 +223,7 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<u8> {
         }
         output.text(&text)?;
         if !broken.is_empty() {
-            output::error_line(&format!(
+            output.error(&format!(
                 "the new values break {} that {} now ({}); {VARIABLES_FILE} was not changed",
                 count(broken.len(), "definition"),
                 if broken.len() == 1 {

@@ -54,6 +54,15 @@ impl LedgerKey {
             Self::Definition(name) | Self::Manual(name) => name,
         }
     }
+
+    /// The file it stands for, relative to the repository root (a manual payload's path as
+    /// it was given).
+    pub fn file(&self) -> String {
+        match self {
+            Self::Definition(id) => format!("{}/{id}.json", crate::definitions::DEFINITIONS_DIR),
+            Self::Manual(file) => file.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for LedgerKey {

@@ -103,6 +103,11 @@ impl Repo {
             "IMAGE_FACTORY_CLIENT_ID",
             "IMAGE_FACTORY_CLIENT_SECRET",
             "IMAGE_FACTORY_RESOURCE_ID",
+            // A test run inside a pipeline must not speak the pipeline's logging commands.
+            "TF_BUILD",
+            "GITHUB_ACTIONS",
+            "GITHUB_STEP_SUMMARY",
+            "AGENT_TEMPDIRECTORY",
         ] {
             command.env_remove(variable);
         }
