@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Repo, imagegen_against, json_of, stderr_of, stdout_of};
-use imagegen::factory::emulator::{Emulator, EmulatorConfig};
-use regex::Regex;
+use common::{Repo, emulator_failing, imagegen_against, json_of, stderr_of, stdout_of};
+use imagegen::factory::emulator::Emulator;
 
 const AZURE: &[(&str, &str)] = &[("TF_BUILD", "True")];
 const GITHUB: &[(&str, &str)] = &[("GITHUB_ACTIONS", "true")];
@@ -106,18 +103,7 @@ const FAILING: &str = "vs/server-2022";
 impl FailingRun {
     fn new() -> Self {
         let repo = Repo::fixture("small");
-        let rendered = repo.run(&["render", FAILING, "--output", "json"], 0);
-        let image = json_of(&rendered)["image_names"][0]
-            .as_str()
-            .expect("the definition names its image")
-            .to_string();
-        let emulator = Emulator::start_in_background(EmulatorConfig {
-            queued_for: Duration::from_millis(100),
-            running_for: Duration::from_millis(100),
-            fail_images: Some(Regex::new(&format!("^{}$", regex::escape(&image))).unwrap()),
-            ..EmulatorConfig::default()
-        })
-        .expect("start the Image Factory emulator");
+        let (emulator, _) = emulator_failing(&repo, FAILING);
         Self { repo, emulator }
     }
 

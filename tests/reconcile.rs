@@ -13,7 +13,6 @@ use common::{
 };
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
 use imagegen::state::JobStatus;
-use regex::Regex;
 use serde_json::Value;
 
 /// `reconcile --wait` as the tests run it: no pull request, quick polls.
@@ -154,18 +153,7 @@ fn changing_a_variable_resubmits_exactly_the_definitions_using_it() {
 fn a_failed_job_is_reported_and_only_retried_when_asked_or_changed() {
     let repo = Repo::shipped();
     let failing = "vs2022/server-2022-enterprise";
-    let rendered = repo.run(&["render", failing, "--output", "json"], 0);
-    let image = json_of(&rendered)["image_names"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let emulator = Emulator::start_in_background(EmulatorConfig {
-        queued_for: Duration::from_millis(100),
-        running_for: Duration::from_millis(100),
-        fail_images: Some(Regex::new(&format!("^{}$", regex::escape(&image))).unwrap()),
-        ..EmulatorConfig::default()
-    })
-    .unwrap();
+    let (emulator, image) = common::emulator_failing(&repo, failing);
 
     let first = run_against(&repo, &emulator, WAIT, 1);
     let text = stdout_of(&first);

@@ -198,6 +198,26 @@ pub fn fast_emulator() -> Emulator {
     .expect("start the Image Factory emulator")
 }
 
+/// A fast emulator whose build of `definition`'s image (as `repo` renders it) fails, and that
+/// image's name.
+pub fn emulator_failing(repo: &Repo, definition: &str) -> (Emulator, String) {
+    let rendered = repo.run(&["render", definition, "--output", "json"], 0);
+    let image = json_of(&rendered)["image_names"][0]
+        .as_str()
+        .expect("the definition names its image")
+        .to_string();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: std::time::Duration::from_millis(100),
+        running_for: std::time::Duration::from_millis(100),
+        fail_images: Some(
+            regex::Regex::new(&format!("^{}$", regex::escape(&image))).expect("a valid pattern"),
+        ),
+        ..EmulatorConfig::default()
+    })
+    .expect("start the Image Factory emulator");
+    (emulator, image)
+}
+
 /// The binary in `repo`, with the emulator's settings in its environment.
 pub fn imagegen_against(repo: &Repo, emulator: &Emulator) -> Command {
     Command::from_std(process_against(repo, emulator))
