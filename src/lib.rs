@@ -4,6 +4,7 @@
 //! them and the ledger ([`state`]) into plain data; [`commands`] runs a request and writes its
 //! results through [`output`].
 
+pub mod atomic_file;
 pub mod catalog;
 pub mod commands;
 pub mod definitions;

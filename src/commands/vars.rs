@@ -3,7 +3,6 @@
 //! (`diff`), each naming the definitions a change rebuilds.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -180,7 +179,7 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<u8> {
 
     let write = outcome.is_changed() && broken.is_empty() && !request.dry_run;
     if write {
-        write_atomically(&path, &outcome.text)
+        crate::atomic_file::replace(&path, outcome.text.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
 
@@ -255,30 +254,6 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<u8> {
     } else {
         crate::exit::ERROR
     })
-}
-
-/// Replaces `path` with `text` through a temporary file in its folder, so that a run killed
-/// midway leaves the old file or the new one, never half of one. A link is followed, and the
-/// file keeps its permissions.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let target = path.canonicalize()?;
-    let folder = match target.parent() {
-        Some(parent) => parent.to_path_buf(),
-        None => PathBuf::from("."),
-    };
-    let permissions = std::fs::metadata(&target)?.permissions();
-    let mut temporary = tempfile::Builder::new()
-        .prefix(".variables-")
-        .suffix(".tmp")
-        .tempfile_in(&folder)?;
-    temporary.write_all(text.as_bytes())?;
-    temporary.as_file().set_permissions(permissions)?;
-    temporary.as_file().sync_all()?;
-    temporary.persist(&target).map_err(|error| error.error)?;
-    // The rename itself is durable only once the folder is synced.
-    #[cfg(unix)]
-    std::fs::File::open(&folder)?.sync_all()?;
-    Ok(())
 }
 
 /// Why `imagegen vars diff` could not read the older variables.json.

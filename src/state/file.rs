@@ -272,22 +272,7 @@ impl FileStore {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let folder = match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&folder)?;
-        let mut temporary = tempfile::Builder::new()
-            .prefix(".state-")
-            .suffix(".tmp")
-            .tempfile_in(&folder)?;
-        temporary.write_all(bytes)?;
-        temporary.as_file().sync_all()?;
-        temporary.persist(&self.path).map_err(|error| error.error)?;
-        // The rename itself is durable only once the folder is synced.
-        #[cfg(unix)]
-        File::open(&folder)?.sync_all()?;
-        Ok(())
+        crate::atomic_file::replace(&self.path, bytes)
     }
 }
 
