@@ -932,26 +932,6 @@ imagegen status ID;echo done";
 
     const PIPELINE: &str = include_str!("../eng/pipelines/imagegen.yml");
 
-    /// Every `script:` of the pipeline, wherever it sits in the tree.
-    fn scripts(value: &serde_json::Value, found: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    match (key.as_str(), value) {
-                        ("script", serde_json::Value::String(script)) => found.push(script.clone()),
-                        _ => scripts(value, found),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    scripts(item, found);
-                }
-            }
-            _ => {}
-        }
-    }
-
     fn pipeline() -> serde_json::Value {
         serde_saphyr::from_str::<serde_json::Value>(PIPELINE).expect("the pipeline is YAML")
     }
@@ -984,7 +964,7 @@ imagegen status ID;echo done";
     #[test]
     fn every_imagegen_command_of_the_pipeline_parses() {
         let mut found = Vec::new();
-        scripts(&pipeline(), &mut found);
+        scripts_named(&pipeline(), "script", &mut found);
         let commands: Vec<Vec<String>> = found
             .iter()
             .flat_map(|script| imagegen_command_lines(script))
@@ -1008,6 +988,76 @@ imagegen status ID;echo done";
             1,
             "the tool is built from the commit: {found:?}"
         );
+    }
+
+    /// The GitHub Actions workflow docs/pipeline.md shows, parsed.
+    fn github_workflow() -> serde_json::Value {
+        let doc = include_str!("../docs/pipeline.md");
+        let section = &doc[doc.find("## GitHub Actions").expect("the section exists")..];
+        let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let end = start + section[start..].find("```").expect("the block ends");
+        serde_saphyr::from_str::<serde_json::Value>(&section[start..end])
+            .expect("the workflow is YAML")
+    }
+
+    #[test]
+    fn the_github_workflow_in_the_docs_runs_like_the_pipeline() {
+        let workflow = github_workflow();
+        assert_eq!(
+            workflow["on"]["push"]["paths"],
+            serde_json::json!(["variables.json", "definitions/**", "osob-mapping/**"])
+        );
+        assert_eq!(workflow["on"]["schedule"][0]["cron"], "0 * * * *");
+        let mut found = Vec::new();
+        scripts_named(&workflow, "run", &mut found);
+        let commands: Vec<Vec<String>> = found
+            .iter()
+            .flat_map(|script| imagegen_command_lines(script))
+            .collect();
+        assert_eq!(commands.len(), 2, "{found:?}");
+        for words in &commands {
+            if let Err(error) = Cli::try_parse_from(words) {
+                panic!("{words:?} does not parse: {error}");
+            }
+        }
+        let steps = workflow["jobs"]["reconcile"]["steps"]
+            .as_array()
+            .expect("the job's steps");
+        let reconcile = steps
+            .iter()
+            .find(|step| step["name"] == "Reconcile")
+            .expect("a Reconcile step");
+        for name in [
+            "IMAGE_FACTORY_URL",
+            imagegen::factory::auth::TENANT_ID_VAR,
+            imagegen::factory::auth::CLIENT_ID_VAR,
+            imagegen::factory::auth::CLIENT_SECRET_VAR,
+            imagegen::factory::auth::RESOURCE_ID_VAR,
+            "IMAGEGEN_STATE",
+            imagegen::state::blob::SAS_VAR,
+        ] {
+            assert!(reconcile["env"].get(name).is_some(), "{name} is not mapped");
+        }
+    }
+
+    /// Every string under the key `key`, wherever it sits in the tree.
+    fn scripts_named(value: &serde_json::Value, key: &str, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (name, value) in map {
+                    match value {
+                        serde_json::Value::String(text) if name == key => found.push(text.clone()),
+                        _ => scripts_named(value, key, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    scripts_named(item, key, found);
+                }
+            }
+            _ => {}
+        }
     }
 
     #[test]
