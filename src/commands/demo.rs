@@ -88,8 +88,8 @@ impl Expectations {
 pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
     if context.output.is_json() {
         bail!(
-            "imagegen demo tells a story for people and has no JSON form; run the commands it \
-             shows with --output json instead"
+            "the demo has no JSON form: it tells a story for people; run the commands it shows \
+             with --output json instead"
         );
     }
     let started = Instant::now();
