@@ -990,6 +990,17 @@ imagegen status ID;echo done";
         );
     }
 
+    /// What an unattended reconcile reads from its environment, besides the pull request's token.
+    const RECONCILE_SETTINGS: [&str; 7] = [
+        "IMAGE_FACTORY_URL",
+        imagegen::factory::auth::TENANT_ID_VAR,
+        imagegen::factory::auth::CLIENT_ID_VAR,
+        imagegen::factory::auth::CLIENT_SECRET_VAR,
+        imagegen::factory::auth::RESOURCE_ID_VAR,
+        "IMAGEGEN_STATE",
+        imagegen::state::blob::SAS_VAR,
+    ];
+
     /// The GitHub Actions workflow docs/pipeline.md shows, parsed.
     fn github_workflow() -> serde_json::Value {
         let doc = include_str!("../docs/pipeline.md");
@@ -1027,15 +1038,7 @@ imagegen status ID;echo done";
             .iter()
             .find(|step| step["name"] == "Reconcile")
             .expect("a Reconcile step");
-        for name in [
-            "IMAGE_FACTORY_URL",
-            imagegen::factory::auth::TENANT_ID_VAR,
-            imagegen::factory::auth::CLIENT_ID_VAR,
-            imagegen::factory::auth::CLIENT_SECRET_VAR,
-            imagegen::factory::auth::RESOURCE_ID_VAR,
-            "IMAGEGEN_STATE",
-            imagegen::state::blob::SAS_VAR,
-        ] {
+        for name in RECONCILE_SETTINGS {
             assert!(reconcile["env"].get(name).is_some(), "{name} is not mapped");
         }
     }
@@ -1079,16 +1082,10 @@ imagegen status ID;echo done";
         let env = step["env"]
             .as_object()
             .expect("the step maps its environment");
-        for name in [
-            "IMAGE_FACTORY_URL",
-            imagegen::factory::auth::TENANT_ID_VAR,
-            imagegen::factory::auth::CLIENT_ID_VAR,
-            imagegen::factory::auth::CLIENT_SECRET_VAR,
-            imagegen::factory::auth::RESOURCE_ID_VAR,
-            "IMAGEGEN_STATE",
-            imagegen::state::blob::SAS_VAR,
-            imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
-        ] {
+        for name in RECONCILE_SETTINGS
+            .into_iter()
+            .chain([imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR])
+        {
             assert!(env.contains_key(name), "{name} is not mapped: {env:?}");
         }
         assert_eq!(env["SYSTEM_ACCESSTOKEN"], "$(System.AccessToken)");

@@ -278,7 +278,7 @@ impl Stage {
     fn pr_branch_tip(&self) -> anyhow::Result<Option<git2::Oid>> {
         let repository = git2::Repository::open_bare(&self.osob)
             .with_context(|| format!("cannot open {}", self.osob.display()))?;
-        let branch = pr_branch()?;
+        let branch = shipped_branch("pr_branch")?;
         Ok(repository
             .refname_to_id(&format!("refs/heads/{branch}"))
             .ok())
@@ -304,20 +304,13 @@ fn local_mapping(osob: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn pr_branch() -> anyhow::Result<String> {
+/// A branch the shipped mapping names: `pr_branch` or `base_branch`.
+fn shipped_branch(key: &str) -> anyhow::Result<String> {
     let mapping: serde_json::Value = serde_json::from_str(SHIPPED_MAPPING)?;
-    mapping["repository"]["pr_branch"]
+    mapping["repository"][key]
         .as_str()
         .map(str::to_string)
-        .with_context(|| format!("the shipped {MAPPING_FILE} names no pr_branch"))
-}
-
-fn base_branch() -> anyhow::Result<String> {
-    let mapping: serde_json::Value = serde_json::from_str(SHIPPED_MAPPING)?;
-    mapping["repository"]["base_branch"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("the shipped {MAPPING_FILE} names no base_branch"))
+        .with_context(|| format!("the shipped {MAPPING_FILE} names no {key}"))
 }
 
 /// A bare repository whose base branch holds the OSOB fixture in one commit.
@@ -334,7 +327,7 @@ fn seed_osob(path: &Path) -> anyhow::Result<()> {
     let empty = repository.find_tree(repository.treebuilder(None)?.write()?)?;
     let tree = repository.find_tree(builder.create_updated(&repository, &empty)?)?;
     let signature = git2::Signature::now("OSOB maintainer", "maintainer@osob.invalid")?;
-    let base = base_branch()?;
+    let base = shipped_branch("base_branch")?;
     repository.commit(
         Some(&format!("refs/heads/{base}")),
         &signature,
