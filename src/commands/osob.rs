@@ -137,7 +137,9 @@ impl PrResult {
                 pull_request.url
             ),
             None => self
-                .text
+                .unchanged
+                .as_deref()
+                .unwrap_or(&self.text)
                 .lines()
                 .map(str::trim)
                 .find(|line| !line.is_empty())
