@@ -21,6 +21,7 @@ pub mod platform;
 pub mod pr;
 pub mod publish;
 pub mod reconcile;
+pub mod runtime;
 pub mod selection;
 pub mod state;
 pub mod submission;

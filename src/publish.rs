@@ -16,10 +16,6 @@ use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
 use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, PrContent};
 use crate::state::{JobStatus, Ledger};
 
-/// Environment variable (and `--osob-url`) pointing imagegen at another OSOB repository, such
-/// as a local copy; the mapping's URL otherwise.
-pub const OSOB_URL_VAR: &str = "IMAGEGEN_OSOB_URL";
-
 /// Which images count as built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assume {

@@ -514,3 +514,68 @@ fn the_sas_signing_hmac_matches_rfc_4231() {
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     );
 }
+
+/// The binary with the ledger in a blob, end to end: one process reads, records and polls
+/// through the same blob client across all its steps, and the next run picks up where it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reconciles_with_the_ledger_in_a_blob() {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let url = azurite.blob_url(&container, BLOB);
+    let repo = common::Repo::shipped();
+    let emulator = common::fast_emulator();
+    let run = |args: &[&str], code: i32| {
+        tokio::task::block_in_place(|| {
+            let output = common::imagegen_against(&repo, &emulator)
+                .env("IMAGEGEN_STATE", &url)
+                .args(args)
+                .output()
+                .expect("run imagegen");
+            let text = format!(
+                "{}{}",
+                common::stdout_of(&output),
+                common::stderr_of(&output)
+            );
+            assert_eq!(
+                output.status.code(),
+                Some(code),
+                "imagegen {args:?}:\n{text}"
+            );
+            assert!(
+                !text.contains(&azurite::signature_of(&azurite.sas(&container))),
+                "the SAS never shows: {text}"
+            );
+            text
+        })
+    };
+    let pending = run(&["reconcile", "--no-pr"], 2);
+    assert!(pending.contains("16 submitted"), "{pending}");
+    let built = run(
+        &["reconcile", "--wait", "--poll-interval", "100ms", "--no-pr"],
+        0,
+    );
+    assert!(built.contains("16 succeeded"), "{built}");
+    run(&["reconcile", "--dry-run"], 0);
+    let (bytes, _) = azurite
+        .blob(&container, BLOB)
+        .await
+        .expect("the ledger was written");
+    let ledger: Ledger = serde_json::from_slice(&bytes).expect("the blob is a ledger");
+    assert_eq!(ledger.definitions.len(), 16);
+    assert!(
+        ledger
+            .definitions
+            .values()
+            .all(|entry| entry.status == JobStatus::Succeeded && !entry.image_names.is_empty())
+    );
+    let tracking_id = ledger
+        .definitions
+        .values()
+        .next()
+        .unwrap()
+        .tracking_id
+        .clone()
+        .unwrap();
+    let status = run(&["status", &tracking_id], 0);
+    assert!(status.contains("): Succeeded"), "{status}");
+}

@@ -7,114 +7,9 @@ mod common;
 #[allow(dead_code)]
 mod common_pr;
 
-use std::path::{Path, PathBuf};
-
-use common::{Repo, fast_emulator, imagegen_against, json_of, manifest_dir, stderr_of, stdout_of};
-use git2::{Oid, Repository, Signature};
+use common::osob::{BOT_EMAIL, BRANCH, Osob};
+use common::{Repo, json_of, manifest_dir, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
-
-const BRANCH: &str = "imagegen/helix-images";
-const BOT_EMAIL: &str = "imagegen@helix-images.invalid";
-
-/// A bare OSOB repository whose `main` holds the fixture, made by an OSOB maintainer.
-struct Osob {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Osob {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("osob.git");
-        let repo = Repository::init_bare(&path).unwrap();
-        let mut files = Vec::new();
-        collect_files(&manifest_dir().join("tests/fixtures/osob"), "", &mut files);
-        let osob = Self { _dir: dir, path };
-        osob.commit_files(
-            &repo,
-            "main",
-            None,
-            &files,
-            "OSOB as it stands",
-            "maintainer@osob.invalid",
-        );
-        osob
-    }
-
-    fn repo(&self) -> Repository {
-        Repository::open_bare(&self.path).unwrap()
-    }
-
-    fn url(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    /// Commits `files` on `branch` (on top of `parent`, or of the branch's tip) as `email`.
-    fn commit_files(
-        &self,
-        repo: &Repository,
-        branch: &str,
-        parent: Option<Oid>,
-        files: &[(String, Vec<u8>)],
-        message: &str,
-        email: &str,
-    ) -> Oid {
-        let reference = format!("refs/heads/{branch}");
-        let parent = parent.or_else(|| repo.refname_to_id(&reference).ok());
-        let parent_commit = parent.map(|id| repo.find_commit(id).unwrap());
-        let mut builder = git2::build::TreeUpdateBuilder::new();
-        for (path, bytes) in files {
-            let blob = repo.blob(bytes).unwrap();
-            builder.upsert(path.as_str(), blob, git2::FileMode::Blob);
-        }
-        let base_tree = match &parent_commit {
-            Some(commit) => commit.tree().unwrap(),
-            None => repo
-                .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
-                .unwrap(),
-        };
-        let tree = repo
-            .find_tree(builder.create_updated(repo, &base_tree).unwrap())
-            .unwrap();
-        let signature = Signature::now("Someone", email).unwrap();
-        let parents: Vec<&git2::Commit> = parent_commit.iter().collect();
-        let id = repo
-            .commit(None, &signature, &signature, message, &tree, &parents)
-            .unwrap();
-        repo.reference(&reference, id, true, "test").unwrap();
-        id
-    }
-
-    fn tip(&self, branch: &str) -> Option<Oid> {
-        self.repo()
-            .refname_to_id(&format!("refs/heads/{branch}"))
-            .ok()
-    }
-
-    fn read(&self, commit: Oid, path: &str) -> String {
-        let repo = self.repo();
-        let tree = repo.find_commit(commit).unwrap().tree().unwrap();
-        let entry = tree.get_path(Path::new(path)).unwrap();
-        String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap()
-    }
-}
-
-fn collect_files(root: &Path, prefix: &str, files: &mut Vec<(String, Vec<u8>)>) {
-    for entry in std::fs::read_dir(root).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().to_string();
-        let relative = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if entry.path().is_dir() {
-            collect_files(&entry.path(), &relative, files);
-        } else {
-            files.push((relative, std::fs::read(entry.path()).unwrap()));
-        }
-    }
-}
 
 /// The shipped repository with the shipped mapping (its provider made `local`) and a ledger
 /// saying every definition was built as it is now.
@@ -317,6 +212,39 @@ fn reconcile_dry_run_previews_the_osob_change_of_the_planned_builds() {
     );
     assert!(stdout.contains("after this run's build"), "{stdout}");
     assert_eq!(osob.tip(BRANCH), None, "a dry run never pushes");
+}
+
+/// The flag is the preview's source as much as the environment is; given both, the flag wins.
+#[test]
+fn reconcile_dry_run_previews_the_osob_repository_the_flag_names() {
+    let repo = built_repo();
+    std::fs::remove_file(repo.path().join(".imagegen/state.json")).unwrap();
+    let osob = Osob::new();
+    let output = repo
+        .imagegen()
+        .env(
+            "IMAGEGEN_OSOB_URL",
+            repo.path().join("no-such-osob").display().to_string(),
+        )
+        .args(["reconcile", "--dry-run", "--osob-url", &osob.url()])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(
+        !stderr_of(&output).contains("OSOB preview skipped"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(
+        stdout.contains(&format!("OSOB {} (main)", osob.url())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+    Image: Helix-Windows-11-23H2-VS2022-Enterprise_17_12_1\r\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -694,93 +622,4 @@ async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
         osob.read(tip, "definitions/images.json")
             .contains("Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_2")
     );
-}
-
-/// The join of the two halves: reconcile builds, and once every job of the batch has ended it
-/// pushes the one OSOB branch and opens the one pull request; a later batch updates both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconcile_opens_the_pull_request_once_every_job_has_ended_and_updates_it_later() {
-    use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps};
-    let service = FakeAzureDevOps::start(AdoSetup::new(
-        "dnceng",
-        "internal",
-        "dotnet-helix-machines",
-        AdoCredential::Pat("canary-pat-77aa".to_string()),
-    ))
-    .await;
-    let repo = local_repo();
-    use_azure_devops(&repo, &service);
-    let osob = Osob::new();
-    let emulator = fast_emulator();
-    let reconcile = |args: &[&str], code: i32| {
-        tokio::task::block_in_place(|| {
-            let output = imagegen_against(&repo, &emulator)
-                .env("IMAGEGEN_OSOB_URL", osob.url())
-                .env("AZURE_DEVOPS_PAT", "canary-pat-77aa")
-                .env_remove("SYSTEM_ACCESSTOKEN")
-                .arg("reconcile")
-                .args(args)
-                .assert()
-                .code(code)
-                .get_output()
-                .clone();
-            let text = format!("{}{}", stdout_of(&output), stderr_of(&output));
-            assert!(
-                !text.contains("canary-pat"),
-                "the token never shows: {text}"
-            );
-            text
-        })
-    };
-    let wait = ["--wait", "--poll-interval", "100ms"];
-
-    // Jobs still being built: OSOB is left alone, and the run says why.
-    let first = reconcile(&[], 2);
-    assert!(
-        first.contains("OSOB pull request: not yet, jobs are still being built"),
-        "{first}"
-    );
-    assert_eq!(osob.tip(BRANCH), None);
-    assert!(service.pulls().is_empty());
-
-    // Once they have all ended, the same run pushes the one branch and opens the pull request.
-    let second = reconcile(&wait, 0);
-    assert!(second.contains("16 succeeded"), "{second}");
-    assert!(second.contains(&format!("pushed {BRANCH}")), "{second}");
-    assert!(second.contains("pull request #101 created"), "{second}");
-    let tip = osob.tip(BRANCH).expect("the branch was pushed");
-    let server = osob.read(tip, "definitions/queues/windows-server.yml");
-    assert!(server.contains("Helix-Server-DataCenter-2022_20348.2849.241106"));
-    let described = service.pulls()[0].description.clone();
-
-    // A new Windows patch: only its definitions are rebuilt, and the same pull request updated.
-    let variables = repo
-        .read("variables.json")
-        .replace("20348.2849.241106", "20348.2966.241205");
-    repo.write("variables.json", &variables);
-    let third = reconcile(&wait, 0);
-    assert!(
-        third.contains("5 submitted by this run; 5 succeeded"),
-        "{third}"
-    );
-    assert!(third.contains("pull request #101 updated"), "{third}");
-    let pulls = service.pulls();
-    assert_eq!(pulls.len(), 1, "one pull request, updated");
-    assert_ne!(
-        pulls[0].description, described,
-        "the description follows the new builds"
-    );
-    let tip = osob.tip(BRANCH).unwrap();
-    assert!(
-        osob.read(tip, "definitions/queues/windows-server.yml")
-            .contains("Helix-Server-DataCenter-2022_20348.2966.241205")
-    );
-
-    // Nothing changed: nothing is pushed again.
-    let fourth = reconcile(&["--output", "json"], 0);
-    let document: serde_json::Value =
-        serde_json::from_str(&fourth[..fourth.rfind('}').map_or(fourth.len(), |end| end + 1)])
-            .unwrap();
-    assert_eq!(document["pr"]["branch"]["branch"], "up_to_date");
-    assert_eq!(osob.tip(BRANCH), Some(tip));
 }

@@ -75,11 +75,8 @@ impl FactoryOptions {
     }
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+pub(crate) fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    Ok(crate::runtime::shared()?)
 }
 
 /// What `imagegen status` is asked to do.

@@ -210,7 +210,7 @@ pub fn publish(
     let client = if request.dry_run {
         None
     } else {
-        match PrClient::from_mapping(&mapping.provider) {
+        match crate::runtime::block_on(PrClient::connect(&mapping.provider))? {
             Ok(client) => Some(client),
             Err(error) => return Ok(PrResult::problems(vec![error.to_string()])),
         }
@@ -220,12 +220,7 @@ pub fn publish(
     if !errors.is_empty() {
         return Ok(PrResult::problems(errors));
     }
-    let override_url = request.osob_url.clone().or_else(|| {
-        std::env::var(publish::OSOB_URL_VAR)
-            .ok()
-            .filter(|u| !u.is_empty())
-    });
-    let url = publish::osob_url(&mapping, override_url.as_deref());
+    let url = publish::osob_url(&mapping, request.osob_url.as_deref());
     let workspace = Workspace::open(
         &publish::cache_path(&context.repo),
         &url,
@@ -337,8 +332,10 @@ pub fn publish(
             &commit[..12],
             match &report.pull_request {
                 Some(pull_request) => format!(
-                    "; pull request #{}: {}",
-                    pull_request.number, pull_request.url
+                    "; pull request #{} {}: {}",
+                    pull_request.number,
+                    action_word(pull_request.action),
+                    pull_request.url
                 ),
                 None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
             }
@@ -454,6 +451,7 @@ fn action_word(action: crate::pr::PullRequestAction) -> &'static str {
         crate::pr::PullRequestAction::Created => "created",
         crate::pr::PullRequestAction::Updated => "updated",
         crate::pr::PullRequestAction::Adopted => "adopted and updated",
+        crate::pr::PullRequestAction::Unchanged => "already up to date",
     }
 }
 
@@ -480,18 +478,17 @@ fn open_pull_request(
         reviewers: mapping.reviewers.clone(),
         labels: mapping.labels.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(runtime.block_on(client.open_or_update(&spec))?)
+    Ok(crate::runtime::block_on(client.open_or_update(&spec))??)
 }
 
 /// The OSOB part of `reconcile --dry-run`: the diff and pull request this run would lead to if
-/// every planned job succeeds. `None` when the repository has no mapping.
+/// every planned job succeeds, read from `osob_url` when given, else from the mapping's URL.
+/// `None` when the repository has no mapping.
 pub fn preview(
     context: &Context,
     catalog: &Catalog,
     ledger: &Ledger,
+    osob_url: Option<&str>,
 ) -> Option<Result<String, String>> {
     let (mapping, problems) = mapping::load(&context.repo, &catalog.ids());
     let mapping = mapping?;
@@ -500,7 +497,7 @@ pub fn preview(
             "{MAPPING_FILE} has errors (see imagegen validate)"
         )));
     }
-    Some(preview_with(context, catalog, ledger, &mapping))
+    Some(preview_with(context, catalog, ledger, &mapping, osob_url))
 }
 
 fn preview_with(
@@ -508,16 +505,14 @@ fn preview_with(
     catalog: &Catalog,
     ledger: &Ledger,
     mapping: &Mapping,
+    osob_url: Option<&str>,
 ) -> Result<String, String> {
     let (targets, not_included, errors) =
         publish::targets(catalog, ledger, mapping, Assume::Planned);
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
-    let override_url = std::env::var(publish::OSOB_URL_VAR)
-        .ok()
-        .filter(|u| !u.is_empty());
-    let url = publish::osob_url(mapping, override_url.as_deref());
+    let url = publish::osob_url(mapping, osob_url);
     let workspace = Workspace::open(
         &publish::cache_path(&context.repo),
         &url,

@@ -103,7 +103,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     if !selection.is_all() {
         plan.select(|id| selection.matches(id));
     }
-    let osob = osob::preview(context, &catalog, &ledger);
+    let osob = osob::preview(context, &catalog, &ledger, request.pr.osob_url.as_deref());
     output.diagnostics(&catalog.diagnostics)?;
     if output.is_json() {
         output.json(&DryRunReport {
@@ -178,7 +178,6 @@ fn apply(
     // Closed before anything else is printed, and also when the run stopped on an error.
     progress.close_group();
     let applied = applied?;
-    drop(runtime);
     let mut code = applied.exit_code();
     if catalog.diagnostics.has_errors() {
         code = exit::ERROR;

@@ -289,10 +289,18 @@ impl Emulator {
         let thread = std::thread::Builder::new()
             .name("image-factory-emulator".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
+                // Its own runtime, not the process's: the emulator must keep answering while
+                // the caller is blocked outside any runtime, waiting for the jobs it serves.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .expect("a tokio runtime starts");
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = sender.send(Err(error));
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     match Emulator::start(config).await {
                         Ok(mut emulator) => {

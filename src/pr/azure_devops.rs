@@ -200,6 +200,14 @@ impl AzureDevOpsProvider {
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
         let description = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_active(spec).await? {
+            Some(active)
+                if active.title.as_deref() == Some(spec.title.as_str())
+                    && active.description.as_deref() == Some(description.as_str()) =>
+            {
+                self.add_missing_reviewers(&active, spec).await?;
+                self.add_missing_labels(&active, spec).await?;
+                (active, PullRequestAction::Unchanged)
+            }
             Some(active) => (
                 self.bring_up_to_date(active, spec, &description).await?,
                 PullRequestAction::Updated,

@@ -133,6 +133,12 @@ impl GitHubProvider {
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
         let body = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_open(spec).await? {
+            Some(open)
+                if open.title.as_deref() == Some(spec.title.as_str())
+                    && open.body.as_deref() == Some(body.as_str()) =>
+            {
+                (open, PullRequestAction::Unchanged)
+            }
             Some(open) => (
                 self.update(&open, spec, &body).await?,
                 PullRequestAction::Updated,

@@ -32,6 +32,9 @@ pub enum PullRequestAction {
     Updated,
     /// Creating answered "already exists" (a race with another run): that one was updated.
     Adopted,
+    /// One was open with this title and description already: nothing was sent, so reviewers
+    /// see no "edited" event from a run that changed nothing.
+    Unchanged,
 }
 
 /// A pull request as a provider reports it.
@@ -113,6 +116,10 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// The provider the mapping names, ready to call: built, with its token checked, before
 /// anything is pushed, so a missing token stops a run before it changes OSOB.
+///
+/// Built by the async [`PrClient::connect`], so only inside the runtime that will send its
+/// requests: octocrab spawns its request buffer's worker on the current runtime as it is built,
+/// and panics outside one.
 #[derive(Debug)]
 pub enum PrClient {
     GitHub(github::GitHubProvider),
@@ -122,7 +129,7 @@ pub enum PrClient {
 }
 
 impl PrClient {
-    pub fn from_mapping(provider: &mapping::Provider) -> Result<Self, PrError> {
+    pub async fn connect(provider: &mapping::Provider) -> Result<Self, PrError> {
         Ok(match provider {
             mapping::Provider::Local => Self::Local,
             mapping::Provider::GitHub {

@@ -54,11 +54,8 @@ impl Store {
     pub fn read_blocking(&self) -> Result<Ledger, StateError> {
         match self {
             Self::File(store) => store.read(),
-            Self::Blob(store) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| StateError::Runtime(error.to_string()))?
-                .block_on(store.read()),
+            Self::Blob(store) => crate::runtime::block_on(store.read())
+                .map_err(|error| StateError::Runtime(error.to_string()))?,
         }
     }
 }

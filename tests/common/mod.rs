@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod git_https;
+pub mod osob;
 
 use std::path::{Path, PathBuf};
 
