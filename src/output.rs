@@ -46,10 +46,14 @@ impl Output {
 
     /// Writes one JSON document to stdout.
     pub fn json(&self, value: &impl Serialize) -> std::io::Result<()> {
-        // stdout flushes at every newline; a large document is written in far fewer calls.
-        let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut stdout, value)?;
-        stdout.write_all(b"\n")?;
+        // Serialized whole before any byte is written: a value that fails half way (a map
+        // keyed by something other than a string) must print nothing rather than half a
+        // document, so that the fatal error after it is the only document on stdout. One
+        // write also spares the many flushes of a line-buffered stdout.
+        let mut document = serde_json::to_vec_pretty(value)?;
+        document.push(b'\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&document)?;
         stdout.flush()
     }
 

@@ -615,3 +615,37 @@ fn adopt_records_todays_images_so_nothing_is_rebuilt() {
         posted_images(&emulator)
     );
 }
+
+#[test]
+fn a_transient_poll_failure_exits_2_and_prints_one_document_in_json_as_in_text() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let id = "vs2022/server-2022-enterprise";
+    run_against(&repo, &emulator, &["submit", id], 0);
+    let args = ["reconcile", "--no-pr", "--only", id, "--retries", "0"];
+    emulator.inject(Route::Jobs, Fault::ServerError(503));
+    let text = run_against(&repo, &emulator, &args, 2);
+    assert!(
+        common::stderr_of(&text).contains("asking again at the next poll"),
+        "{}",
+        common::stderr_of(&text)
+    );
+    emulator.inject(Route::Jobs, Fault::ServerError(503));
+    let json = run_against(
+        &repo,
+        &emulator,
+        &[&args[..], &["--output", "json"]].concat(),
+        2,
+    );
+    let document = json_of(&json);
+    let errors = document["poll_errors"].as_array().expect("a list");
+    assert_eq!(errors.len(), 1, "{document}");
+    assert_eq!(errors[0]["ledger"]["name"], id);
+    assert_eq!(errors[0]["transient"], true);
+    assert!(errors[0]["message"].as_str().unwrap().contains("503"));
+    assert_eq!(document["exit_code"], 2);
+}

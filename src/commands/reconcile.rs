@@ -142,12 +142,21 @@ struct ApplyReport<'a> {
     plan: &'a plan::Plan,
     submitted: Vec<serde_json::Value>,
     jobs: &'a [JobRow],
-    poll_errors: &'a BTreeMap<LedgerKey, reconcile::PollError>,
+    /// A list, not a map: a ledger key is an object, and JSON keys are strings.
+    poll_errors: Vec<PollErrorReport<'a>>,
     timed_out: bool,
     /// The OSOB step's report, or why it did not run.
     pr: serde_json::Value,
     diagnostics: &'a Diagnostics,
     exit_code: u8,
+}
+
+/// A job the service could not be asked about, with the entry it belongs to.
+#[derive(Serialize)]
+struct PollErrorReport<'a> {
+    ledger: &'a LedgerKey,
+    #[serde(flatten)]
+    error: &'a reconcile::PollError,
 }
 
 fn apply(
@@ -224,7 +233,11 @@ fn apply(
             plan: &applied.plan,
             submitted,
             jobs: &applied.jobs,
-            poll_errors: &applied.poll_errors,
+            poll_errors: applied
+                .poll_errors
+                .iter()
+                .map(|(ledger, error)| PollErrorReport { ledger, error })
+                .collect(),
             timed_out: applied.timed_out,
             pr: match &pr {
                 Ok(result) => result.json.clone(),
