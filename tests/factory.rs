@@ -325,6 +325,34 @@ async fn the_idempotency_key_returns_the_first_job() {
 }
 
 #[tokio::test]
+async fn the_emulator_replays_leaves_out_images_and_invents_statuses_on_request() {
+    let emulator = Emulator::start(EmulatorConfig {
+        queued_for: Duration::from_secs(60),
+        running_for: Duration::from_secs(600),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&emulator);
+    // Faults about job states wait for a GET; the one about submissions for a POST.
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    emulator.inject(Route::Jobs, Fault::NoImages);
+    emulator.inject(Route::Jobs, Fault::Replay);
+    let replayed = client.submit(&payload("Helix-A_1"), "a").await.unwrap();
+    assert!(replayed.existing, "answered 200 as a replay");
+    assert_eq!(replayed.status, RemoteStatus::Succeeded);
+    let paused = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(paused.status, RemoteStatus::Other("Paused".into()));
+    let imageless = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(imageless.status, RemoteStatus::Succeeded);
+    assert!(imageless.images.is_empty() && !imageless.message.is_empty());
+    let listed = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(listed.status, RemoteStatus::Succeeded);
+    assert_eq!(listed.images[0].name, "Helix-A_1");
+    assert_eq!(emulator.job_count(), 1);
+}
+
+#[tokio::test]
 async fn jobs_move_along_the_emulator_clock() {
     let emulator = Emulator::start(EmulatorConfig {
         queued_for: Duration::from_secs(60),
