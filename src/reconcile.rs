@@ -161,13 +161,14 @@ pub async fn apply(
         LedgerKey::Manual(_) => selection.is_all(),
     };
 
-    // 1. What the ledger holds as in flight may have moved on since the last run.
+    // 1. What the ledger holds as in flight may have moved on since the last run, and a job
+    // that ended without its images may list them now.
     let in_flight: Vec<LedgerKey> = writer
         .lock()
         .await
         .ledger()
         .entries()
-        .filter(|(key, entry)| entry.status.is_pending() && chosen(key))
+        .filter(|(key, entry)| entry.status.is_tracked() && chosen(key))
         .map(|(key, _)| key)
         .collect();
     progress.phase(Phase::Polling {
@@ -308,8 +309,8 @@ pub async fn apply(
     })
 }
 
-/// Asks the service about every job of `keys` the ledger holds as in flight, and records the
-/// answers in one ledger write. Returns the jobs that could not be asked about.
+/// Asks the service about every job of `keys` the ledger tracks, and records the answers in
+/// one ledger write. Returns the jobs that could not be asked about.
 async fn poll(
     client: &Arc<FactoryClient>,
     writer: &Arc<SharedWriter>,
@@ -325,7 +326,7 @@ async fn poll(
                 let tracking_id = entry.tracking_id.clone()?;
                 entry
                     .status
-                    .is_pending()
+                    .is_tracked()
                     .then(|| (key.clone(), tracking_id, row(key, entry, Timestamp::now())))
             })
             .collect()

@@ -663,6 +663,38 @@ fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
 }
 
 #[test]
+fn a_replayed_submission_takes_its_images_from_the_job_not_the_answer() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    emulator.inject(Route::Jobs, Fault::Replay);
+    let id = "vs2022/server-2022-enterprise";
+    let output = run_against(&repo, &emulator, &["submit", id], 0);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("succeeded (the service already had this payload)"),
+        "{stdout}"
+    );
+    let entry = repo.ledger().definitions[id].clone();
+    assert_eq!(entry.status, JobStatus::Succeeded);
+    let job = emulator.job(entry.tracking_id.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        entry.image_names,
+        job.images
+            .iter()
+            .map(|image| image.name.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(!entry.image_names.is_empty());
+    let requests: Vec<String> = emulator
+        .requests()
+        .iter()
+        .filter(|request| request.route == Some("jobs"))
+        .map(|request| format!("{} {:?}", request.method, request.status))
+        .collect();
+    assert_eq!(requests, ["POST Some(200)", "GET Some(200)"]);
+}
+
+#[test]
 fn missing_credentials_are_named_before_any_request() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();

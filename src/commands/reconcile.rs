@@ -330,7 +330,23 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             output.annotate(&failed_job_annotation(job))?;
         }
     }
-    if applied.jobs.iter().any(|job| job.status.is_unsuccessful()) {
+    if applied
+        .jobs
+        .iter()
+        .any(|job| job.status == JobStatus::NoImages)
+    {
+        output.note(
+            "a job that reports Succeeded without naming its images is not built: every run asks \
+             about it again and publishes it once the images are listed; if they never are, \
+             look at the job (imagegen status ID) and build it again with imagegen reconcile \
+             --retry-failed",
+        )?;
+    }
+    if applied
+        .jobs
+        .iter()
+        .any(|job| job.status.is_unsuccessful() && job.status != JobStatus::NoImages)
+    {
         output.note(
             "a failed build is not submitted again until its payload changes: read the message \
              above (docs/first-responder.md says what each one means), fix the cause, then \

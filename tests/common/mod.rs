@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod osob;
 
 use std::path::{Path, PathBuf};
 
