@@ -583,6 +583,30 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
 }
 
 #[test]
+fn status_reports_a_success_without_images_as_not_built() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
+    emulator.skip(Duration::from_secs(5));
+    emulator.inject(Route::Jobs, Fault::NoImages);
+    let output = run_against(&repo, &emulator, &["status", &tracking_id], 1);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains(&format!(
+            "{tracking_id} (vs2022/server-2022-enterprise): Succeeded, no images"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("names no image"), "{stdout}");
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::NoImages);
+    // Asked again, the service lists the images.
+    run_against(&repo, &emulator, &["status", &tracking_id], 0);
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::Succeeded);
+}
+
+#[test]
 fn status_exits_2_while_a_job_runs() {
     let repo = Repo::shipped();
     let emulator = Emulator::start_in_background(EmulatorConfig::default()).unwrap();
