@@ -111,6 +111,26 @@ impl Output {
         error_line(&annotation.message)
     }
 
+    /// A warning that knows more than its text (a file): the annotation on a platform, else its
+    /// message as a `warning:` line (text output only). Silent with `--quiet`, as every warning.
+    pub fn warning_annotation(&self, annotation: Annotation) -> std::io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        if self.platform.is_some() {
+            return self.annotate(&annotation);
+        }
+        if self.is_json() {
+            return Ok(());
+        }
+        let mut stderr = anstream::stderr().lock();
+        writeln!(
+            stderr,
+            "{WARNING}warning:{WARNING:#} {}",
+            annotation.message
+        )
+    }
+
     /// Raises an annotation on the platform; nothing off a platform.
     ///
     /// On a platform the annotation takes the place of the plain `error:` or `warning:` line

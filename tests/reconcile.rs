@@ -836,3 +836,39 @@ fn a_job_that_built_other_names_is_left_out_of_the_pull_request_without_blocking
     );
     assert!(document["content"]["changes"].as_array().unwrap().len() > 1);
 }
+
+#[test]
+fn a_status_the_contract_does_not_name_is_warned_about_and_polled_again() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let id = "vs2022/server-2022-enterprise";
+    run_against(&repo, &emulator, &["submit", id], 0);
+    let tracking_id = repo.ledger().definitions[id].tracking_id.clone().unwrap();
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    let output = run_against(&repo, &emulator, &["reconcile", "--no-pr", "--only", id], 2);
+    let stderr = common::stderr_of(&output);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {id}: job {tracking_id} reports status \"Paused\", which the contract does \
+             not name; taken as not finished, and asked about again"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(repo.ledger().definitions[id].status, JobStatus::Running);
+
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    let output = run_against(
+        &repo,
+        &emulator,
+        &["reconcile", "--no-pr", "--only", id, "--output", "json"],
+        2,
+    );
+    let document = json_of(&output);
+    let warnings = document["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{document:#}");
+    assert!(warnings[0].as_str().unwrap().contains("\"Paused\""));
+}

@@ -144,6 +144,8 @@ struct ApplyReport<'a> {
     jobs: &'a [JobRow],
     /// A list, not a map: a ledger key is an object, and JSON keys are strings.
     poll_errors: Vec<PollErrorReport<'a>>,
+    /// What text output writes as `warning:` lines.
+    warnings: Vec<String>,
     timed_out: bool,
     /// The OSOB step's report, or why it did not run.
     pr: serde_json::Value,
@@ -238,6 +240,11 @@ fn apply(
                 .iter()
                 .map(|(ledger, error)| PollErrorReport { ledger, error })
                 .collect(),
+            warnings: applied
+                .unnamed_statuses
+                .iter()
+                .map(|(key, unnamed)| unnamed.warning(key))
+                .collect(),
             timed_out: applied.timed_out,
             pr: match &pr {
                 Ok(result) => result.json.clone(),
@@ -317,6 +324,9 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
         } else {
             output.error_annotation(Annotation::error(line).in_file(key.file()))?;
         }
+    }
+    for (key, unnamed) in &applied.unnamed_statuses {
+        output.warning_annotation(Annotation::warning(unnamed.warning(key)).in_file(key.file()))?;
     }
     let rejected = |key: &LedgerKey| {
         applied
@@ -900,6 +910,7 @@ mod tests {
             outcomes,
             jobs,
             poll_errors: BTreeMap::new(),
+            unnamed_statuses: BTreeMap::new(),
             timed_out: false,
             ledger: crate::state::Ledger::default(),
         }
