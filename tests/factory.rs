@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
@@ -886,5 +888,121 @@ fn an_unreachable_service_is_named_as_such() {
             "POST {url}emulator-tenant/oauth2/v2.0/token failed after 1 try: could not connect"
         )),
         "{stdout}"
+    );
+}
+
+/// Serves `router` on 127.0.0.1 from a thread with its own runtime, for as long as the test
+/// process lives; its base URL.
+fn serve_in_background(router: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    // Another host (another port is another origin) that would gladly take the payload.
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let elsewhere = serve_in_background(axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::ACCEPTED,
+                axum::Json(json!({"trackingId": "elsewhere", "status": "Queued"})),
+            )
+        }
+    }));
+    let target = format!("{elsewhere}api/jobs?sig=secret-in-the-location");
+    let redirecting = serve_in_background(axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+        }
+    }));
+    let output = imagegen_against(&repo, &emulator)
+        .env("IMAGE_FACTORY_URL", &redirecting)
+        .args(["submit", "vs2022/server-2022-enterprise"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert_eq!(received.load(Ordering::SeqCst), 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "POST {redirecting}api/jobs was redirected (307) to {elsewhere}api/jobs, another host"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-in-the-location"), "{stdout}");
+    assert!(
+        !repo
+            .ledger()
+            .definitions
+            .contains_key("vs2022/server-2022-enterprise"),
+        "nothing was started: the ledger is as before"
+    );
+}
+
+#[test]
+fn a_redirect_within_the_same_host_is_followed() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let router = axum::Router::new()
+        .route(
+            "/api/jobs",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::PERMANENT_REDIRECT,
+                    [(axum::http::header::LOCATION, "/moved/api/jobs")],
+                )
+            }),
+        )
+        .route(
+            "/moved/api/jobs",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    assert!(!body.is_empty(), "the payload came along");
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        axum::Json(json!({"trackingId": "moved-1", "status": "Queued"})),
+                    )
+                }
+            }),
+        );
+    let url = serve_in_background(router);
+    imagegen_against(&repo, &emulator)
+        .env("IMAGE_FACTORY_URL", &url)
+        .args(["submit", "vs2022/server-2022-enterprise"])
+        .assert()
+        .code(0);
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        repo.ledger().definitions["vs2022/server-2022-enterprise"]
+            .tracking_id
+            .as_deref(),
+        Some("moved-1")
     );
 }
