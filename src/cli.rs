@@ -137,7 +137,8 @@ Examples:
   imagegen status ID1 ID2 --watch --poll-interval 30s
   imagegen status ID --output json
 
-Exit codes: 0 every job succeeded, 1 any failed, was canceled or is unknown, 2 any still running.
+Exit codes: 0 every job succeeded, 1 any failed, was canceled, is unknown or succeeded without
+naming its images, 2 any still running.
 Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     Status(StatusArgs),
 

@@ -27,13 +27,54 @@ impl Default for Timeouts {
     }
 }
 
-/// Builds the HTTP client: rustls, the user agent, the timeouts.
+/// Builds the HTTP client: rustls, the user agent, the timeouts, redirects within one origin.
 pub fn client(timeouts: Timeouts) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
+        .redirect(same_origin_redirects())
         .build()
+}
+
+/// The most redirects followed for one request, as reqwest's default policy has it.
+const MAX_REDIRECTS: usize = 10;
+
+/// Follows a redirect only to the origin (scheme, host and port) the request was sent to. A 307
+/// or 308 sends the body again, and a payload or a client secret must never reach a host
+/// nobody configured; the redirect that is not followed comes back as the answer, for the
+/// caller to explain.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_none_or(|first| first.origin() == attempt.url().origin());
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Where a redirect that was not followed points, for an error message: resolved against the
+/// request's URL, without credentials, query or fragment (a signed URL carries its secret in
+/// the query).
+pub fn redirect_target(url: &reqwest::Url, response: &Response) -> Option<String> {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)?
+        .to_str()
+        .ok()?;
+    let mut target = url.join(location).ok()?;
+    let _ = target.set_username("");
+    let _ = target.set_password(None);
+    target.set_query(None);
+    target.set_fragment(None);
+    Some(target.to_string())
 }
 
 /// How often and for how long a request is tried again.

@@ -46,10 +46,14 @@ impl Output {
 
     /// Writes one JSON document to stdout.
     pub fn json(&self, value: &impl Serialize) -> std::io::Result<()> {
-        // stdout flushes at every newline; a large document is written in far fewer calls.
-        let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut stdout, value)?;
-        stdout.write_all(b"\n")?;
+        // Serialized whole before any byte is written: a value that fails half way (a map
+        // keyed by something other than a string) must print nothing rather than half a
+        // document, so that the fatal error after it is the only document on stdout. One
+        // write also spares the many flushes of a line-buffered stdout.
+        let mut document = serde_json::to_vec_pretty(value)?;
+        document.push(b'\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&document)?;
         stdout.flush()
     }
 
@@ -105,6 +109,26 @@ impl Output {
             return Ok(());
         }
         error_line(&annotation.message)
+    }
+
+    /// A warning that knows more than its text (a file): the annotation on a platform, else its
+    /// message as a `warning:` line (text output only). Silent with `--quiet`, as every warning.
+    pub fn warning_annotation(&self, annotation: Annotation) -> std::io::Result<()> {
+        if self.quiet {
+            return Ok(());
+        }
+        if self.platform.is_some() {
+            return self.annotate(&annotation);
+        }
+        if self.is_json() {
+            return Ok(());
+        }
+        let mut stderr = anstream::stderr().lock();
+        writeln!(
+            stderr,
+            "{WARNING}warning:{WARNING:#} {}",
+            annotation.message
+        )
     }
 
     /// Raises an annotation on the platform; nothing off a platform.

@@ -38,8 +38,11 @@ pub struct Target {
 }
 
 /// Decides, from the catalog and the ledger, which mapped definitions' images go into OSOB.
-/// Returns those, the ones left out with the reason, and errors (a job that produced other
-/// names than the definition asks for).
+/// Returns those, the ones left out with the reason, and the errors that stop the whole update.
+/// A definition that cannot be published (a job that produced other names than the definition
+/// asks for, or none) is left out with the reason, never such an error: one definition must not
+/// hold back the pull request of the others. No error stops the whole update today; the list
+/// stays for the callers that report them.
 pub fn targets(
     catalog: &Catalog,
     ledger: &Ledger,
@@ -48,7 +51,6 @@ pub fn targets(
 ) -> (Vec<Target>, Vec<NotIncluded>, Vec<String>) {
     let mut targets = Vec::new();
     let mut left_out = Vec::new();
-    let mut errors = Vec::new();
     let rendered_by_id: BTreeMap<&str, &crate::definitions::Rendered> = catalog
         .rendered
         .iter()
@@ -82,17 +84,21 @@ pub fn targets(
                     .filter(|name| !entry.adopted && !entry.image_names.contains(name))
                     .collect();
                 if !missing.is_empty() {
-                    errors.push(format!(
-                        "{id}: job {} produced {}, not {} that the definition names; nothing \
-                         of it goes into OSOB",
-                        entry.tracking_id.as_deref().unwrap_or("(none)"),
-                        list_or_none(&entry.image_names),
-                        missing
-                            .iter()
-                            .map(|name| name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    left_out.push(NotIncluded {
+                        definition: id.clone(),
+                        status: "other images".to_string(),
+                        reason: format!(
+                            "job {} produced {}, not {} that the definition names; nothing of \
+                             it goes into OSOB",
+                            entry.tracking_id.as_deref().unwrap_or("(none)"),
+                            list_or_none(&entry.image_names),
+                            missing
+                                .iter()
+                                .map(|name| name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
                     continue;
                 }
                 (entry.tracking_id.clone(), Some(built_text(entry)))
@@ -133,7 +139,7 @@ pub fn targets(
             built,
         });
     }
-    (targets, left_out, errors)
+    (targets, left_out, Vec::new())
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -169,6 +175,14 @@ fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotInclu
         None => (
             "not built".to_string(),
             "never submitted; run imagegen reconcile".to_string(),
+        ),
+        Some(entry) if entry.status == JobStatus::NoImages => (
+            entry.status.to_string(),
+            format!(
+                "{}: {}",
+                job(entry),
+                entry.message.as_deref().unwrap_or("no image listed")
+            ),
         ),
         Some(entry) if entry.status.is_pending() => (
             entry.status.to_string(),

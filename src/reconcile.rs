@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::catalog::Catalog;
-use crate::factory::{FactoryClient, FactoryError, JobState};
+use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
 use crate::plan::{self, Plan, PlanOptions, SubmitReason};
 use crate::selection::Selection;
 use crate::state::{JobStatus, Ledger, LedgerKey, LedgerWriter, StateError, Store};
@@ -77,6 +77,8 @@ pub struct Applied {
     pub jobs: Vec<JobRow>,
     /// Jobs the service could not be asked about, as the last poll left them.
     pub poll_errors: BTreeMap<LedgerKey, PollError>,
+    /// Jobs that reported a status the contract does not name, at any poll of this run.
+    pub unnamed_statuses: BTreeMap<LedgerKey, UnnamedStatus>,
     /// `--wait` ended at its timeout with jobs still pending.
     pub timed_out: bool,
     /// The ledger as this run left it.
@@ -89,6 +91,32 @@ pub struct PollError {
     pub message: String,
     /// The error may pass (the service was unreachable or busy).
     pub transient: bool,
+}
+
+/// A status the contract does not name, which a job reported: taken as not finished (the
+/// contract says to keep polling such a job, and to warn).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnnamedStatus {
+    pub tracking_id: String,
+    pub status: String,
+}
+
+impl UnnamedStatus {
+    /// The warning for people, naming the entry it belongs to.
+    pub fn warning(&self, key: &LedgerKey) -> String {
+        format!(
+            "{key}: job {} reports status {:?}, which the contract does not name; taken as not \
+             finished, and asked about again at the next poll",
+            self.tracking_id, self.status
+        )
+    }
+}
+
+/// What one poll learned besides the states it recorded.
+#[derive(Debug, Default)]
+struct Polled {
+    errors: BTreeMap<LedgerKey, PollError>,
+    unnamed: BTreeMap<LedgerKey, UnnamedStatus>,
 }
 
 /// One job as the summary table shows it.
@@ -161,19 +189,22 @@ pub async fn apply(
         LedgerKey::Manual(_) => selection.is_all(),
     };
 
-    // 1. What the ledger holds as in flight may have moved on since the last run.
+    // 1. What the ledger holds as in flight may have moved on since the last run, and a job
+    // that ended without its images may list them now.
     let in_flight: Vec<LedgerKey> = writer
         .lock()
         .await
         .ledger()
         .entries()
-        .filter(|(key, entry)| entry.status.is_pending() && chosen(key))
+        .filter(|(key, entry)| entry.status.is_tracked() && chosen(key))
         .map(|(key, _)| key)
         .collect();
     progress.phase(Phase::Polling {
         jobs: in_flight.len(),
     });
-    let mut poll_errors = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+    let polled = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+    let mut poll_errors = polled.errors;
+    let mut unnamed_statuses = polled.unnamed;
 
     // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
     // recorded without an answer are sent again with their key.
@@ -288,11 +319,12 @@ pub async fn apply(
                 }
             }
             let polled: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
-            let errors = poll(&client, &writer, &polled, options.concurrency, progress).await?;
+            let answers = poll(&client, &writer, &polled, options.concurrency, progress).await?;
             for key in &polled {
                 poll_errors.remove(key);
             }
-            poll_errors.extend(errors);
+            poll_errors.extend(answers.errors);
+            unnamed_statuses.extend(answers.unnamed);
         }
         progress.finished();
     }
@@ -303,20 +335,22 @@ pub async fn apply(
         outcomes,
         jobs,
         poll_errors,
+        unnamed_statuses,
         timed_out,
         ledger: writer.ledger().clone(),
     })
 }
 
-/// Asks the service about every job of `keys` the ledger holds as in flight, and records the
-/// answers in one ledger write. Returns the jobs that could not be asked about.
+/// Asks the service about every job of `keys` the ledger tracks, and records the answers in
+/// one ledger write. Returns the jobs that could not be asked about, and those that reported a
+/// status the contract does not name.
 async fn poll(
     client: &Arc<FactoryClient>,
     writer: &Arc<SharedWriter>,
     keys: &[LedgerKey],
     concurrency: usize,
     progress: &dyn Progress,
-) -> Result<BTreeMap<LedgerKey, PollError>, StateError> {
+) -> Result<Polled, StateError> {
     let asked: Vec<(LedgerKey, String, JobRow)> = {
         let writer = writer.lock().await;
         keys.iter()
@@ -325,7 +359,7 @@ async fn poll(
                 let tracking_id = entry.tracking_id.clone()?;
                 entry
                     .status
-                    .is_pending()
+                    .is_tracked()
                     .then(|| (key.clone(), tracking_id, row(key, entry, Timestamp::now())))
             })
             .collect()
@@ -346,15 +380,26 @@ async fn poll(
         answers.push(joined.expect("a poll does not panic"));
     }
     answers.sort_by_key(|(index, _)| *index);
-    let mut errors = BTreeMap::new();
+    let mut polled = Polled::default();
     let mut states = Vec::new();
     for (index, answer) in answers {
         let (key, tracking_id, before) = &asked[index];
         match answer {
-            Ok(state) => states.push((key.clone(), state, before.status)),
+            Ok(state) => {
+                if let RemoteStatus::Other(status) = &state.status {
+                    polled.unnamed.insert(
+                        key.clone(),
+                        UnnamedStatus {
+                            tracking_id: tracking_id.clone(),
+                            status: status.clone(),
+                        },
+                    );
+                }
+                states.push((key.clone(), state, before.status));
+            }
             Err(error) => {
                 progress.poll_failed(key, tracking_id, &error);
-                errors.insert(
+                polled.errors.insert(
                     key.clone(),
                     PollError {
                         tracking_id: tracking_id.clone(),
@@ -366,7 +411,7 @@ async fn poll(
         }
     }
     if states.is_empty() {
-        return Ok(errors);
+        return Ok(polled);
     }
     let mut writer = writer.lock().await;
     let now = Timestamp::now();
@@ -390,7 +435,7 @@ async fn poll(
             progress.changed(&row(key, entry, now), *before);
         }
     }
-    Ok(errors)
+    Ok(polled)
 }
 
 fn rows(writer: &LedgerWriter, keys: &[LedgerKey]) -> Vec<JobRow> {

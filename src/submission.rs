@@ -83,7 +83,7 @@ pub fn decide(entry: Option<&LedgerEntry>, hash: &PayloadHash, force: bool) -> D
         JobStatus::Queued | JobStatus::Running => Decision::InFlight {
             tracking_id: entry.tracking_id.clone().unwrap_or_default(),
         },
-        JobStatus::Failed | JobStatus::Canceled => next_key(),
+        JobStatus::Failed | JobStatus::Canceled | JobStatus::NoImages => next_key(),
         JobStatus::Succeeded if force => next_key(),
         JobStatus::Succeeded => Decision::Built {
             tracking_id: entry.tracking_id.clone(),
@@ -332,18 +332,35 @@ pub async fn submit(
     let ours = |entry: &LedgerEntry| entry.idempotency_key.as_deref() == Some(&idempotency_key);
     match client.submit(&candidate.payload, &idempotency_key).await {
         Ok(submitted) => {
-            let status = submitted.status.clone();
+            // The answer is a tracking id and a hint. A replay may say Succeeded, but it never
+            // names the images: those, and the state itself, come from the job.
+            let state = if submitted.status.is_terminal() {
+                client.job(&submitted.tracking_id).await.ok()
+            } else {
+                None
+            };
+            let mut writer = writer.lock().await;
             writer
-                .lock()
-                .await
                 .update(|ledger| {
                     if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
+                        let now = Timestamp::now();
                         entry.tracking_id = Some(submitted.tracking_id.clone());
-                        entry.status = job_status(&status);
-                        entry.updated_at = Timestamp::now();
+                        entry.status = hinted_status(&submitted.status);
+                        entry.updated_at = now;
+                        if let Some(state) = state
+                            .as_ref()
+                            .filter(|state| state.tracking_id == submitted.tracking_id)
+                        {
+                            record_state(entry, state, now);
+                        }
                     }
                 })
                 .await?;
+            let status = writer
+                .ledger()
+                .entry(key)
+                .filter(|entry| entry.tracking_id.as_deref() == Some(&submitted.tracking_id))
+                .map_or(hinted_status(&submitted.status), |entry| entry.status);
             Ok(Outcome::Submitted {
                 tracking_id: submitted.tracking_id,
                 status: status.to_string(),
@@ -462,22 +479,53 @@ pub fn job_status(status: &RemoteStatus) -> JobStatus {
     }
 }
 
-/// Records what the service reports about a job in its ledger entry.
+/// The ledger's status for the status a submission's answer hints at: pending whatever it
+/// says, since only the job's own state (`GET`) tells how it ended and what it built.
+pub fn hinted_status(status: &RemoteStatus) -> JobStatus {
+    match status {
+        RemoteStatus::Queued => JobStatus::Queued,
+        _ => JobStatus::Running,
+    }
+}
+
+/// Records what the service reports about a job in its ledger entry. A job Succeeded without
+/// images is not built: it is kept as [`JobStatus::NoImages`], with the service's message, and
+/// asked about again.
 pub fn record_state(entry: &mut LedgerEntry, state: &JobState, now: Timestamp) {
-    let status = job_status(&state.status);
-    entry.status = status;
+    let mut status = job_status(&state.status);
     entry.message = Some(state.message.clone()).filter(|message| !message.is_empty());
+    if status == JobStatus::Succeeded && state.images.is_empty() {
+        status = JobStatus::NoImages;
+        entry.message = Some(no_images_message(&state.message));
+    }
+    entry.status = status;
     if status == JobStatus::Succeeded {
         entry.image_names = state
             .images
             .iter()
             .map(|image| image.name.clone())
             .collect();
+    } else {
+        entry.image_names.clear();
     }
     entry.updated_at = now;
     if state.status.is_terminal() && entry.completed_at.is_none() {
         entry.completed_at = Some(state.updated_at.unwrap_or(now));
     }
+}
+
+/// What a job Succeeded without images is recorded with: the service's own message, and what
+/// imagegen does about it.
+pub fn no_images_message(service_message: &str) -> String {
+    let said = if service_message.trim().is_empty() {
+        "Image Factory gave no message".to_string()
+    } else {
+        format!("Image Factory says: {}", service_message.trim())
+    };
+    format!(
+        "the job reports Succeeded but names no image ({said}); nothing of it goes into OSOB, and \
+         every run asks about it again until its images are listed"
+    )
 }
 
 #[cfg(test)]
@@ -579,5 +627,26 @@ mod tests {
             recorded.completed_at,
             Some("2026-11-23T12:00:00Z".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_success_without_images_is_not_recorded_as_built() {
+        let mut recorded = entry(&hash("p"), JobStatus::Running, "k");
+        let state: JobState = serde_json::from_value(json!({
+            "trackingId": "t-1", "status": "Succeeded", "message": "still copying", "images": []
+        }))
+        .unwrap();
+        record_state(&mut recorded, &state, Timestamp::UNIX_EPOCH);
+        assert_eq!(recorded.status, JobStatus::NoImages);
+        assert!(recorded.status.is_tracked() && !recorded.status.is_pending());
+        assert!(recorded.image_names.is_empty());
+        let message = recorded.message.unwrap();
+        assert!(
+            message.contains("Succeeded but names no image")
+                && message.contains("Image Factory says: still copying"),
+            "{message}"
+        );
+        assert_eq!(hinted_status(&RemoteStatus::Succeeded), JobStatus::Running);
+        assert_eq!(hinted_status(&RemoteStatus::Queued), JobStatus::Queued);
     }
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
@@ -325,6 +327,34 @@ async fn the_idempotency_key_returns_the_first_job() {
 }
 
 #[tokio::test]
+async fn the_emulator_replays_leaves_out_images_and_invents_statuses_on_request() {
+    let emulator = Emulator::start(EmulatorConfig {
+        queued_for: Duration::from_secs(60),
+        running_for: Duration::from_secs(600),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&emulator);
+    // Faults about job states wait for a GET; the one about submissions for a POST.
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    emulator.inject(Route::Jobs, Fault::NoImages);
+    emulator.inject(Route::Jobs, Fault::Replay);
+    let replayed = client.submit(&payload("Helix-A_1"), "a").await.unwrap();
+    assert!(replayed.existing, "answered 200 as a replay");
+    assert_eq!(replayed.status, RemoteStatus::Succeeded);
+    let paused = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(paused.status, RemoteStatus::Other("Paused".into()));
+    let imageless = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(imageless.status, RemoteStatus::Succeeded);
+    assert!(imageless.images.is_empty() && !imageless.message.is_empty());
+    let listed = client.job(&replayed.tracking_id).await.unwrap();
+    assert_eq!(listed.status, RemoteStatus::Succeeded);
+    assert_eq!(listed.images[0].name, "Helix-A_1");
+    assert_eq!(emulator.job_count(), 1);
+}
+
+#[tokio::test]
 async fn jobs_move_along_the_emulator_clock() {
     let emulator = Emulator::start(EmulatorConfig {
         queued_for: Duration::from_secs(60),
@@ -555,6 +585,30 @@ fn status_reports_a_failed_job_and_an_unknown_id_with_exit_1() {
 }
 
 #[test]
+fn status_reports_a_success_without_images_as_not_built() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let tracking_id = submit_definition(&repo, &emulator, "vs2022/server-2022-enterprise");
+    emulator.skip(Duration::from_secs(5));
+    emulator.inject(Route::Jobs, Fault::NoImages);
+    let output = run_against(&repo, &emulator, &["status", &tracking_id], 1);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains(&format!(
+            "{tracking_id} (vs2022/server-2022-enterprise): Succeeded, no images"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("names no image"), "{stdout}");
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::NoImages);
+    // Asked again, the service lists the images.
+    run_against(&repo, &emulator, &["status", &tracking_id], 0);
+    let recorded = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
+    assert_eq!(recorded.status, JobStatus::Succeeded);
+}
+
+#[test]
 fn status_exits_2_while_a_job_runs() {
     let repo = Repo::shipped();
     let emulator = Emulator::start_in_background(EmulatorConfig::default()).unwrap();
@@ -632,6 +686,38 @@ fn a_lost_answer_keeps_the_intent_and_the_next_run_reuses_its_key() {
         keys,
         [intent.idempotency_key.clone(), intent.idempotency_key]
     );
+}
+
+#[test]
+fn a_replayed_submission_takes_its_images_from_the_job_not_the_answer() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    emulator.inject(Route::Jobs, Fault::Replay);
+    let id = "vs2022/server-2022-enterprise";
+    let output = run_against(&repo, &emulator, &["submit", id], 0);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("succeeded (the service already had this payload)"),
+        "{stdout}"
+    );
+    let entry = repo.ledger().definitions[id].clone();
+    assert_eq!(entry.status, JobStatus::Succeeded);
+    let job = emulator.job(entry.tracking_id.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        entry.image_names,
+        job.images
+            .iter()
+            .map(|image| image.name.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(!entry.image_names.is_empty());
+    let requests: Vec<String> = emulator
+        .requests()
+        .iter()
+        .filter(|request| request.route == Some("jobs"))
+        .map(|request| format!("{} {:?}", request.method, request.status))
+        .collect();
+    assert_eq!(requests, ["POST Some(200)", "GET Some(200)"]);
 }
 
 #[test]
@@ -802,5 +888,121 @@ fn an_unreachable_service_is_named_as_such() {
             "POST {url}emulator-tenant/oauth2/v2.0/token failed after 1 try: could not connect"
         )),
         "{stdout}"
+    );
+}
+
+/// Serves `router` on 127.0.0.1 from a thread with its own runtime, for as long as the test
+/// process lives; its base URL.
+fn serve_in_background(router: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    // Another host (another port is another origin) that would gladly take the payload.
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let elsewhere = serve_in_background(axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::ACCEPTED,
+                axum::Json(json!({"trackingId": "elsewhere", "status": "Queued"})),
+            )
+        }
+    }));
+    let target = format!("{elsewhere}api/jobs?sig=secret-in-the-location");
+    let redirecting = serve_in_background(axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+        }
+    }));
+    let output = imagegen_against(&repo, &emulator)
+        .env("IMAGE_FACTORY_URL", &redirecting)
+        .args(["submit", "vs2022/server-2022-enterprise"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert_eq!(received.load(Ordering::SeqCst), 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "POST {redirecting}api/jobs was redirected (307) to {elsewhere}api/jobs, another host"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("secret-in-the-location"), "{stdout}");
+    assert!(
+        !repo
+            .ledger()
+            .definitions
+            .contains_key("vs2022/server-2022-enterprise"),
+        "nothing was started: the ledger is as before"
+    );
+}
+
+#[test]
+fn a_redirect_within_the_same_host_is_followed() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let router = axum::Router::new()
+        .route(
+            "/api/jobs",
+            axum::routing::post(|| async {
+                (
+                    axum::http::StatusCode::PERMANENT_REDIRECT,
+                    [(axum::http::header::LOCATION, "/moved/api/jobs")],
+                )
+            }),
+        )
+        .route(
+            "/moved/api/jobs",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    assert!(!body.is_empty(), "the payload came along");
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        axum::Json(json!({"trackingId": "moved-1", "status": "Queued"})),
+                    )
+                }
+            }),
+        );
+    let url = serve_in_background(router);
+    imagegen_against(&repo, &emulator)
+        .env("IMAGE_FACTORY_URL", &url)
+        .args(["submit", "vs2022/server-2022-enterprise"])
+        .assert()
+        .code(0);
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        repo.ledger().definitions["vs2022/server-2022-enterprise"]
+            .tracking_id
+            .as_deref(),
+        Some("moved-1")
     );
 }

@@ -8,7 +8,7 @@ mod common;
 mod common_pr;
 
 use common::osob::{BOT_EMAIL, BRANCH, Osob};
-use common::{Repo, json_of, manifest_dir, stderr_of, stdout_of};
+use common::{Repo, json_of, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
 
 /// The shipped repository with the shipped mapping (its provider made `local`) and a ledger
@@ -22,13 +22,7 @@ fn built_repo() -> Repo {
 /// The shipped repository with the shipped mapping, its provider made `local`; no ledger.
 fn local_repo() -> Repo {
     let repo = Repo::shipped();
-    let mapping = std::fs::read_to_string(manifest_dir().join("osob-mapping/osob.json")).unwrap();
-    let mut mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
-    mapping["provider"] = serde_json::json!({"kind": "local"});
-    repo.write(
-        "osob-mapping/osob.json",
-        &serde_json::to_string_pretty(&mapping).unwrap(),
-    );
+    repo.map_to_local_osob();
     repo
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::osob::Osob;
 use common::{
     Repo, fast_emulator, imagegen_against, json_of, posts, process_against, run_against, stdout_of,
 };
@@ -614,4 +615,260 @@ fn adopt_records_todays_images_so_nothing_is_rebuilt() {
         "{:?}",
         posted_images(&emulator)
     );
+}
+
+#[test]
+fn a_transient_poll_failure_exits_2_and_prints_one_document_in_json_as_in_text() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let id = "vs2022/server-2022-enterprise";
+    run_against(&repo, &emulator, &["submit", id], 0);
+    let args = ["reconcile", "--no-pr", "--only", id, "--retries", "0"];
+    emulator.inject(Route::Jobs, Fault::ServerError(503));
+    let text = run_against(&repo, &emulator, &args, 2);
+    assert!(
+        common::stderr_of(&text).contains("asking again at the next poll"),
+        "{}",
+        common::stderr_of(&text)
+    );
+    emulator.inject(Route::Jobs, Fault::ServerError(503));
+    let json = run_against(
+        &repo,
+        &emulator,
+        &[&args[..], &["--output", "json"]].concat(),
+        2,
+    );
+    let document = json_of(&json);
+    let errors = document["poll_errors"].as_array().expect("a list");
+    assert_eq!(errors.len(), 1, "{document}");
+    assert_eq!(errors[0]["ledger"]["name"], id);
+    assert_eq!(errors[0]["transient"], true);
+    assert!(errors[0]["message"].as_str().unwrap().contains("503"));
+    assert_eq!(document["exit_code"], 2);
+}
+
+/// Every definition in the ledger is built, with the images its payload names.
+fn assert_every_image_recorded(repo: &Repo) {
+    let ledger = repo.ledger();
+    assert_eq!(ledger.definitions.len(), repo.definition_ids().len());
+    for (id, entry) in &ledger.definitions {
+        assert_eq!(entry.status, JobStatus::Succeeded, "{id}: {entry:?}");
+        assert_eq!(
+            entry.image_names,
+            imagegen::definitions::custom_image_names(&entry.payload.to_value()),
+            "{id}: the images come from the job"
+        );
+    }
+}
+
+#[test]
+fn a_resend_after_a_kill_between_the_post_and_its_answer_records_the_images_of_the_job() {
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let osob = Osob::new();
+    let emulator = fast_emulator();
+    let mut child = reconcile_stalled_after_first_post(&repo, &emulator, Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The job whose answer was lost has ended by the time the next run sends it again: the
+    // service answers with the replay (200, Succeeded), which names no image.
+    emulator.skip(Duration::from_secs(5));
+    let output = run_against(
+        &repo,
+        &emulator,
+        &[
+            "reconcile",
+            "--wait",
+            "--poll-interval",
+            "100ms",
+            "--osob-url",
+            &osob.url(),
+        ],
+        0,
+    );
+    assert!(
+        posts(&emulator).iter().any(|post| post.status == Some(200)),
+        "the resend was a replay"
+    );
+    assert_eq!(emulator.job_count(), repo.definition_ids().len());
+    assert_every_image_recorded(&repo);
+    assert!(
+        osob.read_on("imagegen/helix-images", "definitions/images.json")
+            .is_some(),
+        "the pull request's branch was pushed: {}",
+        common::stderr_of(&output)
+    );
+}
+
+#[test]
+fn a_lost_ledger_is_rebuilt_from_the_jobs_the_service_hands_back() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    run_against(&repo, &emulator, WAIT, 0);
+    std::fs::remove_file(repo.path().join(".imagegen/state.json")).unwrap();
+    let output = run_against(&repo, &emulator, WAIT, 0);
+    assert_eq!(
+        emulator.job_count(),
+        repo.definition_ids().len(),
+        "no second build"
+    );
+    assert!(
+        common::stderr_of(&output).contains("handed back job"),
+        "{}",
+        common::stderr_of(&output)
+    );
+    assert_every_image_recorded(&repo);
+}
+
+#[test]
+fn a_job_succeeded_without_images_is_tracked_again_and_does_not_hold_back_the_pull_request() {
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let osob = Osob::new();
+    let emulator = fast_emulator();
+    run_against(&repo, &emulator, &["reconcile", "--no-pr"], 2);
+    emulator.skip(Duration::from_secs(5));
+    emulator.inject(Route::Jobs, Fault::NoImages);
+    let output = run_against(
+        &repo,
+        &emulator,
+        &[
+            "reconcile",
+            "--concurrency",
+            "1",
+            "--osob-url",
+            &osob.url(),
+            "--output",
+            "json",
+        ],
+        1,
+    );
+    let document = json_of(&output);
+    let imageless: Vec<&Value> = document["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["status"] != "succeeded")
+        .collect();
+    assert_eq!(imageless.len(), 1, "{document:#}");
+    let job = imageless[0];
+    assert_eq!(job["status"], "no-images", "{job}");
+    let message = job["message"].as_str().unwrap();
+    assert!(
+        message.contains("Succeeded but names no image")
+            && message.contains("the images are being registered"),
+        "the service's message is shown: {message}"
+    );
+    let id = job["key"]["name"].as_str().unwrap().to_string();
+    let entry = repo.ledger().definitions[&id].clone();
+    assert_eq!(entry.status, JobStatus::NoImages);
+    assert!(entry.image_names.is_empty(), "never recorded as built");
+
+    // The pull request goes ahead with the other images, and names this one as not included.
+    let pr = &document["pr"];
+    let not_included = pr["content"]["not_included"].as_array().unwrap();
+    assert!(
+        not_included
+            .iter()
+            .any(|item| item["definition"] == id.as_str() && item["status"] == "no-images"),
+        "{pr:#}"
+    );
+    assert!(!pr["content"]["changes"].as_array().unwrap().is_empty());
+    assert!(pr["body"].as_str().unwrap().contains(&id));
+    assert!(
+        osob.read_on("imagegen/helix-images", "definitions/images.json")
+            .is_some()
+    );
+
+    // The next run asks about it again; now the service lists its images.
+    let again = run_against(
+        &repo,
+        &emulator,
+        &["reconcile", "--osob-url", &osob.url()],
+        0,
+    );
+    let entry = repo.ledger().definitions[&id].clone();
+    assert_eq!(entry.status, JobStatus::Succeeded, "{}", stdout_of(&again));
+    assert!(!entry.image_names.is_empty());
+}
+
+#[test]
+fn a_job_that_built_other_names_is_left_out_of_the_pull_request_without_blocking_it() {
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let osob = Osob::new();
+    let ids = repo.definition_ids();
+    let statuses: Vec<(&str, JobStatus)> = ids
+        .iter()
+        .map(|id| (id.as_str(), JobStatus::Succeeded))
+        .collect();
+    repo.record_ledger(&repo.read("variables.json"), &statuses);
+    let odd = "vs2022/server-2022-enterprise";
+    let mut ledger = repo.ledger();
+    ledger.definitions.get_mut(odd).unwrap().image_names = vec!["Helix-Something-Else_1".into()];
+    repo.save_ledger(&ledger);
+    let output = repo
+        .imagegen()
+        .env("IMAGEGEN_OSOB_URL", osob.url())
+        .args(["pr", "--dry-run", "--output", "json"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let document = json_of(&output);
+    let left_out = &document["content"]["not_included"];
+    let item = left_out
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["definition"] == odd)
+        .unwrap_or_else(|| panic!("{document:#}"));
+    assert!(
+        item["reason"]
+            .as_str()
+            .unwrap()
+            .contains("produced Helix-Something-Else_1, not"),
+        "{item}"
+    );
+    assert!(document["content"]["changes"].as_array().unwrap().len() > 1);
+}
+
+#[test]
+fn a_status_the_contract_does_not_name_is_warned_about_and_polled_again() {
+    let repo = Repo::shipped();
+    let emulator = Emulator::start_in_background(EmulatorConfig {
+        queued_for: Duration::from_secs(3600),
+        ..EmulatorConfig::default()
+    })
+    .unwrap();
+    let id = "vs2022/server-2022-enterprise";
+    run_against(&repo, &emulator, &["submit", id], 0);
+    let tracking_id = repo.ledger().definitions[id].tracking_id.clone().unwrap();
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    let output = run_against(&repo, &emulator, &["reconcile", "--no-pr", "--only", id], 2);
+    let stderr = common::stderr_of(&output);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {id}: job {tracking_id} reports status \"Paused\", which the contract does \
+             not name; taken as not finished, and asked about again"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(repo.ledger().definitions[id].status, JobStatus::Running);
+
+    emulator.inject(Route::Jobs, Fault::ReportStatus("Paused".into()));
+    let output = run_against(
+        &repo,
+        &emulator,
+        &["reconcile", "--no-pr", "--only", id, "--output", "json"],
+        2,
+    );
+    let document = json_of(&output);
+    let warnings = document["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{document:#}");
+    assert!(warnings[0].as_str().unwrap().contains("\"Paused\""));
 }

@@ -48,7 +48,8 @@ struct Arguments {
     #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = parse_share)]
     fault_rate: f64,
 
-    /// How they misbehave: 429, 429:SECONDS, 500 (any 5xx), slow:DURATION, late:DURATION, reset
+    /// How they misbehave: 429, 429:SECONDS, 500 (any 5xx), slow:DURATION, late:DURATION, reset,
+    /// replay, no-images, status:NAME
     #[arg(
         long,
         value_name = "FAULT",

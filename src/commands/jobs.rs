@@ -119,12 +119,18 @@ impl JobReport {
 
     fn summary(&self) -> String {
         match (&self.state, &self.error) {
+            (Some(state), _) if without_images(state) => format!("{}, no images", state.status),
             (Some(state), _) => state.status.to_string(),
             (None, Some(_)) if self.transient => "unreachable".to_string(),
             (None, Some(_)) => "unknown".to_string(),
             (None, None) => "not asked".to_string(),
         }
     }
+}
+
+/// A job that reads Succeeded but names no image: not built (see [`submission::record_state`]).
+fn without_images(state: &JobState) -> bool {
+    state.status == RemoteStatus::Succeeded && state.images.is_empty()
 }
 
 /// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
@@ -274,6 +280,7 @@ fn status_annotation(report: &JobReport) -> Option<Annotation> {
         .map(|key| format!(" ({key})"))
         .unwrap_or_default();
     let detail = match (&report.state, &report.error) {
+        (Some(state), _) if without_images(state) => submission::no_images_message(&state.message),
         (Some(state), _)
             if matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled) =>
         {
@@ -297,10 +304,14 @@ fn status_annotation(report: &JobReport) -> Option<Annotation> {
     )
 }
 
-/// 1 if any job failed, was canceled or is unknown; else 2 if any is still going; else 0.
+/// 1 if any job failed, was canceled, is unknown or succeeded without images; else 2 if any is
+/// still going; else 0.
 fn status_exit_code(reports: &[JobReport]) -> u8 {
     let failed = reports.iter().any(|report| match &report.state {
-        Some(state) => matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled),
+        Some(state) => {
+            matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled)
+                || without_images(state)
+        }
         None => true,
     });
     if failed {
@@ -356,7 +367,12 @@ fn render_reports(reports: &[JobReport]) -> String {
                         .unwrap_or_default()
                 ));
             }
-            if !state.message.is_empty() {
+            if without_images(state) {
+                text.push_str(&format!(
+                    "  message {}\n",
+                    submission::no_images_message(&state.message)
+                ));
+            } else if !state.message.is_empty() {
                 text.push_str(&format!("  message {}\n", state.message));
             }
         }

@@ -142,12 +142,23 @@ struct ApplyReport<'a> {
     plan: &'a plan::Plan,
     submitted: Vec<serde_json::Value>,
     jobs: &'a [JobRow],
-    poll_errors: &'a BTreeMap<LedgerKey, reconcile::PollError>,
+    /// A list, not a map: a ledger key is an object, and JSON keys are strings.
+    poll_errors: Vec<PollErrorReport<'a>>,
+    /// What text output writes as `warning:` lines.
+    warnings: Vec<String>,
     timed_out: bool,
     /// The OSOB step's report, or why it did not run.
     pr: serde_json::Value,
     diagnostics: &'a Diagnostics,
     exit_code: u8,
+}
+
+/// A job the service could not be asked about, with the entry it belongs to.
+#[derive(Serialize)]
+struct PollErrorReport<'a> {
+    ledger: &'a LedgerKey,
+    #[serde(flatten)]
+    error: &'a reconcile::PollError,
 }
 
 fn apply(
@@ -223,7 +234,16 @@ fn apply(
             plan: &applied.plan,
             submitted,
             jobs: &applied.jobs,
-            poll_errors: &applied.poll_errors,
+            poll_errors: applied
+                .poll_errors
+                .iter()
+                .map(|(ledger, error)| PollErrorReport { ledger, error })
+                .collect(),
+            warnings: applied
+                .unnamed_statuses
+                .iter()
+                .map(|(key, unnamed)| unnamed.warning(key))
+                .collect(),
             timed_out: applied.timed_out,
             pr: match &pr {
                 Ok(result) => result.json.clone(),
@@ -304,6 +324,9 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             output.error_annotation(Annotation::error(line).in_file(key.file()))?;
         }
     }
+    for (key, unnamed) in &applied.unnamed_statuses {
+        output.warning_annotation(Annotation::warning(unnamed.warning(key)).in_file(key.file()))?;
+    }
     let rejected = |key: &LedgerKey| {
         applied
             .outcomes
@@ -316,7 +339,23 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             output.annotate(&failed_job_annotation(job))?;
         }
     }
-    if applied.jobs.iter().any(|job| job.status.is_unsuccessful()) {
+    if applied
+        .jobs
+        .iter()
+        .any(|job| job.status == JobStatus::NoImages)
+    {
+        output.note(
+            "a job that reports Succeeded without naming its images is not built: every run asks \
+             about it again and publishes it once the images are listed; if they never are, \
+             look at the job (imagegen status ID) and build it again with imagegen reconcile \
+             --retry-failed",
+        )?;
+    }
+    if applied
+        .jobs
+        .iter()
+        .any(|job| job.status.is_unsuccessful() && job.status != JobStatus::NoImages)
+    {
         output.note(
             "a failed build is not submitted again until its payload changes: read the message \
              above (docs/first-responder.md says what each one means), fix the cause, then \
@@ -870,6 +909,7 @@ mod tests {
             outcomes,
             jobs,
             poll_errors: BTreeMap::new(),
+            unnamed_statuses: BTreeMap::new(),
             timed_out: false,
             ledger: crate::state::Ledger::default(),
         }

@@ -205,6 +205,9 @@ impl TokenSource {
             attempts: sent.attempts,
             source,
         })?;
+        if let Some(error) = super::redirect_refused("POST", &self.token_url, &response) {
+            return Err(error);
+        }
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {

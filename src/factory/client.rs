@@ -177,6 +177,9 @@ impl FactoryClient {
                 attempts: sent.attempts,
                 source,
             })?;
+            if let Some(error) = super::redirect_refused(method_name, url, &response) {
+                return Err(error);
+            }
             let status = response.status();
             let text = response
                 .text()

@@ -1,7 +1,9 @@
 //! The Image Factory emulator: serves the token endpoint and the jobs API of the contract on
 //! loopback, moves jobs along on its own clock, and misbehaves on request (throttling, server
-//! errors, slow answers, reset connections, early token expiry, failing builds) so that tests,
-//! the demo and a first responder can see every path of the client without the real service.
+//! errors, slow answers, reset connections, early token expiry, failing builds, replayed
+//! submissions, jobs that read Succeeded without images or with a status the contract does not
+//! name) so that tests, the demo and a first responder can see every path of the client
+//! without the real service.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -98,12 +100,35 @@ pub enum Fault {
     LateAnswer(Duration),
     /// Drop the connection without an answer.
     Reset,
+    /// A submission is answered as the contract's replay of an earlier one that has since
+    /// finished: `200 {trackingId, status: "Succeeded"}`, and the job is done. What a resend
+    /// after a lost answer, or after a lost ledger, meets. Submissions only.
+    Replay,
+    /// A job's state reads `Succeeded` with no images (the service has not listed them yet);
+    /// from then on the job is done and names its images. Job states only.
+    NoImages,
+    /// A job's state reads with this status, which the contract may not name (`Paused`).
+    /// Job states only.
+    ReportStatus(String),
+}
+
+impl Fault {
+    /// Whether the fault can change the answer to a request with this method: the ones about
+    /// submissions wait for a POST, the ones about job states for a GET.
+    pub fn applies_to(&self, method: &str) -> bool {
+        match self {
+            Self::Replay => method == "POST",
+            Self::NoImages | Self::ReportStatus(_) => method == "GET",
+            _ => true,
+        }
+    }
 }
 
 impl std::str::FromStr for Fault {
     type Err = String;
 
-    /// `429`, `429:7` (Retry-After), `500` (any 5xx), `slow:30s`, `reset`.
+    /// `429`, `429:7` (Retry-After), `500` (any 5xx), `slow:30s`, `late:30s`, `reset`,
+    /// `replay`, `no-images`, `status:Paused`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (kind, argument) = match text.split_once(':') {
             Some((kind, argument)) => (kind, Some(argument)),
@@ -126,6 +151,11 @@ impl std::str::FromStr for Fault {
                 crate::duration::parse(duration).map(Self::LateAnswer)
             }
             ("reset", None) => Ok(Self::Reset),
+            ("replay", None) => Ok(Self::Replay),
+            ("no-images", None) => Ok(Self::NoImages),
+            ("status", Some(status)) if !status.trim().is_empty() => {
+                Ok(Self::ReportStatus(status.trim().to_string()))
+            }
             (status, None) if status.starts_with('5') => status
                 .parse()
                 .ok()
@@ -134,7 +164,7 @@ impl std::str::FromStr for Fault {
                 .ok_or_else(|| format!("{status:?} is not a 5xx status")),
             _ => Err(format!(
                 "{text:?} is not a fault: use 429, 429:SECONDS, 500 (any 5xx), slow:DURATION, \
-                 late:DURATION or reset"
+                 late:DURATION, reset, replay, no-images or status:NAME"
             )),
         }
     }
@@ -189,6 +219,8 @@ struct Job {
     image_names: Vec<String>,
     location: String,
     subscription: String,
+    /// Added to the job's age: a fault can move a job to its end at once.
+    ahead: Duration,
 }
 
 struct IssuedToken {
@@ -226,9 +258,16 @@ impl Shared {
         Instant::now() + inner.skipped
     }
 
-    fn next_fault(&self, route: Route) -> Option<Fault> {
+    /// The fault for the next request to `route` with `method`: the first scripted one that
+    /// applies to it, or else by chance one of `fault_kinds` (answered as usual when the one
+    /// drawn does not apply).
+    fn next_fault(&self, route: Route, method: &str) -> Option<Fault> {
         let mut inner = self.lock();
-        if let Some(position) = inner.scripted.iter().position(|(r, _)| *r == route) {
+        if let Some(position) = inner
+            .scripted
+            .iter()
+            .position(|(r, fault)| *r == route && fault.applies_to(method))
+        {
             return inner.scripted.remove(position).map(|(_, fault)| fault);
         }
         let config = &self.config;
@@ -237,9 +276,18 @@ impl Shared {
             && inner.random.f64() < config.fault_rate
         {
             let index = inner.random.usize(..config.fault_kinds.len());
-            return Some(config.fault_kinds[index].clone());
+            let fault = &config.fault_kinds[index];
+            return fault.applies_to(method).then(|| fault.clone());
         }
         None
+    }
+
+    /// Moves a job to its end at once, as if its build had run.
+    fn finish(&self, tracking_id: &str) {
+        let config = &self.config;
+        if let Some(job) = self.lock().jobs.get_mut(tracking_id) {
+            job.ahead = config.queued_for + config.running_for;
+        }
     }
 }
 
@@ -370,7 +418,8 @@ impl Emulator {
         self.shared.lock().log.clone()
     }
 
-    /// Makes the next request to `route` misbehave as `fault` (queued after earlier ones).
+    /// Makes the next request to `route` misbehave as `fault` (queued after earlier ones); a
+    /// fault about submissions waits for the next POST, one about job states for the next GET.
     pub fn inject(&self, route: Route, fault: Fault) {
         self.shared.lock().scripted.push_back((route, fault));
     }
@@ -494,7 +543,7 @@ async fn handle(
         fault: None,
         at_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
-    let fault = route.and_then(|route| shared.next_fault(route));
+    let fault = route.and_then(|route| shared.next_fault(route, parts.method.as_str()));
     entry.fault = fault.as_ref().map(|fault| format!("{fault:?}"));
     let response = match fault {
         Some(Fault::Reset) => {
@@ -537,11 +586,88 @@ async fn handle(
             tokio::time::sleep(delay).await;
             return Ok(response);
         }
+        Some(Fault::Replay) => {
+            let response = route_request(&router, parts, bytes).await;
+            replayed(&shared, response).await
+        }
+        Some(Fault::NoImages) => {
+            let response = route_request(&router, parts, bytes).await;
+            rewrite_job_state(&shared, response, |state| {
+                state.status = RemoteStatus::Succeeded;
+                state.images.clear();
+                state.message =
+                    "the images are being registered (emulated: they are listed from the next \
+                     request on)"
+                        .to_string();
+            })
+            .await
+        }
+        Some(Fault::ReportStatus(status)) => {
+            let response = route_request(&router, parts, bytes).await;
+            rewrite_job_state(&shared, response, |state| {
+                state.status = RemoteStatus::from(status.as_str());
+                state.images.clear();
+            })
+            .await
+        }
         None => route_request(&router, parts, bytes).await,
     };
     entry.status = Some(response.status().as_u16());
     shared.lock().log.push(entry);
     Ok(response)
+}
+
+/// A submission's answer turned into the replay of a finished job: 200, `Succeeded`, and the
+/// job done. A refusal stays as it was.
+async fn replayed(shared: &Shared, response: Response<Body>) -> Response<Body> {
+    if !response.status().is_success() {
+        return response;
+    }
+    let Some(answer) = read_json::<SubmitResponse>(response).await else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "EmulatorError",
+            "the emulator could not read its own answer",
+        );
+    };
+    shared.finish(&answer.tracking_id);
+    (
+        StatusCode::OK,
+        axum::Json(SubmitResponse {
+            tracking_id: answer.tracking_id,
+            status: RemoteStatus::Succeeded,
+        }),
+    )
+        .into_response()
+}
+
+/// A job state's answer, changed by `change`; the job is done from then on. Any other answer
+/// (such as a 404) stays as it was.
+async fn rewrite_job_state(
+    shared: &Shared,
+    response: Response<Body>,
+    change: impl FnOnce(&mut JobState),
+) -> Response<Body> {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let Some(mut state) = read_json::<JobState>(response).await else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "EmulatorError",
+            "the emulator could not read its own answer",
+        );
+    };
+    shared.finish(&state.tracking_id);
+    change(&mut state);
+    axum::Json(state).into_response()
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(response: Response<Body>) -> Option<T> {
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024)
+        .await
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 async fn route_request(
@@ -808,6 +934,7 @@ async fn submit(
             image_names,
             location,
             subscription,
+            ahead: Duration::ZERO,
         },
     );
     if let Some(key) = key {
@@ -879,7 +1006,7 @@ async fn request_log(State(shared): State<Arc<Shared>>) -> Response<Body> {
 
 /// Where a job stands at `now`: Queued, then Running, then Succeeded or Failed.
 fn job_state(config: &EmulatorConfig, job: &Job, now: Instant) -> JobState {
-    let age = now.saturating_duration_since(job.created);
+    let age = now.saturating_duration_since(job.created) + job.ahead;
     let at = |offset: Duration| {
         job.created_at
             .checked_add(jiff::SignedDuration::try_from(offset).unwrap_or_default())
@@ -963,6 +1090,16 @@ mod tests {
             "slow:2s".parse::<Fault>(),
             Ok(Fault::Slow(Duration::from_secs(2)))
         );
+        assert_eq!("replay".parse::<Fault>(), Ok(Fault::Replay));
+        assert_eq!("no-images".parse::<Fault>(), Ok(Fault::NoImages));
+        assert_eq!(
+            "status:Paused".parse::<Fault>(),
+            Ok(Fault::ReportStatus("Paused".into()))
+        );
+        assert!("status:".parse::<Fault>().is_err());
+        assert!(Fault::Replay.applies_to("POST") && !Fault::Replay.applies_to("GET"));
+        assert!(Fault::NoImages.applies_to("GET") && !Fault::NoImages.applies_to("POST"));
+        assert!(Fault::Reset.applies_to("GET") && Fault::Reset.applies_to("POST"));
         assert!("404".parse::<Fault>().is_err());
         assert!("599x".parse::<Fault>().is_err());
     }
@@ -996,6 +1133,7 @@ mod tests {
             image_names: vec![name.to_string()],
             location: "westus2".into(),
             subscription: "s".into(),
+            ahead: Duration::ZERO,
         };
         let good = job("Helix-Good_1");
         let at = |seconds: u64| created + Duration::from_secs(seconds);

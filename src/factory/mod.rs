@@ -105,6 +105,19 @@ pub enum FactoryError {
         source: reqwest::Error,
     },
 
+    #[error(
+        "{method} {url} was redirected ({status}) to {location}, another host; imagegen follows \
+         no redirect to another host, so that no payload, secret or token goes where nobody \
+         configured it to go. Check {URL_VAR} and {AUTHORITY_VAR}: each must be the address \
+         the service itself answers at"
+    )]
+    Redirect {
+        method: &'static str,
+        url: String,
+        status: u16,
+        location: String,
+    },
+
     #[error("{url} answered something that is not the contract's JSON ({source}): {body}")]
     Decode {
         url: String,
@@ -132,6 +145,26 @@ impl FactoryError {
         matches!(self, Self::Transport { .. })
             || matches!(self, Self::Status { status, .. } if *status >= 500)
     }
+}
+
+/// The error for an answer that is a redirect the HTTP client did not follow (one to another
+/// origin: see [`crate::http::client`]); `None` for any other answer.
+fn redirect_refused(
+    method: &'static str,
+    url: &Url,
+    response: &reqwest::Response,
+) -> Option<FactoryError> {
+    let status = response.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    Some(FactoryError::Redirect {
+        method,
+        url: url.to_string(),
+        status: status.as_u16(),
+        location: crate::http::redirect_target(url, response)
+            .unwrap_or_else(|| "(no usable Location)".to_string()),
+    })
 }
 
 /// Parses a base URL and makes sure relative routes join below it, not beside its last segment.

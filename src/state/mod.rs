@@ -209,6 +209,11 @@ pub enum JobStatus {
     Succeeded,
     Failed,
     Canceled,
+    /// The service reports the job Succeeded but names no image. Not built (nothing of it goes
+    /// into OSOB) and not pending (nothing waits for it), but asked about again by every run
+    /// until the service lists the images.
+    #[serde(rename = "no-images")]
+    NoImages,
 }
 
 impl JobStatus {
@@ -217,9 +222,14 @@ impl JobStatus {
         matches!(self, Self::Submitting | Self::Queued | Self::Running)
     }
 
+    /// Asked about again when a run polls: pending, or ended without the images it claims.
+    pub fn is_tracked(self) -> bool {
+        self.is_pending() || self == Self::NoImages
+    }
+
     /// Ended without an image.
     pub fn is_unsuccessful(self) -> bool {
-        matches!(self, Self::Failed | Self::Canceled)
+        matches!(self, Self::Failed | Self::Canceled | Self::NoImages)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -230,6 +240,7 @@ impl JobStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::NoImages => "no-images",
         }
     }
 }

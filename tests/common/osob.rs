@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, Signature};
 
-use super::manifest_dir;
+use super::{Repo, manifest_dir};
 
 /// The branch imagegen pushes, as the shipped mapping names it.
 pub const BRANCH: &str = "imagegen/helix-images";
@@ -98,6 +98,15 @@ impl Osob {
         let entry = tree.get_path(Path::new(path)).unwrap();
         String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap()
     }
+
+    /// A file on a branch, or `None` when the branch or the file does not exist.
+    pub fn read_on(&self, branch: &str, path: &str) -> Option<String> {
+        let repo = self.repo();
+        let tip = repo.refname_to_id(&format!("refs/heads/{branch}")).ok()?;
+        let tree = repo.find_commit(tip).ok()?.tree().ok()?;
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        String::from_utf8(repo.find_blob(entry.id()).ok()?.content().to_vec()).ok()
+    }
 }
 
 pub fn collect_files(root: &Path, prefix: &str, files: &mut Vec<(String, Vec<u8>)>) {
@@ -114,5 +123,19 @@ pub fn collect_files(root: &Path, prefix: &str, files: &mut Vec<(String, Vec<u8>
         } else {
             files.push((relative, std::fs::read(entry.path()).unwrap()));
         }
+    }
+}
+
+impl Repo {
+    /// The shipped mapping, with the local provider, so that the OSOB step needs no token.
+    pub fn map_to_local_osob(&self) -> &Self {
+        let text = std::fs::read_to_string(manifest_dir().join("osob-mapping/osob.json"))
+            .expect("read the shipped mapping");
+        let mut mapping: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        mapping["provider"] = serde_json::json!({"kind": "local"});
+        self.write(
+            "osob-mapping/osob.json",
+            &serde_json::to_string_pretty(&mapping).expect("JSON"),
+        )
     }
 }
