@@ -28,8 +28,15 @@ fn main() -> ExitCode {
     };
     if let Command::Completions { shell } = cli.command {
         // Needs no repository, ledger or logging: a shell's start-up file runs it.
-        cli::write_completions(shell, &mut std::io::stdout().lock());
-        return ExitCode::SUCCESS;
+        return match print_completions(shell) {
+            Ok(()) => ExitCode::SUCCESS,
+            // `imagegen completions bash | head -3` stopped reading: that is not a failure.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write the completion script: {error}");
+                ExitCode::from(imagegen::exit::ERROR)
+            }
+        };
     }
     cli.color_choice().write_global();
     init_logging(cli.verbose);
@@ -62,10 +69,21 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
         Command::Vars(vars) => commands::vars::vars(context, vars.request()),
         Command::Completions { shell } => {
-            cli::write_completions(*shell, &mut std::io::stdout().lock());
+            print_completions(*shell)?;
             Ok(imagegen::exit::OK)
         }
     }
+}
+
+/// Writes the completion script to stdout. clap_complete panics when its writer fails, so the
+/// script is made in memory and written here, where a failed write is an error to handle.
+fn print_completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    cli::write_completions(shell, &mut script);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&script)?;
+    stdout.flush()
 }
 
 fn init_logging(verbose: u8) {

@@ -154,3 +154,23 @@ fn a_tracking_id_of_70000_characters_from_the_service_leaves_every_later_reconci
         stdout_of(&output)
     );
 }
+
+// --- A reader that stops early ----------------------------------------------------------------
+
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    let repo = Repo::empty();
+    // The reading end is closed before imagegen writes a byte, as `| head -3` does once it has
+    // its lines: every write then fails with a broken pipe.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = repo
+        .process()
+        .args(["completions", "powershell"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run imagegen");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stderr_of(&output), "");
+}
