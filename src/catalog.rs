@@ -361,8 +361,9 @@ impl Catalog {
                     Diagnostic::error(
                         Code::DuplicateImageName,
                         format!(
-                            "image name {name:?} is also produced by {}; every image needs a \
-                             name of its own",
+                            "image name {} is also produced by {}; every image needs a name \
+                             of its own",
+                            crate::output::quoted(name),
                             others.join(", ")
                         ),
                     )
@@ -392,7 +393,10 @@ impl Catalog {
                 let line = self.variables.line_of(name).unwrap_or(1);
                 Diagnostic::warning(
                     Code::UnusedVariable,
-                    format!("variable {name} is not used by any definition"),
+                    format!(
+                        "variable {} is not used by any definition",
+                        crate::output::shown(name)
+                    ),
                 )
                 .in_file(VARIABLES_FILE)
                 .at(line, 3)

@@ -186,6 +186,12 @@ pub fn shown_within(text: &str, limit: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}{note}", &text[..end]))
 }
 
+/// `text` in double quotes with escapes, as a message quotes a value, and [`shown`] first: a
+/// multi-megabyte value is quoted as its start and its length.
+pub fn quoted(text: &str) -> String {
+    format!("{:?}", shown(text).as_ref())
+}
+
 /// Columns of text lined up for people, each cell padded to its column's width in characters.
 /// Every cell is [`shown`], so no column is wider than [`SHOWN_CHARS`]; the last one, which is
 /// not padded and so widens nothing, may hold a message of up to [`SHOWN_MESSAGE_CHARS`]. Every

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::json;
+use crate::output::{quoted, shown};
 use crate::suggest::{closest, did_you_mean};
 
 /// The variables file's name, at the repository root.
@@ -69,7 +70,9 @@ impl Variables {
                     Code::DuplicateVariable,
                     format!(
                         "variable {} is defined twice, at lines {} and {}",
-                        member.key, first.line, member.key_line
+                        shown(&member.key),
+                        first.line,
+                        member.key_line
                     ),
                 ));
                 continue;
@@ -78,9 +81,9 @@ impl Variables {
                 problems.push(at(
                     Code::BadVariableName,
                     format!(
-                        "{:?} is not a valid variable name: use capital letters, digits and \
+                        "{} is not a valid variable name: use capital letters, digits and \
                          underscores, starting with a letter (like VS_2019_PREVIEW_VERSION)",
-                        member.key
+                        quoted(&member.key)
                     ),
                 ));
                 continue;
@@ -103,8 +106,8 @@ impl Variables {
                             format!(
                                 "the value of {} is {kind}; every value must be a string \
                              (write \"{}\" with quotes)",
-                                member.key,
-                                member.raw.get().replace('\n', " ")
+                                shown(&member.key),
+                                shown(member.raw.get()).replace('\n', " ")
                             ),
                         )
                         .in_file(file)

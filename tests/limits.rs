@@ -155,6 +155,50 @@ fn a_tracking_id_of_70000_characters_from_the_service_leaves_every_later_reconci
     );
 }
 
+#[test]
+fn values_of_20_megabytes_give_problems_of_a_few_kilobytes() {
+    let repo = Repo::fixture("small");
+    const SIZE: usize = 20 << 20;
+    // An image name with spaces, a number where a string belongs, and a stray brace: each is
+    // a problem that quotes what it found.
+    let variables = repo.read("variables.json").replace(
+        "\"VS_VERSION\": \"17_12_1\"",
+        &format!(
+            "\"VS_VERSION\": \"{}\",\n  \"NUMBER\": {}",
+            "a b".repeat(SIZE / 3),
+            "7".repeat(SIZE)
+        ),
+    );
+    repo.write("variables.json", &variables);
+    let definition = repo.read("definitions/windows/server-2019.json").replacen(
+        '{',
+        &format!("{{\n  \"Script\": \"{{ {}\",", "x".repeat(SIZE)),
+        1,
+    );
+    repo.write("definitions/windows/server-2019.json", &definition);
+    for args in [
+        &["validate"][..],
+        &["validate", "--output", "json"],
+        &["reconcile", "--dry-run"],
+    ] {
+        let output = repo.run(args, 1);
+        let stderr = stderr_of(&output);
+        let written = output.stdout.len() + output.stderr.len();
+        assert!(written < 64 << 10, "{args:?} wrote {written} bytes");
+        if args.len() == 1 {
+            assert!(
+                stderr.contains(" characters in all)\" is not a valid Azure image name"),
+                "{args:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains("the value of NUMBER is a number"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("unmatched '{' in \"{ xxx"), "{stderr}");
+        }
+    }
+}
+
 // --- A reader that stops early ----------------------------------------------------------------
 
 #[test]
