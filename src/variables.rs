@@ -98,7 +98,7 @@ impl Variables {
                         },
                     );
                 }
-                Err(kind) => {
+                Err(json::NotAString::Kind(kind)) => {
                     variables.rejected.insert(member.key.clone());
                     problems.push(
                         Diagnostic::error(
@@ -112,6 +112,30 @@ impl Variables {
                         )
                         .in_file(file)
                         .at(member.value_line, member.value_column),
+                    );
+                }
+                Err(json::NotAString::LoneSurrogate { escape, offset }) => {
+                    variables.rejected.insert(member.key.clone());
+                    // A string holds no line break, so the escape is on the value's line.
+                    let column = member.value_column
+                        + member
+                            .raw
+                            .get()
+                            .get(..offset)
+                            .map_or(offset, |before| before.chars().count());
+                    problems.push(
+                        Diagnostic::error(
+                            Code::JsonSyntax,
+                            format!(
+                                "the value of {} holds the escape {escape}, half of a UTF-16 \
+                                 surrogate pair without its other half, which stands for no \
+                                 character; write the character itself, or both halves of its \
+                                 pair (like \\ud83d\\ude00)",
+                                shown(&member.key)
+                            ),
+                        )
+                        .in_file(file)
+                        .at(member.value_line, column),
                     );
                 }
             }

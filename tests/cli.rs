@@ -668,3 +668,22 @@ fn every_command_help_shows_an_example() {
         .code(0)
         .stdout(predicates::str::contains("Exit codes:"));
 }
+
+#[test]
+fn a_lone_surrogate_escape_in_variables_is_named_with_its_line_and_column() {
+    let repo = Repo::fixture("small");
+    let variables = repo
+        .read("variables.json")
+        .replace("\"17_12_1\"", r#""17_\ud800""#);
+    repo.write("variables.json", &variables);
+    let output = repo.run(&["validate"], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with(
+            "error: variables.json:3:21: the value of VS_VERSION holds the escape \\ud800, half \
+             of a UTF-16 surrogate pair"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is a number"), "{stderr}");
+}
