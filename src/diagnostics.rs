@@ -54,6 +54,9 @@ pub enum Code {
     Mapping,
     /// A definition the OSOB mapping does not list.
     UnmappedDefinition,
+    /// A symbolic link under `definitions/` that leads outside the repository, nowhere, or
+    /// round in a loop: it is not followed.
+    Symlink,
 }
 
 /// One problem, located as precisely as what was being read allows.
