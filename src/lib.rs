@@ -22,6 +22,7 @@ pub mod pr;
 pub mod publish;
 pub mod reconcile;
 pub mod selection;
+pub mod settings;
 pub mod state;
 pub mod submission;
 pub mod suggest;

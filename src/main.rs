@@ -5,7 +5,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use imagegen::commands;
 use imagegen::platform::Platform;
 use tracing_subscriber::EnvFilter;
@@ -13,10 +13,17 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed flags: they tell which settings came from the
+    // command line and which from the environment, for the check of every setting.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)))
+        .map_err(|error| error.format(&mut Cli::command()));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
+            explain_unexpanded_value(&error);
             // clap exits 2 on a usage error, but 2 means "changes planned" here: a mistyped
             // flag in a pipeline must fail it, not look like pending work.
             return if error.use_stderr() {
@@ -43,7 +50,7 @@ fn main() -> ExitCode {
     // The platform is read from the environment here, once; everything after asks `Output`.
     let output = cli.output(Platform::from_env());
     let result = cli
-        .context(output.clone())
+        .context(output.clone(), &matches)
         .and_then(|context| run(&cli.command, &context));
     match result {
         Ok(code) => ExitCode::from(code),
@@ -99,6 +106,20 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// A value clap refused (a duration, a number, a token version) may be a pipeline's macro left
+/// unexpanded: say so, since clap's message alone reads like a typo.
+fn explain_unexpanded_value(error: &clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue)
+        && let Some(found) = imagegen::settings::unexpanded_macro(value)
+    {
+        eprintln!(
+            "{found} is a pipeline macro left as written: the pipeline variable it names is not \
+             defined. Define it, or map the right one"
+        );
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
