@@ -101,12 +101,14 @@ pub fn definition_files(root: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     let definitions_root = root.join(DEFINITIONS_DIR);
-    collect_json_files(
-        &definitions_root,
-        &definitions_root,
-        &mut files,
-        &mut problems,
-    );
+    let mut walk = Walk {
+        definitions_root: &definitions_root,
+        repository: root.canonicalize().ok(),
+        ancestors: Vec::new(),
+        files: &mut files,
+        problems: &mut problems,
+    };
+    walk.folder(&definitions_root);
     files.sort();
     (files, problems)
 }
@@ -123,65 +125,145 @@ pub fn definition_ids(root: &Path) -> Vec<String> {
     ids
 }
 
-/// Collects the `*.json` files below `folder`, and warns of any other file but notes (`*.md`):
-/// a definition saved as `server.jsn` or `server.json.txt` would otherwise never be built.
-fn collect_json_files(
-    definitions_root: &Path,
-    folder: &Path,
-    files: &mut Vec<PathBuf>,
-    problems: &mut Vec<Diagnostic>,
-) {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(error) => {
-            problems.push(Diagnostic::error(
-                Code::Io,
-                format!(
-                    "cannot read the definitions folder {}: {error}",
-                    folder.display()
-                ),
-            ));
-            return;
+/// One walk through `definitions/`, collecting the `*.json` files and the problems met.
+struct Walk<'a> {
+    definitions_root: &'a Path,
+    /// The repository's real path: a symbolic link may point anywhere inside it, and nowhere
+    /// else, since the pipeline builds what the repository holds and nothing more.
+    repository: Option<PathBuf>,
+    /// The real paths of the folders being walked, from `definitions/` down: a link to one of
+    /// them is a loop.
+    ancestors: Vec<PathBuf>,
+    files: &'a mut Vec<PathBuf>,
+    problems: &'a mut Vec<Diagnostic>,
+}
+
+impl Walk<'_> {
+    /// `definitions/...` for `path`, as problems name it.
+    fn shown(&self, path: &Path) -> String {
+        let relative = path.strip_prefix(self.definitions_root).unwrap_or(path);
+        match slash_path(relative) {
+            relative if relative.is_empty() => DEFINITIONS_DIR.to_string(),
+            relative => format!("{DEFINITIONS_DIR}/{relative}"),
         }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
+    }
+
+    /// Collects the `*.json` files below `folder`, and warns of any other file but notes
+    /// (`*.md`): a definition saved as `server.jsn` or `server.json.txt` would otherwise never
+    /// be built.
+    fn folder(&mut self, folder: &Path) {
+        let entries = match std::fs::read_dir(folder) {
+            Ok(entries) => entries,
             Err(error) => {
-                problems.push(Diagnostic::error(
+                self.problems.push(Diagnostic::error(
                     Code::Io,
-                    format!("cannot list {}: {error}", folder.display()),
+                    format!(
+                        "cannot read the definitions folder {}: {error}",
+                        folder.display()
+                    ),
                 ));
-                continue;
+                return;
             }
         };
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
+        let real = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.to_path_buf());
+        self.ancestors.push(real);
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    self.problems.push(Diagnostic::error(
+                        Code::Io,
+                        format!("cannot list {}: {error}", folder.display()),
+                    ));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // The entry's own type needs no extra system call; only a link is followed to see
+            // what it points at.
+            let is_dir = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => match self.follow(&path) {
+                    Some(is_dir) => is_dir,
+                    None => continue,
+                },
+                Ok(kind) => kind.is_dir(),
+                Err(_) => path.is_dir(),
+            };
+            let extension = path.extension().and_then(|extension| extension.to_str());
+            if is_dir {
+                self.folder(&path);
+            } else if extension == Some("json") {
+                self.files.push(path);
+            } else if extension != Some("md") {
+                self.problems.push(
+                    Diagnostic::warning(
+                        Code::IgnoredFile,
+                        "only *.json files are definitions, so this file is ignored; rename it \
+                         if it is one",
+                    )
+                    .in_file(self.shown(&path)),
+                );
+            }
         }
-        // The entry's own type needs no extra system call; only a link is followed to see what
-        // it points at.
-        let is_dir = match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => path.is_dir(),
-            Ok(kind) => kind.is_dir(),
-            Err(_) => path.is_dir(),
+        self.ancestors.pop();
+    }
+
+    /// Where the symbolic link `path` leads: `Some(true)` for a folder inside the repository
+    /// that is not one being walked, `Some(false)` for anything else inside it; `None`, with
+    /// a problem naming the link and its target, for a link that leads outside the repository,
+    /// nowhere, or round in a loop.
+    fn follow(&mut self, path: &Path) -> Option<bool> {
+        let target = std::fs::read_link(path)
+            .map(|target| target.display().to_string())
+            .unwrap_or_else(|_| "?".to_string());
+        let shown = self.shown(path);
+        let refuse = |message: String| {
+            let mut problem = Diagnostic::error(Code::Symlink, message).in_file(&shown);
+            // A refused definition is reported as not planned, not taken for one removed.
+            if let Some(id) = path
+                .strip_prefix(self.definitions_root)
+                .ok()
+                .filter(|_| path.extension().is_some_and(|ext| ext == "json"))
+                .and_then(definition_id)
+            {
+                problem = problem.for_definition(id);
+            }
+            problem
         };
-        let extension = path.extension().and_then(|extension| extension.to_str());
-        if is_dir {
-            collect_json_files(definitions_root, &path, files, problems);
-        } else if extension == Some("json") {
-            files.push(path);
-        } else if extension != Some("md") {
-            let relative = path.strip_prefix(definitions_root).unwrap_or(&path);
-            problems.push(
-                Diagnostic::warning(
-                    Code::IgnoredFile,
-                    "only *.json files are definitions, so this file is ignored; rename it if it \
-                     is one",
-                )
-                .in_file(format!("{DEFINITIONS_DIR}/{}", slash_path(relative))),
-            );
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(error) => {
+                self.problems.push(refuse(format!(
+                    "a symbolic link to {target} that cannot be followed ({error}); fix or \
+                     remove the link"
+                )));
+                return None;
+            }
+        };
+        if let Some(repository) = &self.repository
+            && !real.starts_with(repository)
+        {
+            self.problems.push(refuse(format!(
+                "a symbolic link to {target} ({}), outside the repository: refused, since the \
+                 pipeline builds only what the repository holds; copy the file in instead",
+                real.display()
+            )));
+            return None;
         }
+        let is_dir = real.is_dir();
+        if is_dir && self.ancestors.contains(&real) {
+            self.problems.push(refuse(format!(
+                "a symbolic link to {target}, a folder that holds the link itself: a loop, so \
+                 it is not followed; remove the link"
+            )));
+            return None;
+        }
+        Some(is_dir)
     }
 }
 
@@ -361,8 +443,9 @@ impl Catalog {
                     Diagnostic::error(
                         Code::DuplicateImageName,
                         format!(
-                            "image name {name:?} is also produced by {}; every image needs a \
-                             name of its own",
+                            "image name {} is also produced by {}; every image needs a name \
+                             of its own",
+                            crate::output::quoted(name),
                             others.join(", ")
                         ),
                     )
@@ -392,7 +475,10 @@ impl Catalog {
                 let line = self.variables.line_of(name).unwrap_or(1);
                 Diagnostic::warning(
                     Code::UnusedVariable,
-                    format!("variable {name} is not used by any definition"),
+                    format!(
+                        "variable {} is not used by any definition",
+                        crate::output::shown(name)
+                    ),
                 )
                 .in_file(VARIABLES_FILE)
                 .at(line, 3)

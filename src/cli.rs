@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgGroup, Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use imagegen::commands::demo::DemoRequest;
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::osob::PrRequest;
@@ -16,6 +17,7 @@ use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
 use imagegen::platform::Platform;
 use imagegen::reconcile::WaitOptions;
+use imagegen::settings::{self, Setting, SettingError, Source};
 use imagegen::variables;
 
 const EXIT_CODES: &str = "\
@@ -633,7 +635,12 @@ impl Cli {
         }
     }
 
-    pub fn context(&self, output: Output) -> anyhow::Result<Context> {
+    /// The settings become the library's [`Context`], once every one of them (given as a flag,
+    /// or in the environment, `matches` saying which) is checked: a macro the pipeline left
+    /// unexpanded is refused here, for every setting at once, before anything is read.
+    pub fn context(&self, output: Output, matches: &clap::ArgMatches) -> anyhow::Result<Context> {
+        settings::check_environment(|name| std::env::var(name).ok())?;
+        check_given_settings(&Self::command(), matches)?;
         Context::new(self.repo.clone(), self.state.clone(), output)
     }
 
@@ -646,10 +653,44 @@ impl Cli {
     }
 }
 
+/// Checks every option of `command` (and of the subcommand `matches` chose, down the tree)
+/// that was given on the command line or in the environment. A positional argument (a
+/// definition id, a tracking id, `NAME=VALUE`) is data, not a setting, and may hold `$(`.
+fn check_given_settings(
+    command: &clap::Command,
+    matches: &clap::ArgMatches,
+) -> Result<(), SettingError> {
+    for arg in command.get_arguments().filter(|arg| !arg.is_positional()) {
+        let id = arg.get_id().as_str();
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => Source::CommandLine,
+            Some(ValueSource::EnvVariable) => Source::Environment,
+            _ => continue,
+        };
+        let Ok(Some(values)) = matches.try_get_raw(id) else {
+            continue;
+        };
+        let setting = Setting {
+            flag: arg.get_long().map(|long| format!("--{long}")),
+            env: arg.get_env().map(|env| env.to_string_lossy().into_owned()),
+            // A value whose environment variable is hidden from --help may hold a secret.
+            secret: arg.is_hide_env_values_set(),
+        };
+        for value in values {
+            settings::check(&setting, source, &value.to_string_lossy())?;
+        }
+    }
+    if let Some((name, chosen)) = matches.subcommand()
+        && let Some(subcommand) = command.find_subcommand(name)
+    {
+        check_given_settings(subcommand, chosen)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

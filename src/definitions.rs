@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::json;
+use crate::output::{quoted, shown};
 use crate::variables::{self, Variables};
 
 /// The folder, under the repository root, that holds the definitions.
@@ -214,15 +215,18 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
             b'{' => {
                 let Some(length) = text[index + 1..].find('}') else {
                     return Err(format!(
-                        "unmatched '{{' in {text:?}: write '{{{{' for a literal brace"
+                        "unmatched '{{' in {}: write '{{{{' for a literal brace",
+                        quoted(text)
                     ));
                 };
                 let name = &text[index + 1..index + 1 + length];
                 if !variables::is_valid_name(name) {
                     return Err(format!(
-                        "{{{name}}} in {text:?} is not a placeholder: names use capital letters, \
-                         digits and underscores (like {{VS_2019_PREVIEW_VERSION}}); write '{{{{' \
-                         and '}}}}' for literal braces"
+                        "{{{}}} in {} is not a placeholder: names use capital letters, digits \
+                         and underscores (like {{VS_2019_PREVIEW_VERSION}}); write '{{{{' and \
+                         '}}}}' for literal braces",
+                        shown(name),
+                        quoted(text)
                     ));
                 }
                 pieces.push(Piece::Text(&text[start..index]));
@@ -232,7 +236,8 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
             }
             b'}' => {
                 return Err(format!(
-                    "unmatched '}}' in {text:?}: write '}}}}' for a literal brace"
+                    "unmatched '}}' in {}: write '}}}}' for a literal brace",
+                    quoted(text)
                 ));
             }
             _ => index += 1,
@@ -351,7 +356,7 @@ impl Definition {
                     Code::UndefinedVariable,
                     format!(
                         "{{{}}} names no variable in variables.json",
-                        placeholder.name
+                        shown(&placeholder.name)
                     ),
                 )
                 .at_pointer(&placeholder.pointer);
@@ -431,8 +436,9 @@ fn collect_placeholders<'a>(
                         Diagnostic::warning(
                             Code::PlaceholderInKey,
                             format!(
-                                "the key {key:?} looks like it holds a placeholder, but keys are \
-                                 never substituted: it is sent as written"
+                                "the key {} looks like it holds a placeholder, but keys are \
+                                 never substituted: it is sent as written",
+                                quoted(key)
                             ),
                         )
                         .at_pointer(path.pointer()),
@@ -527,7 +533,10 @@ fn image_names(payload: &Value) -> Result<Vec<String>, Vec<Diagnostic>> {
                 Some(reason) => problems.push(
                     Diagnostic::error(
                         Code::InvalidImageName,
-                        format!("image name {name:?} is not a valid Azure image name: {reason}"),
+                        format!(
+                            "image name {} is not a valid Azure image name: {reason}",
+                            quoted(name)
+                        ),
                     )
                     .at_pointer(pointer),
                 ),

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::output::{SHOWN_MESSAGE_CHARS, shown, shown_within};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -52,6 +54,9 @@ pub enum Code {
     Mapping,
     /// A definition the OSOB mapping does not list.
     UnmappedDefinition,
+    /// A symbolic link under `definitions/` that leads outside the repository, nowhere, or
+    /// round in a loop: it is not followed.
+    Symlink,
 }
 
 /// One problem, located as precisely as what was being read allows.
@@ -76,7 +81,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// An error saying `message`. Each message quotes values through [`crate::output::quoted`];
+    /// whatever slips past that is cut here, so that no problem ever repeats a whole
+    /// multi-megabyte value of a file.
     pub fn error(code: Code, message: impl Into<String>) -> Self {
+        let message = message.into();
         Self {
             severity: Severity::Error,
             code,
@@ -85,7 +94,10 @@ impl Diagnostic {
             column: None,
             definition: None,
             pointer: None,
-            message: message.into(),
+            message: match shown_within(&message, SHOWN_MESSAGE_CHARS) {
+                std::borrow::Cow::Borrowed(_) => message,
+                std::borrow::Cow::Owned(cut) => cut,
+            },
         }
     }
 
@@ -112,8 +124,11 @@ impl Diagnostic {
         self
     }
 
+    /// The field's JSON pointer; a key of a huge object can make it huge, so it is cut like a
+    /// value.
     pub fn at_pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.pointer = Some(pointer.into());
+        let pointer = pointer.into();
+        self.pointer = Some(shown(&pointer).into_owned());
         self
     }
 

@@ -277,18 +277,75 @@ fn key_offset_before(text: &str, value_offset: usize) -> Option<usize> {
     None
 }
 
-/// Reads a raw JSON value as a string, or says what it is instead.
-pub fn raw_as_string(raw: &serde_json::value::RawValue) -> Result<String, &'static str> {
-    match String::deserialize(&mut serde_json::Deserializer::from_str(raw.get())) {
+/// Why a raw JSON value is not a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAString {
+    /// It is another kind of value: "a number", "an object", ...
+    Kind(&'static str),
+    /// It is a string, but one that holds an escape of half a UTF-16 surrogate pair (`\ud800`)
+    /// without the other half: no character, so no Rust string, can hold it.
+    LoneSurrogate {
+        /// The escape as written, such as `\ud800`.
+        escape: String,
+        /// Byte offset of its backslash in the raw value.
+        offset: usize,
+    },
+}
+
+/// Reads a raw JSON value as a string, or says why it is not one.
+pub fn raw_as_string(raw: &serde_json::value::RawValue) -> Result<String, NotAString> {
+    let text = raw.get();
+    match String::deserialize(&mut serde_json::Deserializer::from_str(text)) {
         Ok(value) => Ok(value),
-        Err(_) => Err(match raw.get().as_bytes().first() {
+        // A raw value is checked for syntax only, so a string that fails to read holds an
+        // escape no string can: half of a surrogate pair.
+        Err(_) if text.starts_with('"') => Err(match lone_surrogate(text) {
+            Some(offset) => NotAString::LoneSurrogate {
+                escape: text.get(offset..offset + 6).unwrap_or_default().to_string(),
+                offset,
+            },
+            None => NotAString::Kind("a string that cannot be read"),
+        }),
+        Err(_) => Err(NotAString::Kind(match text.as_bytes().first() {
             Some(b'{') => "an object",
             Some(b'[') => "an array",
             Some(b't' | b'f') => "a boolean",
             Some(b'n') => "null",
             _ => "a number",
-        }),
+        })),
     }
+}
+
+/// The byte offset of the first `\uXXXX` escape in a JSON string's text that is half of a
+/// UTF-16 surrogate pair without its other half.
+fn lone_surrogate(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    // A high half waiting for its low half, which must be the very next escape.
+    let mut high: Option<usize> = None;
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\' && bytes.get(index + 1) == Some(&b'u') {
+            let unit = text
+                .get(index + 2..index + 6)
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())?;
+            match unit {
+                0xD800..=0xDBFF if high.is_some() => return high,
+                0xD800..=0xDBFF => high = Some(index),
+                0xDC00..=0xDFFF if high.take().is_none() => return Some(index),
+                0xDC00..=0xDFFF => {}
+                _ if high.is_some() => return high,
+                _ => {}
+            }
+            index += 6;
+            continue;
+        }
+        if high.is_some() {
+            return high;
+        }
+        // Any other escape is two bytes; `\\` must not be read as the start of one.
+        index += if bytes[index] == b'\\' { 2 } else { 1 };
+    }
+    high
 }
 
 /// Escapes one JSON pointer reference token (RFC 6901).
@@ -409,12 +466,32 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                Err("a number"),
-                Err("an object"),
+                Err(NotAString::Kind("a number")),
+                Err(NotAString::Kind("an object")),
                 Ok("s".to_string()),
-                Err("null")
+                Err(NotAString::Kind("null"))
             ]
         );
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_is_found_where_it_is_written() {
+        for (text, escape, offset) in [
+            (r#"{"a": "x\ud800"}"#, r"\ud800", 2),
+            (r#"{"a": "\udc00y"}"#, r"\udc00", 1),
+            (r#"{"a": "\ud800\u0041"}"#, r"\ud800", 1),
+            (r#"{"a": "\\ud800 \ud83d\ude00 \ud83d"}"#, r"\ud83d", 22),
+        ] {
+            let members = parse_members(text).unwrap();
+            assert_eq!(
+                raw_as_string(members[0].raw),
+                Err(NotAString::LoneSurrogate {
+                    escape: escape.to_string(),
+                    offset
+                }),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod runtime;
 pub mod selection;
+pub mod settings;
 pub mod state;
 pub mod submission;
 pub mod suggest;

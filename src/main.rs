@@ -5,7 +5,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use imagegen::commands;
 use imagegen::platform::Platform;
 use tracing_subscriber::EnvFilter;
@@ -13,10 +13,17 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed flags: they tell which settings came from the
+    // command line and which from the environment, for the check of every setting.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)))
+        .map_err(|error| error.format(&mut Cli::command()));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
+            explain_unexpanded_value(&error);
             // clap exits 2 on a usage error, but 2 means "changes planned" here: a mistyped
             // flag in a pipeline must fail it, not look like pending work.
             return if error.use_stderr() {
@@ -28,15 +35,22 @@ fn main() -> ExitCode {
     };
     if let Command::Completions { shell } = cli.command {
         // Needs no repository, ledger or logging: a shell's start-up file runs it.
-        cli::write_completions(shell, &mut std::io::stdout().lock());
-        return ExitCode::SUCCESS;
+        return match print_completions(shell) {
+            Ok(()) => ExitCode::SUCCESS,
+            // `imagegen completions bash | head -3` stopped reading: that is not a failure.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write the completion script: {error}");
+                ExitCode::from(imagegen::exit::ERROR)
+            }
+        };
     }
     cli.color_choice().write_global();
     init_logging(cli.verbose);
     // The platform is read from the environment here, once; everything after asks `Output`.
     let output = cli.output(Platform::from_env());
     let result = cli
-        .context(output.clone())
+        .context(output.clone(), &matches)
         .and_then(|context| run(&cli.command, &context));
     match result {
         Ok(code) => ExitCode::from(code),
@@ -62,10 +76,21 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
         Command::Vars(vars) => commands::vars::vars(context, vars.request()),
         Command::Completions { shell } => {
-            cli::write_completions(*shell, &mut std::io::stdout().lock());
+            print_completions(*shell)?;
             Ok(imagegen::exit::OK)
         }
     }
+}
+
+/// Writes the completion script to stdout. clap_complete panics when its writer fails, so the
+/// script is made in memory and written here, where a failed write is an error to handle.
+fn print_completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    cli::write_completions(shell, &mut script);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&script)?;
+    stdout.flush()
 }
 
 fn init_logging(verbose: u8) {
@@ -81,6 +106,20 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// A value clap refused (a duration, a number, a token version) may be a pipeline's macro left
+/// unexpanded: say so, since clap's message alone reads like a typo.
+fn explain_unexpanded_value(error: &clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue)
+        && let Some(found) = imagegen::settings::unexpanded_macro(value)
+    {
+        eprintln!(
+            "{found} is a pipeline macro left as written: the pipeline variable it names is not \
+             defined. Define it, or map the right one"
+        );
+    }
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -3,6 +3,7 @@
 //! are made from the same data. On a CI platform problems also become its annotations, and
 //! long steps its collapsible groups (see [`crate::platform`]).
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
@@ -179,6 +180,138 @@ impl Output {
     }
 }
 
+/// The most characters of one value (a variable's value, a tracking id, an image name, a
+/// definition id) that a table or a message shows.
+pub const SHOWN_CHARS: usize = 300;
+
+/// The most characters of a free-text message (the service's word on a failed job) shown under
+/// a table row: longer than a value, since the end of a message often says what went wrong.
+pub const SHOWN_MESSAGE_CHARS: usize = 2_000;
+
+/// `text` as people are shown it: whole up to [`SHOWN_CHARS`] characters; a longer one cut and
+/// followed by its full length, the two together within [`SHOWN_CHARS`], so that showing a
+/// shown text again changes nothing. Whatever a file or a service holds, one value can neither
+/// flood a log nor stretch a table past what a terminal (or a formatting width) can take.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    shown_within(text, SHOWN_CHARS)
+}
+
+/// [`shown`] with another limit.
+pub fn shown_within(text: &str, limit: usize) -> Cow<'_, str> {
+    if text.char_indices().nth(limit).is_none() {
+        return Cow::Borrowed(text);
+    }
+    let note = format!("… ({} characters in all)", text.chars().count());
+    let keep = limit.saturating_sub(note.chars().count());
+    let end = text
+        .char_indices()
+        .nth(keep)
+        .map_or(text.len(), |(end, _)| end);
+    Cow::Owned(format!("{}{note}", &text[..end]))
+}
+
+/// `text` in double quotes with escapes, as a message quotes a value, and [`shown`] first: a
+/// multi-megabyte value is quoted as its start and its length.
+pub fn quoted(text: &str) -> String {
+    format!("{:?}", shown(text).as_ref())
+}
+
+/// Columns of text lined up for people, each cell padded to its column's width in characters.
+/// Every cell is [`shown`], so no column is wider than [`SHOWN_CHARS`]; the last one, which is
+/// not padded and so widens nothing, may hold a message of up to [`SHOWN_MESSAGE_CHARS`]. Every
+/// table imagegen prints goes through here.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    rows: Vec<Line>,
+}
+
+#[derive(Debug, Clone)]
+enum Line {
+    Cells(Vec<String>),
+    /// A line of its own under the row before it (such as a failed job's message), indented,
+    /// counted in no column.
+    Detail(String),
+}
+
+impl Table {
+    /// A table whose first row is `header` (none when empty).
+    pub fn new<S: AsRef<str>>(header: &[S]) -> Self {
+        let mut table = Self::default();
+        if !header.is_empty() {
+            table.row(header);
+        }
+        table
+    }
+
+    pub fn row<S: AsRef<str>>(&mut self, cells: &[S]) -> &mut Self {
+        let last = cells.len().saturating_sub(1);
+        self.rows.push(Line::Cells(
+            cells
+                .iter()
+                .enumerate()
+                .map(|(index, cell)| {
+                    let limit = if index == last {
+                        SHOWN_MESSAGE_CHARS
+                    } else {
+                        SHOWN_CHARS
+                    };
+                    shown_within(cell.as_ref(), limit).into_owned()
+                })
+                .collect(),
+        ));
+        self
+    }
+
+    /// A message under the last row, cut at [`SHOWN_MESSAGE_CHARS`].
+    pub fn detail(&mut self, text: &str) -> &mut Self {
+        self.rows.push(Line::Detail(
+            shown_within(text, SHOWN_MESSAGE_CHARS).into_owned(),
+        ));
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = Vec::new();
+        for line in &self.rows {
+            if let Line::Cells(cells) = line {
+                for (index, cell) in cells.iter().enumerate() {
+                    let width = cell.chars().count();
+                    match widths.get_mut(index) {
+                        Some(known) => *known = (*known).max(width),
+                        None => widths.push(width),
+                    }
+                }
+            }
+        }
+        let mut text = String::new();
+        for line in &self.rows {
+            match line {
+                Line::Cells(cells) => {
+                    let start = text.len();
+                    for (index, cell) in cells.iter().enumerate() {
+                        if index > 0 {
+                            text.push_str("  ");
+                        }
+                        text.push_str(cell);
+                        if index + 1 < cells.len() {
+                            let pad = widths[index].saturating_sub(cell.chars().count());
+                            text.extend(std::iter::repeat_n(' ', pad));
+                        }
+                    }
+                    let kept = text[start..].trim_end().len();
+                    text.truncate(start + kept);
+                }
+                Line::Detail(detail) => {
+                    text.push_str("  ");
+                    text.push_str(detail);
+                }
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
 /// A logging command, alone on its line (the agents read them line by line), unstyled.
 fn platform_line(line: &str) -> std::io::Result<()> {
     let mut stderr = std::io::stderr().lock();
@@ -206,5 +339,44 @@ pub fn fatal(output: &Output, error: &anyhow::Error) {
         let _ = output.annotate(&Annotation::error(message));
     } else {
         let _ = error_line(&message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_shown_cut_with_its_length() {
+        assert_eq!(shown("short"), "short");
+        let long = "é".repeat(70_000);
+        let cut = shown(&long);
+        assert!(cut.starts_with("éé"));
+        assert!(cut.ends_with("é… (70000 characters in all)"), "{cut}");
+        assert_eq!(cut.chars().count(), SHOWN_CHARS);
+        assert_eq!(shown(&cut), cut, "showing a shown text changes nothing");
+        let exact = "x".repeat(SHOWN_CHARS);
+        assert_eq!(shown(&exact), exact);
+    }
+
+    #[test]
+    fn a_table_lines_up_columns_and_cuts_long_cells() {
+        let mut table = Table::new(&["definition", "tracking id", "result"]);
+        table.row(&["a", &"x".repeat(70_000), "queued"]);
+        table.detail("why it failed");
+        table.row(&["ü-long-name", "-", ""]);
+        let text = table.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("definition   {:SHOWN_CHARS$}  result", "tracking id")
+        );
+        assert!(
+            lines[1].ends_with("x… (70000 characters in all)  queued"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2], "  why it failed");
+        assert_eq!(lines[3], "ü-long-name  -", "no trailing spaces");
     }
 }

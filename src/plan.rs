@@ -353,8 +353,8 @@ const REMOVED: Style = AnsiColor::Red.on_default();
 const ADDED: Style = AnsiColor::Green.on_default();
 const HUNK: Style = AnsiColor::Cyan.on_default();
 
-fn value_or_unset(value: Option<&String>) -> &str {
-    value.map_or("(not used)", String::as_str)
+fn value_or_unset(value: Option<&String>) -> std::borrow::Cow<'_, str> {
+    value.map_or("(not used)".into(), |value| crate::output::shown(value))
 }
 
 fn plural(count: usize, one: &str, many: &str) -> String {
@@ -373,14 +373,14 @@ pub fn render_text(plan: &Plan) -> String {
         let width = plan
             .variable_changes
             .iter()
-            .map(|c| c.name.len())
+            .map(|c| crate::output::shown(&c.name).chars().count())
             .max()
             .unwrap_or(0);
         for change in &plan.variable_changes {
             let _ = writeln!(
                 w,
                 "  {:width$}  {} -> {}  {DIM}({}){DIM:#}",
-                change.name,
+                crate::output::shown(&change.name),
                 value_or_unset(change.old.as_ref()),
                 value_or_unset(change.new.as_ref()),
                 plural(change.definitions.len(), "definition", "definitions"),
@@ -476,7 +476,7 @@ fn write_job(w: &mut String, definition: &str, job: &JobRef, status_style: Style
 
 fn describe_tracking(job: &JobRef) -> String {
     match &job.tracking_id {
-        Some(id) => format!("tracking id {id}"),
+        Some(id) => format!("tracking id {}", crate::output::shown(id)),
         None if job.status == JobStatus::Submitting => {
             "no tracking id recorded: the submission is resent with its idempotency key".into()
         }

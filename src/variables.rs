@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::json;
+use crate::output::{quoted, shown};
 use crate::suggest::{closest, did_you_mean};
 
 /// The variables file's name, at the repository root.
@@ -69,7 +70,9 @@ impl Variables {
                     Code::DuplicateVariable,
                     format!(
                         "variable {} is defined twice, at lines {} and {}",
-                        member.key, first.line, member.key_line
+                        shown(&member.key),
+                        first.line,
+                        member.key_line
                     ),
                 ));
                 continue;
@@ -78,9 +81,9 @@ impl Variables {
                 problems.push(at(
                     Code::BadVariableName,
                     format!(
-                        "{:?} is not a valid variable name: use capital letters, digits and \
+                        "{} is not a valid variable name: use capital letters, digits and \
                          underscores, starting with a letter (like VS_2019_PREVIEW_VERSION)",
-                        member.key
+                        quoted(&member.key)
                     ),
                 ));
                 continue;
@@ -95,7 +98,7 @@ impl Variables {
                         },
                     );
                 }
-                Err(kind) => {
+                Err(json::NotAString::Kind(kind)) => {
                     variables.rejected.insert(member.key.clone());
                     problems.push(
                         Diagnostic::error(
@@ -103,12 +106,36 @@ impl Variables {
                             format!(
                                 "the value of {} is {kind}; every value must be a string \
                              (write \"{}\" with quotes)",
-                                member.key,
-                                member.raw.get().replace('\n', " ")
+                                shown(&member.key),
+                                shown(member.raw.get()).replace('\n', " ")
                             ),
                         )
                         .in_file(file)
                         .at(member.value_line, member.value_column),
+                    );
+                }
+                Err(json::NotAString::LoneSurrogate { escape, offset }) => {
+                    variables.rejected.insert(member.key.clone());
+                    // A string holds no line break, so the escape is on the value's line.
+                    let column = member.value_column
+                        + member
+                            .raw
+                            .get()
+                            .get(..offset)
+                            .map_or(offset, |before| before.chars().count());
+                    problems.push(
+                        Diagnostic::error(
+                            Code::JsonSyntax,
+                            format!(
+                                "the value of {} holds the escape {escape}, half of a UTF-16 \
+                                 surrogate pair without its other half, which stands for no \
+                                 character; write the character itself, or both halves of its \
+                                 pair (like \\ud83d\\ude00)",
+                                shown(&member.key)
+                            ),
+                        )
+                        .in_file(file)
+                        .at(member.value_line, column),
                     );
                 }
             }

@@ -668,3 +668,99 @@ fn every_command_help_shows_an_example() {
         .code(0)
         .stdout(predicates::str::contains("Exit codes:"));
 }
+
+#[test]
+fn a_lone_surrogate_escape_in_variables_is_named_with_its_line_and_column() {
+    let repo = Repo::fixture("small");
+    let variables = repo
+        .read("variables.json")
+        .replace("\"17_12_1\"", r#""17_\ud800""#);
+    repo.write("variables.json", &variables);
+    let output = repo.run(&["validate"], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with(
+            "error: variables.json:3:21: the value of VS_VERSION holds the escape \\ud800, half \
+             of a UTF-16 surrogate pair"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is a number"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_under_definitions_leading_out_of_the_repository_is_refused() {
+    let repo = Repo::fixture("small");
+    let outside = Repo::empty();
+    outside.write(
+        "secret.json",
+        &repo.read("definitions/windows/server-2019.json"),
+    );
+    let target = outside.path().join("secret.json");
+    std::os::unix::fs::symlink(&target, repo.path().join("definitions/windows/evil.json"))
+        .expect("make a link");
+    // A link inside the repository is followed as before.
+    std::fs::create_dir(repo.path().join("shared")).expect("mkdir");
+    repo.write(
+        "shared/inside.json",
+        &repo
+            .read("definitions/windows/server-2019.json")
+            .replace("Helix-Server-2019", "Helix-Server-2019-Inside"),
+    );
+    std::os::unix::fs::symlink(
+        "../../shared/inside.json",
+        repo.path().join("definitions/windows/inside.json"),
+    )
+    .expect("make a link");
+    let output = repo.run(&["validate"], 1);
+    assert_eq!(
+        stderr_of(&output),
+        format!(
+            "error: definitions/windows/evil.json: a symbolic link to {} ({}), outside the \
+             repository: refused, since the pipeline builds only what the repository holds; \
+             copy the file in instead\n",
+            target.display(),
+            target.canonicalize().expect("a real path").display()
+        )
+    );
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains("+ windows/inside  never submitted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Not planned because of the errors reported (1): windows/evil"),
+        "{stdout}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_under_definitions_is_one_error() {
+    let repo = Repo::fixture("small");
+    std::os::unix::fs::symlink("..", repo.path().join("definitions/windows/up"))
+        .expect("make a link");
+    std::os::unix::fs::symlink("self.json", repo.path().join("definitions/vs/self.json"))
+        .expect("make a link");
+    let output = repo.run(&["validate"], 1);
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: definitions/windows/up: a symbolic link to .., a folder that holds the link \
+             itself: a loop, so it is not followed; remove the link\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: definitions/vs/self.json: a symbolic link to self.json that cannot be followed ("),
+        "{stderr}"
+    );
+    assert!(
+        stdout_of(&output).starts_with("2 errors and 0 warnings in 6 definitions"),
+        "{}",
+        stdout_of(&output)
+    );
+}

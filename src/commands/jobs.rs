@@ -20,6 +20,7 @@ use crate::factory::{
     Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
 };
 use crate::http::{RetryPolicy, Timeouts};
+use crate::output::{SHOWN_MESSAGE_CHARS, Table, shown, shown_within};
 use crate::platform::Annotation;
 use crate::state::{LedgerKey, LedgerWriter};
 use crate::submission::{self, Candidate, Outcome};
@@ -333,12 +334,12 @@ fn render_reports(reports: &[JobReport]) -> String {
         let name = report
             .ledger
             .as_ref()
-            .map(|key| format!(" ({key})"))
+            .map(|key| format!(" ({})", shown(key.name())))
             .unwrap_or_default();
         text.push_str(&format!(
             "{}{name}: {}\n",
-            report.tracking_id,
-            report.summary()
+            shown(&report.tracking_id),
+            shown(&report.summary())
         ));
         if let Some(state) = &report.state {
             if let Some(created) = state.created_at {
@@ -359,25 +360,34 @@ fn render_reports(reports: &[JobReport]) -> String {
             for image in &state.images {
                 text.push_str(&format!(
                     "  image   {}{}\n",
-                    image.name,
+                    shown(&image.name),
                     image
                         .location
                         .as_deref()
-                        .map(|location| format!(" ({location})"))
+                        .map(|location| format!(" ({})", shown(location)))
                         .unwrap_or_default()
                 ));
             }
             if without_images(state) {
                 text.push_str(&format!(
                     "  message {}\n",
-                    submission::no_images_message(&state.message)
+                    shown_within(
+                        &submission::no_images_message(&state.message),
+                        SHOWN_MESSAGE_CHARS
+                    )
                 ));
             } else if !state.message.is_empty() {
-                text.push_str(&format!("  message {}\n", state.message));
+                text.push_str(&format!(
+                    "  message {}\n",
+                    shown_within(&state.message, SHOWN_MESSAGE_CHARS)
+                ));
             }
         }
         if let Some(error) = &report.error {
-            text.push_str(&format!("  error   {error}\n"));
+            text.push_str(&format!(
+                "  error   {}\n",
+                shown_within(error, SHOWN_MESSAGE_CHARS)
+            ));
         }
     }
     text
@@ -525,13 +535,7 @@ fn submit_annotation(key: &LedgerKey, outcome: &Outcome) -> Option<Annotation> {
 }
 
 fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
-    let width = results
-        .iter()
-        .map(|(key, _)| key.name().len())
-        .max()
-        .unwrap_or(0)
-        .max("definition".len());
-    let mut text = format!("{:width$}  {:36}  result\n", "definition", "tracking id");
+    let mut table = Table::new(&["definition", "tracking id", "result"]);
     for (key, outcome) in results {
         let (tracking_id, result) = match outcome {
             Outcome::Submitted {
@@ -545,7 +549,10 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
                     result.push_str(" (the service already had this payload)");
                 }
                 if let Some(replaced) = replaced {
-                    result.push_str(&format!(" (replaces job {replaced} in the ledger)"));
+                    result.push_str(&format!(
+                        " (replaces job {} in the ledger)",
+                        shown(replaced)
+                    ));
                 }
                 (tracking_id.clone(), result)
             }
@@ -560,12 +567,11 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
             Outcome::AnswerLost { message } => ("?".into(), format!("answer lost: {message}")),
             Outcome::Error { message } => ("-".into(), format!("error: {message}")),
         };
-        text.push_str(&format!(
-            "{:width$}  {tracking_id:36}  {result}\n",
-            key.name()
-        ));
+        // A tracking id is 36 characters wide in the contract: keep the column that wide even
+        // when every id in this table is shorter (a `-`).
+        table.row(&[key.name(), &format!("{:36}", shown(&tracking_id)), &result]);
     }
-    text
+    table.render()
 }
 
 /// The definitions using any of `names`, rendered; refuses unknown names.

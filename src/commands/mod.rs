@@ -19,7 +19,7 @@ use crate::definitions::{DEFINITIONS_DIR, Definition, Rendered};
 use crate::diagnostics::Diagnostics;
 use crate::exit;
 use crate::osob::mapping;
-use crate::output::Output;
+use crate::output::{Output, Table};
 use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
 use crate::suggest::{closest, did_you_mean};
 use crate::variables::{self, VARIABLES_FILE, Variables};
@@ -328,12 +328,11 @@ fn errors_of(catalog: &Catalog) -> Diagnostics {
 /// [`Catalog::affected_by`]'s definitions as `imagegen affected` prints them: one a line, the
 /// id padded, then the variables it uses.
 fn affected_text(affected: &[(&Definition, Vec<String>)]) -> String {
-    let width = affected.iter().map(|(d, _)| d.id.len()).max().unwrap_or(0);
-    let mut text = String::new();
+    let mut table = Table::default();
     for (definition, used) in affected {
-        text.push_str(&format!("{:width$}  {}\n", definition.id, used.join(", ")));
+        table.row(&[definition.id.as_str(), &used.join(", ")]);
     }
-    text
+    table.render()
 }
 
 /// The same in `imagegen affected --output json`'s shape.

@@ -20,7 +20,7 @@ use crate::diagnostics::Diagnostics;
 use crate::duration;
 use crate::exit;
 use crate::factory::FactoryError;
-use crate::output::Output;
+use crate::output::{self, Output, Table};
 use crate::plan::{self, PlanOptions};
 use crate::platform::{Annotation, markdown_cell};
 use crate::reconcile::{self, Applied, ApplyOptions, JobRow, Phase, Progress, WaitOptions};
@@ -515,41 +515,25 @@ fn render_applied(applied: &Applied) -> String {
 
 /// The summary table: definition, status, tracking id, images, duration; messages below.
 fn render_jobs(jobs: &[JobRow]) -> String {
-    let width = |cell: &dyn Fn(&JobRow) -> usize, heading: &str| {
-        jobs.iter().map(cell).max().unwrap_or(0).max(heading.len())
-    };
-    let key_width = width(&|job| job.key.name().len(), "definition");
-    let id_width = width(
-        &|job| job.tracking_id.as_deref().map_or(1, str::len),
-        "tracking id",
-    );
-    let image_width = width(&|job| job.image_names.join(", ").len(), "images");
-    let mut text = format!(
-        "{:key_width$}  {:10}  {:id_width$}  {:image_width$}  took\n",
-        "definition", "status", "tracking id", "images"
-    );
+    let mut table = Table::new(&["definition", "status", "tracking id", "images", "took"]);
     for job in jobs {
-        let status = status_cell(job);
-        let took = took_cell(job);
-        text.push_str(
-            format!(
-                "{:key_width$}  {status:10}  {:id_width$}  {:image_width$}  {took}",
-                job.key.name(),
-                job.tracking_id.as_deref().unwrap_or("-"),
-                job.image_names.join(", "),
-            )
-            .trim_end(),
-        );
-        text.push('\n');
+        table.row(&[
+            job.key.name(),
+            // Padded to the widest status, so the column stays put from one run to the next.
+            &format!("{:10}", status_cell(job)),
+            job.tracking_id.as_deref().unwrap_or("-"),
+            &job.image_names.join(", "),
+            &took_cell(job),
+        ]);
         if let Some(message) = job
             .message
             .as_deref()
             .filter(|_| job.status.is_unsuccessful())
         {
-            text.push_str(&format!("  {message}\n"));
+            table.detail(message);
         }
     }
-    text
+    table.render()
 }
 
 /// Shows progress while waiting: a line per job on a terminal, redrawn in place; otherwise (a
@@ -678,7 +662,7 @@ impl Progress for Reporter {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let width = jobs
             .iter()
-            .map(|job| job.key.name().len())
+            .map(|job| output::shown(job.key.name()).chars().count())
             .max()
             .unwrap_or(0);
         for job in jobs {
@@ -688,7 +672,9 @@ impl Progress for Reporter {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
             });
-            bar.set_prefix(format!("{:width$}", job.key.name()));
+            let name = output::shown(job.key.name());
+            let pad = width.saturating_sub(name.chars().count());
+            bar.set_prefix(format!("{name}{}", " ".repeat(pad)));
             bar.set_message(format!(
                 "{}{}; next look in {}",
                 describe(job),
@@ -851,13 +837,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
             "definitions": adoptions,
         }))?;
     } else {
-        let width = adoptions
-            .iter()
-            .map(|a| a.definition.len())
-            .max()
-            .unwrap_or(0)
-            .max("definition".len());
-        let mut text = format!("{:width$}  {:9}  images\n", "definition", "action");
+        let mut table = Table::new(&["definition", &format!("{:9}", "action"), "images"]);
         for adoption in &adoptions {
             let action = match (adoption.action, request.dry_run) {
                 (AdoptAction::Adopt, true) => "would adopt",
@@ -865,13 +845,13 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
                 (AdoptAction::Built, _) => "built",
                 (AdoptAction::InFlight, _) => "in flight",
             };
-            text.push_str(&format!(
-                "{:width$}  {action:9}  {}\n",
-                adoption.definition,
-                adoption.image_names.join(", ")
-            ));
+            table.row(&[
+                adoption.definition.as_str(),
+                action,
+                &adoption.image_names.join(", "),
+            ]);
         }
-        output.text(&text)?;
+        output.text(&table.render())?;
         let skipped = adoptions.len() - adopted;
         output.note(&format!(
             "{} {} as built without a submission{}{}",

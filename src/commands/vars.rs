@@ -13,6 +13,7 @@ use super::{Context, affected_json, affected_text, count, errors_of, exit_for};
 use crate::catalog::{self, Catalog, Sources};
 use crate::definitions::Definition;
 use crate::diagnostics::Diagnostics;
+use crate::output::Table;
 use crate::variables::{self, SetChange, SetStatus, VARIABLES_FILE, ValueChange, Variables};
 
 /// What `imagegen vars` is asked to do.
@@ -52,11 +53,15 @@ pub fn vars(context: &Context, request: VarsRequest) -> anyhow::Result<u8> {
 
 /// A value as people read it: quoted only when it would otherwise be hard to see (empty, with
 /// spaces or control characters).
+/// A value too long to show whole is cut, with its length, and left unquoted.
 fn shown(value: &str) -> String {
-    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let cut = crate::output::shown(value);
+    if matches!(cut, std::borrow::Cow::Borrowed(_))
+        && (value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
         format!("{value:?}")
     } else {
-        value.to_string()
+        cut.into_owned()
     }
 }
 
@@ -97,22 +102,16 @@ pub fn list(context: &Context) -> anyhow::Result<u8> {
         }))?;
     } else {
         output.diagnostics(&errors)?;
-        let values: Vec<String> = listed.iter().map(|row| shown(row.value)).collect();
-        let name_width = listed.iter().map(|row| row.name.len()).max().unwrap_or(0);
-        let value_width = values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
-        let mut text = String::new();
-        for (row, value) in listed.iter().zip(&values) {
+        let mut table = Table::default();
+        for row in &listed {
             let used = if row.unused {
                 "unused".to_string()
             } else {
                 count(row.definitions, "definition")
             };
-            text.push_str(&format!(
-                "{:name_width$}  {value:value_width$}  {used}\n",
-                row.name
-            ));
+            table.row(&[row.name, &shown(row.value), &used]);
         }
-        output.text(&text)?;
+        output.text(&table.render())?;
         output.note(&format!(
             "{} in {VARIABLES_FILE}",
             count(listed.len(), "variable")

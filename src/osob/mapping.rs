@@ -142,7 +142,10 @@ pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Dia
         if let Some(reason) = branch_name_problem(branch) {
             problems.push(located(Diagnostic::error(
                 Code::Mapping,
-                format!("repository.{field} {branch:?} is not a usable branch name: {reason}"),
+                format!(
+                    "repository.{field} {} is not a usable branch name: {reason}",
+                    crate::output::quoted(branch)
+                ),
             )));
         }
     }
@@ -199,7 +202,10 @@ pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Dia
             if let Some(reason) = osob_path_problem(file) {
                 problems.push(at_key(
                     id,
-                    Diagnostic::error(Code::Mapping, format!("{id}: OSOB file {file:?} {reason}")),
+                    Diagnostic::error(
+                        Code::Mapping,
+                        format!("{id}: OSOB file {} {reason}", crate::output::quoted(file)),
+                    ),
                 ));
             }
             if seen.contains(&file) {

@@ -1,0 +1,220 @@
+//! imagegen under inputs far larger than anyone meant: a value or id of tens of thousands of
+//! characters from a file or from the service, a reader that stops early, an answer of hundreds
+//! of megabytes. Each test runs the real binary and asks that it neither panic nor flood its
+//! output, and that it says what it refused.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{Response, StatusCode, header};
+use axum::routing::{get, post};
+use common::{Repo, stderr_of, stdout_of};
+use imagegen::state::JobStatus;
+use serde_json::json;
+
+/// A stand-in for Image Factory and Azure AD answering whatever `router` answers, on a thread
+/// of its own; stops with the test.
+struct FakeService {
+    address: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakeService {
+    fn start(router: Router) -> Self {
+        let (ready, address) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime starts");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind a loopback port");
+                ready
+                    .send(listener.local_addr().expect("a bound address"))
+                    .expect("the test waits for the address");
+                let serve = axum::serve(listener, router);
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Self {
+            address: address.recv().expect("the fake service starts"),
+            _stop: stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    /// The binary in `repo`, pointed at this service with made-up credentials.
+    fn imagegen(&self, repo: &Repo) -> assert_cmd::Command {
+        let mut command = repo.imagegen();
+        command
+            .env("IMAGE_FACTORY_URL", self.url())
+            .env("IMAGE_FACTORY_AUTHORITY", self.url())
+            .env("IMAGE_FACTORY_TENANT_ID", "tenant")
+            .env("IMAGE_FACTORY_CLIENT_ID", "client")
+            .env("IMAGE_FACTORY_CLIENT_SECRET", "secret")
+            .env("IMAGE_FACTORY_RESOURCE_ID", "api://factory");
+        command
+    }
+}
+
+fn token_answer() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}))
+}
+
+// --- Values and ids far longer than a table column --------------------------------------------
+
+#[test]
+fn vars_list_shows_a_value_of_65536_characters_cut_with_its_length() {
+    let repo = Repo::fixture("small");
+    let mut variables: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&repo.read("variables.json")).expect("the fixture's variables");
+    variables.insert("HUGE".into(), json!("v".repeat(65_536)));
+    repo.write(
+        "variables.json",
+        &serde_json::to_string_pretty(&variables).expect("JSON"),
+    );
+    let output = repo.run(&["vars", "list"], 0);
+    let stdout = stdout_of(&output);
+    let huge = stdout
+        .lines()
+        .find(|line| line.starts_with("HUGE"))
+        .unwrap_or_else(|| panic!("no HUGE row in:\n{stdout}"));
+    assert!(
+        huge.contains("v… (65536 characters in all)  unused"),
+        "{huge}"
+    );
+    assert!(stdout.len() < 10_000, "{} bytes", stdout.len());
+}
+
+#[test]
+fn a_tracking_id_of_70000_characters_from_the_service_leaves_every_later_reconcile_working() {
+    let long_id = "7".repeat(70_000);
+    let answered = long_id.clone();
+    let router = Router::new()
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            post(|| async { token_answer() }),
+        )
+        .route(
+            "/api/jobs",
+            post(move || {
+                let id = answered.clone();
+                async move {
+                    (
+                        StatusCode::ACCEPTED,
+                        axum::Json(json!({"trackingId": id, "status": "Queued"})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/api/jobs/{id}",
+            get(|Path(id): Path<String>| async move {
+                axum::Json(json!({"trackingId": id, "status": "Running"}))
+            }),
+        );
+    let service = FakeService::start(router);
+    let repo = Repo::fixture("small");
+    service
+        .imagegen(&repo)
+        .args(["reconcile", "--no-pr", "--only", "vs/server-2022"])
+        .assert()
+        .code(2);
+    let entry = &repo.ledger().definitions["vs/server-2022"];
+    assert_eq!(entry.tracking_id.as_deref(), Some(long_id.as_str()));
+    assert_eq!(entry.status, JobStatus::Queued);
+    // The next runs poll the job, print it in their table and plan: none may panic.
+    let output = service
+        .imagegen(&repo)
+        .args(["reconcile", "--no-pr", "--only", "vs/server-2022"])
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains("7… (70000 characters in all)"), "{stdout}");
+    assert!(stdout.len() < 10_000, "{} bytes", stdout.len());
+    let output = repo.run(&["reconcile", "--dry-run"], 2);
+    assert!(
+        stdout_of(&output).contains("7… (70000 characters in all)"),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[test]
+fn values_of_20_megabytes_give_problems_of_a_few_kilobytes() {
+    let repo = Repo::fixture("small");
+    const SIZE: usize = 20 << 20;
+    // An image name with spaces, a number where a string belongs, and a stray brace: each is
+    // a problem that quotes what it found.
+    let variables = repo.read("variables.json").replace(
+        "\"VS_VERSION\": \"17_12_1\"",
+        &format!(
+            "\"VS_VERSION\": \"{}\",\n  \"NUMBER\": {}",
+            "a b".repeat(SIZE / 3),
+            "7".repeat(SIZE)
+        ),
+    );
+    repo.write("variables.json", &variables);
+    let definition = repo.read("definitions/windows/server-2019.json").replacen(
+        '{',
+        &format!("{{\n  \"Script\": \"{{ {}\",", "x".repeat(SIZE)),
+        1,
+    );
+    repo.write("definitions/windows/server-2019.json", &definition);
+    for args in [
+        &["validate"][..],
+        &["validate", "--output", "json"],
+        &["reconcile", "--dry-run"],
+    ] {
+        let output = repo.run(args, 1);
+        let stderr = stderr_of(&output);
+        let written = output.stdout.len() + output.stderr.len();
+        assert!(written < 64 << 10, "{args:?} wrote {written} bytes");
+        if args.len() == 1 {
+            assert!(
+                stderr.contains(" characters in all)\" is not a valid Azure image name"),
+                "{args:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains("the value of NUMBER is a number"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("unmatched '{' in \"{ xxx"), "{stderr}");
+        }
+    }
+}
+
+// --- A reader that stops early ----------------------------------------------------------------
+
+#[test]
+fn completions_into_a_closed_pipe_end_quietly() {
+    let repo = Repo::empty();
+    // The reading end is closed before imagegen writes a byte, as `| head -3` does once it has
+    // its lines: every write then fails with a broken pipe.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = repo
+        .process()
+        .args(["completions", "powershell"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run imagegen");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stderr_of(&output), "");
+}

@@ -1,0 +1,154 @@
+//! Settings that would make imagegen use the wrong ledger or service, end to end through the
+//! binary: a pipeline macro left unexpanded is refused before anything is read or sent.
+
+mod common;
+
+use common::{Repo, fast_emulator, imagegen_against, stderr_of, stdout_of};
+
+// --- Macros a pipeline left unexpanded --------------------------------------------------------
+
+#[test]
+fn an_unexpanded_ledger_setting_is_refused_before_anything_is_submitted() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    let output = imagegen_against(&repo, &emulator)
+        .args(["reconcile", "--no-pr"])
+        .env("IMAGEGEN_STATE", "$(imagegen-state-url)")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(
+        stderr_of(&output),
+        "error: --state (IMAGEGEN_STATE) is $(imagegen-state-url) in the environment: the \
+         pipeline variable it names is not defined, so the pipeline passed the macro on as \
+         written. Define the variable (in the pipeline or its variable group) or map the right \
+         one; nothing was read or sent\n"
+    );
+    assert!(emulator.requests().is_empty(), "nothing was sent");
+    assert_eq!(
+        std::fs::read_dir(repo.path()).unwrap().count(),
+        2,
+        "no ledger was written"
+    );
+}
+
+#[test]
+fn every_kind_of_macro_in_any_setting_is_refused_naming_flag_and_variable() {
+    let repo = Repo::fixture("small");
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (
+            &["reconcile", "--dry-run", "--state", "$[variables.ledger]"],
+            &[],
+            "error: --state (IMAGEGEN_STATE) was given as $[variables.ledger] on the command \
+             line: the pipeline variable it names is not defined",
+        ),
+        (
+            &[
+                "status",
+                "job-1",
+                "--factory-url",
+                "${{ vars.FACTORY_URL }}",
+            ],
+            &[],
+            "error: --factory-url (IMAGE_FACTORY_URL) was given as ${{ vars.FACTORY_URL }} on \
+             the command line: the pipeline variable it names is not defined",
+        ),
+        (
+            &["status", "job-1"],
+            &[("IMAGE_FACTORY_AUTHORITY", "https://$(login-host)/")],
+            "error: --authority (IMAGE_FACTORY_AUTHORITY) is $(login-host) in the environment",
+        ),
+        (
+            &["pr", "--dry-run"],
+            &[("IMAGEGEN_OSOB_URL", "$(osob-url)")],
+            "error: --osob-url (IMAGEGEN_OSOB_URL) is $(osob-url) in the environment",
+        ),
+        (
+            &["--repo", "$(Build.SourcesDirectory)", "validate"],
+            &[],
+            "error: --repo (IMAGEGEN_REPO) was given as $(Build.SourcesDirectory) on the command \
+             line",
+        ),
+        (
+            &["validate"],
+            &[("IMAGE_FACTORY_TENANT_ID", "$(image-factory-tenant-id)")],
+            "error: IMAGE_FACTORY_TENANT_ID is $(image-factory-tenant-id) in the environment",
+        ),
+        (
+            &["reconcile", "--dry-run"],
+            &[("SYSTEM_ACCESSTOKEN", "$(System.AccessToken)")],
+            "error: SYSTEM_ACCESSTOKEN is $(System.AccessToken) in the environment",
+        ),
+        (
+            &["reconcile", "--dry-run"],
+            &[("GITHUB_TOKEN", "${{ secrets.GITHUB_TOKEN }}")],
+            "error: GITHUB_TOKEN is ${{ secrets.GITHUB_TOKEN }} in the environment",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = repo.imagegen();
+        command.args(*args);
+        for (name, value) in *env {
+            command.env(name, value);
+        }
+        let output = command.assert().code(1).get_output().clone();
+        let stderr = stderr_of(&output);
+        assert!(stderr.starts_with(expected), "{args:?} {env:?}:\n{stderr}");
+        assert_eq!(stdout_of(&output), "", "{args:?}");
+    }
+}
+
+#[test]
+fn a_secret_holding_a_macro_is_refused_without_showing_the_secret() {
+    let repo = Repo::fixture("small");
+    for (name, value) in [
+        ("IMAGE_FACTORY_CLIENT_SECRET", "canary-secret$(suffix)"),
+        ("IMAGEGEN_STATE_SAS", "sv=2022&sig=canary-signature$(x)"),
+        (
+            "IMAGEGEN_STATE",
+            "https://account.blob.core.windows.net/c/state.json?sig=canary$(sas)",
+        ),
+    ] {
+        let output = repo
+            .imagegen()
+            .args(["reconcile", "--dry-run"])
+            .env(name, value)
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(
+            stderr.contains("holds an unexpanded macro in the environment (its value is secret"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("canary"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn a_macro_in_a_typed_value_is_explained_too() {
+    let repo = Repo::fixture("small");
+    let output = repo
+        .imagegen()
+        .args(["status", "job-1"])
+        .env("IMAGE_FACTORY_TOKEN_VERSION", "$(token-version)")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("invalid value '$(token-version)'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "$(token-version) is a pipeline macro left as written: the pipeline variable it \
+             names is not defined"
+        ),
+        "{stderr}"
+    );
+}
