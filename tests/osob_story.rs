@@ -3,6 +3,7 @@
 //! production does): jobs pending leave OSOB alone, the finished batch pushes one branch and
 //! opens one pull request, a later change updates the same one, a run with nothing new pushes
 //! nothing, a dry run touches nothing, and a reviewer's commit on the branch is left alone.
+//! And a service that answers without end is cut off at the answer limit.
 
 mod common;
 // The pull-request services; this crate uses their main routes only.
@@ -399,4 +400,78 @@ async fn local_over_a_local_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_over_https() {
     story(Provider::Local, Transport::Https).await;
+}
+
+/// A pull-request service that answers without end: the binary stops reading at the limit,
+/// says which URL answered too much, and reports the branch it pushed.
+async fn a_service_answering_without_end_is_cut_off(provider: Provider) {
+    let endless = common::endless::EndlessServer::start().await;
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let mut mapping: serde_json::Value =
+        serde_json::from_str(&repo.read("osob-mapping/osob.json")).expect("a mapping");
+    mapping["provider"] = match provider {
+        Provider::GitHub => serde_json::json!({
+            "kind": "github",
+            "owner": "dotnet",
+            "repository": "helix-machines",
+            "api_url": endless.url(""),
+        }),
+        _ => serde_json::json!({
+            "kind": "azure-devops",
+            "organization": "dnceng",
+            "project": "internal",
+            "repository": "dotnet-helix-machines",
+            "api_url": endless.url(""),
+        }),
+    };
+    repo.write(
+        "osob-mapping/osob.json",
+        &serde_json::to_string_pretty(&mapping).expect("a mapping"),
+    );
+    let ids = repo.definition_ids();
+    let built: Vec<(&str, imagegen::state::JobStatus)> = ids
+        .iter()
+        .map(|id| (id.as_str(), imagegen::state::JobStatus::Succeeded))
+        .collect();
+    repo.record_ledger(&repo.read("variables.json"), &built);
+    let osob = Osob::new();
+    let output = tokio::task::block_in_place(|| {
+        repo.imagegen()
+            .env("IMAGEGEN_OSOB_URL", osob.url())
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("AZURE_DEVOPS_PAT", TOKEN)
+            .env_remove("SYSTEM_ACCESSTOKEN")
+            .arg("pr")
+            .output()
+            .expect("run imagegen")
+    });
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is larger than 4 MiB"), "{stderr}");
+    assert!(
+        stderr.contains(&endless.url("/")),
+        "the URL is named: {stderr}"
+    );
+    assert!(
+        stderr.contains("was pushed, but the pull request could not be opened"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN));
+    assert!(
+        endless.sent() < 64 * 1024 * 1024,
+        "the answer was not read to its end: {} bytes taken of {}",
+        endless.sent(),
+        common::endless::BODY_BYTES
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_answering_without_end_is_cut_off() {
+    a_service_answering_without_end_is_cut_off(Provider::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_devops_answering_without_end_is_cut_off() {
+    a_service_answering_without_end_is_cut_off(Provider::AzureDevOps).await;
 }

@@ -1,13 +1,13 @@
 //! The Azure DevOps provider: finds, creates or updates the OSOB pull request through the git
 //! service of `azure_devops_rust_api`, with a pipeline's OAuth token or a personal access token.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::error::ErrorKind;
-use azure_core::http::{RawResponse, RetryOptions, Url};
+use azure_core::http::{
+    AsyncRawResponse, HttpClient, RawResponse, Request, RetryOptions, Transport, Url,
+};
 use azure_core::time::{Duration, OffsetDateTime};
 use azure_devops_rust_api::Credential;
 use azure_devops_rust_api::git;
@@ -91,28 +91,40 @@ impl std::fmt::Debug for FixedBearerToken {
     }
 }
 
-// The trait is declared with `#[async_trait]`; this is the signature that macro expands to,
-// written out so the crate does not need `async-trait` for one method that awaits nothing.
+#[async_trait::async_trait]
 impl TokenCredential for FixedBearerToken {
-    fn get_token<'life0, 'life1, 'life2, 'life3, 'async_trait>(
-        &'life0 self,
-        _scopes: &'life1 [&'life2 str],
-        _options: Option<TokenRequestOptions<'life3>>,
-    ) -> Pin<Box<dyn Future<Output = azure_core::Result<AccessToken>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        'life3: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
         // The pipeline's token lives as long as the job; the expiry only tells a cache when to
         // ask again, and this credential is asked for every request anyway.
-        let token = AccessToken::new(
+        Ok(AccessToken::new(
             self.0.expose_secret().to_owned(),
             OffsetDateTime::now_utc() + Duration::hours(1),
-        );
-        Box::pin(std::future::ready(Ok(token)))
+        ))
+    }
+}
+
+/// The SDK's HTTP client, with every answer read to at most [`crate::pr::ANSWER_LIMIT`] bytes:
+/// the SDK would otherwise collect any answer whole before imagegen sees it.
+#[derive(Debug)]
+struct CappedTransport {
+    inner: Arc<dyn HttpClient>,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for CappedTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let response = self.inner.execute_request(request).await?;
+        let (status, headers, body) = response.deconstruct();
+        let mut shown_url = request.url().clone();
+        shown_url.set_query(None);
+        let bytes = crate::pr::read_capped(body, crate::pr::ANSWER_LIMIT, shown_url.as_str())
+            .await
+            .map_err(|message| azure_core::Error::with_message(ErrorKind::Io, message))?;
+        Ok(AsyncRawResponse::from_bytes(status, headers, bytes))
     }
 }
 
@@ -183,6 +195,9 @@ impl AzureDevOpsProvider {
             // azure_core retries 8 times over up to a minute by default; the flow is idempotent
             // (find, then create or update), so a failed run is simply run again.
             .retry(RetryOptions::none())
+            .transport(Transport::new(Arc::new(CappedTransport {
+                inner: azure_core::http::new_http_client(None),
+            })))
             .build();
         Ok(Self {
             client,

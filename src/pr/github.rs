@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use octocrab::Octocrab;
 use octocrab::models::pulls::PullRequest as GitHubPullRequest;
-use octocrab::params::State;
 use octocrab::service::middleware::retry::RetryConfig;
 use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use super::{PrError, PullRequest, PullRequestAction, PullRequestSpec};
 
@@ -181,27 +183,23 @@ impl GitHubProvider {
         &self,
         spec: &PullRequestSpec,
     ) -> Result<Option<GitHubPullRequest>, PrError> {
-        let page = self
-            .client
-            .pulls(&self.owner, &self.repo)
-            .list()
-            .state(State::Open)
-            .head(format!("{}:{}", self.owner, spec.source_branch))
-            .base(&spec.target_branch)
-            .send()
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", "open")
+            .append_pair("head", &format!("{}:{}", self.owner, spec.source_branch))
+            .append_pair("base", &spec.target_branch)
+            .finish();
+        let open: Vec<GitHubPullRequest> = self
+            .call(Verb::Get, &format!("pulls?{query}"), None)
             .await
-            .map_err(|error| {
-                api_error(
-                    format!(
-                        "list the open pull requests from {} into {}",
-                        spec.source_branch, spec.target_branch
-                    ),
-                    error,
-                )
+            .map_err(|failure| {
+                failure.into_error(format!(
+                    "list the open pull requests from {} into {}",
+                    spec.source_branch, spec.target_branch
+                ))
             })?;
         // The query already filters; checking again keeps a lenient server from handing us
         // someone else's pull request.
-        Ok(page.items.into_iter().find(|pull_request| {
+        Ok(open.into_iter().find(|pull_request| {
             pull_request.head.ref_field == spec.source_branch
                 && pull_request.base.ref_field == spec.target_branch
         }))
@@ -212,21 +210,20 @@ impl GitHubProvider {
         spec: &PullRequestSpec,
         body: &str,
     ) -> Result<GitHubPullRequest, CreateFailure> {
-        self.client
-            .pulls(&self.owner, &self.repo)
-            .create(&spec.title, &spec.source_branch, &spec.target_branch)
-            .body(body)
-            .send()
+        let request = json!({
+            "title": spec.title,
+            "head": spec.source_branch,
+            "base": spec.target_branch,
+            "body": body,
+        });
+        self.call(Verb::Post, "pulls", Some(&request))
             .await
-            .map_err(|error| {
-                let already_exists = is_already_exists(&error);
-                let error = api_error(
-                    format!(
-                        "create the pull request from {} into {}",
-                        spec.source_branch, spec.target_branch
-                    ),
-                    error,
-                );
+            .map_err(|failure| {
+                let already_exists = failure.is_already_exists();
+                let error = failure.into_error(format!(
+                    "create the pull request from {} into {}",
+                    spec.source_branch, spec.target_branch
+                ));
                 if already_exists {
                     CreateFailure::AlreadyExists(error)
                 } else {
@@ -241,22 +238,19 @@ impl GitHubProvider {
         spec: &PullRequestSpec,
         body: &str,
     ) -> Result<GitHubPullRequest, PrError> {
-        self.client
-            .pulls(&self.owner, &self.repo)
-            .update(open.number)
-            .title(spec.title.as_str())
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| {
-                api_error(
-                    format!(
-                        "update pull request #{} from {}",
-                        open.number, spec.source_branch
-                    ),
-                    error,
-                )
-            })
+        let request = json!({ "title": spec.title, "body": body });
+        self.call(
+            Verb::Patch,
+            &format!("pulls/{}", open.number),
+            Some(&request),
+        )
+        .await
+        .map_err(|failure| {
+            failure.into_error(format!(
+                "update pull request #{} from {}",
+                open.number, spec.source_branch
+            ))
+        })
     }
 
     async fn request_missing_reviewers(
@@ -287,18 +281,19 @@ impl GitHubProvider {
         if missing.is_empty() {
             return Ok(());
         }
-        self.client
-            .pulls(&self.owner, &self.repo)
-            .request_reviews(pull_request.number, missing, Vec::<String>::new())
+        let request = json!({ "reviewers": missing, "team_reviewers": [] });
+        let _: serde::de::IgnoredAny = self
+            .call(
+                Verb::Post,
+                &format!("pulls/{}/requested_reviewers", pull_request.number),
+                Some(&request),
+            )
             .await
-            .map_err(|error| {
-                api_error(
-                    format!(
-                        "request reviewers on pull request #{} from {}",
-                        pull_request.number, spec.source_branch
-                    ),
-                    error,
-                )
+            .map_err(|failure| {
+                failure.into_error(format!(
+                    "request reviewers on pull request #{} from {}",
+                    pull_request.number, spec.source_branch
+                ))
             })?;
         Ok(())
     }
@@ -327,65 +322,136 @@ impl GitHubProvider {
         if missing.is_empty() {
             return Ok(());
         }
-        self.client
-            .issues(&self.owner, &self.repo)
-            .add_labels(pull_request.number, &missing)
+        let request = json!({ "labels": missing });
+        let _: serde::de::IgnoredAny = self
+            .call(
+                Verb::Post,
+                &format!("issues/{}/labels", pull_request.number),
+                Some(&request),
+            )
             .await
-            .map_err(|error| {
-                api_error(
-                    format!(
-                        "add labels to pull request #{} from {}",
-                        pull_request.number, spec.source_branch
-                    ),
-                    error,
-                )
+            .map_err(|failure| {
+                failure.into_error(format!(
+                    "add labels to pull request #{} from {}",
+                    pull_request.number, spec.source_branch
+                ))
             })?;
         Ok(())
     }
+
+    /// Sends one request under `/repos/{owner}/{repo}/` and reads its answer, at most
+    /// [`ANSWER_LIMIT`] bytes of it: octocrab's typed calls would read any answer whole.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Verb,
+        route: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CallFailure> {
+        let uri = format!("/repos/{}/{}/{route}", self.owner, self.repo);
+        let response = match method {
+            Verb::Get => self.client._get(uri).await,
+            Verb::Post => self.client._post(uri, body).await,
+            Verb::Patch => self.client._patch(uri, body).await,
+        }
+        .map_err(|error| CallFailure::Transport(crate::pr::error_chain(&error)))?;
+        let status = response.status().as_u16();
+        let shown_url = format!(
+            "{}/repos/{}/{}/{route}",
+            self.api_base, self.owner, self.repo
+        );
+        let bytes = crate::pr::read_capped(
+            http_body_util::BodyDataStream::new(response.into_body()),
+            ANSWER_LIMIT,
+            &shown_url,
+        )
+        .await
+        .map_err(CallFailure::Transport)?;
+        if !(200..300).contains(&status) {
+            return Err(CallFailure::Refused {
+                status,
+                error: serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                    message: String::from_utf8_lossy(&bytes).trim().to_owned(),
+                    errors: Vec::new(),
+                }),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|error| {
+            CallFailure::Transport(format!("the answer could not be read: {error}"))
+        })
+    }
 }
 
-/// GitHub answers 422 "Validation Failed" with "A pull request already exists for owner:branch."
-/// among the errors when an open pull request has the same head and base.
-fn is_already_exists(error: &octocrab::Error) -> bool {
-    const ALREADY_EXISTS: &str = "pull request already exists";
-    match error {
-        octocrab::Error::GitHub { source, .. } => {
-            source.status_code.as_u16() == 422
-                && (source.message.contains(ALREADY_EXISTS)
-                    || source.errors.iter().flatten().any(|detail| {
+/// The requests the provider sends.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Patch,
+}
+
+/// Most answers are one pull request or a short list of them, a few kilobytes each.
+const ANSWER_LIMIT: usize = crate::pr::ANSWER_LIMIT;
+
+/// GitHub's error document: a message, and for 422 "Validation Failed" what failed.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
+}
+
+/// Why a call gave no answer to use.
+#[derive(Debug)]
+enum CallFailure {
+    /// GitHub answered with an error status.
+    Refused { status: u16, error: ErrorBody },
+    /// No usable answer: unreachable, cut off, too large, or not what GitHub sends.
+    Transport(String),
+}
+
+impl CallFailure {
+    /// GitHub answers 422 "Validation Failed" with "A pull request already exists for
+    /// owner:branch." among the errors when an open pull request has the same head and base.
+    fn is_already_exists(&self) -> bool {
+        const ALREADY_EXISTS: &str = "pull request already exists";
+        match self {
+            Self::Refused { status: 422, error } => {
+                error.message.contains(ALREADY_EXISTS)
+                    || error.errors.iter().any(|detail| {
                         detail
                             .get("message")
                             .and_then(|message| message.as_str())
                             .is_some_and(|message| message.contains(ALREADY_EXISTS))
-                    }))
+                    })
+            }
+            _ => false,
         }
-        _ => false,
     }
-}
 
-fn api_error(operation: String, error: octocrab::Error) -> PrError {
-    match &error {
-        octocrab::Error::GitHub { source, .. } => PrError::Api {
-            provider: PROVIDER,
-            operation,
-            status: Some(source.status_code.as_u16()),
-            message: service_message(source),
-        },
-        other => PrError::Api {
-            provider: PROVIDER,
-            operation,
-            status: None,
-            message: crate::pr::error_chain(other),
-        },
+    fn into_error(self, operation: String) -> PrError {
+        match self {
+            Self::Refused { status, error } => PrError::Api {
+                provider: PROVIDER,
+                operation,
+                status: Some(status),
+                message: service_message(&error),
+            },
+            Self::Transport(message) => PrError::Api {
+                provider: PROVIDER,
+                operation,
+                status: None,
+                message,
+            },
+        }
     }
 }
 
 /// GitHub's message, with the details of a "Validation Failed" that say what actually failed.
-fn service_message(error: &octocrab::GitHubError) -> String {
+fn service_message(error: &ErrorBody) -> String {
     let details: Vec<String> = error
         .errors
         .iter()
-        .flatten()
         .filter_map(
             |detail| match detail.get("message").and_then(|m| m.as_str()) {
                 Some(message) => Some(message.to_owned()),

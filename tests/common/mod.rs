@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod endless;
 pub mod git_https;
 pub mod osob;
 
