@@ -105,6 +105,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     }
     let osob = osob::preview(context, &catalog, &ledger);
     output.diagnostics(&catalog.diagnostics)?;
+    report_refusals(output, &plan)?;
     if output.is_json() {
         output.json(&DryRunReport {
             dry_run: true,
@@ -300,7 +301,9 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
                 "{key}: sent again with the idempotency key of an interrupted submission; Image \
                  Factory handed back job {tracking_id}, no second build was started"
             ))?,
-            Outcome::Rejected { message } | Outcome::Error { message } => {
+            Outcome::Rejected { message }
+            | Outcome::Refused { message }
+            | Outcome::Error { message } => {
                 output.error_annotation(
                     Annotation::error(format!("{key}: not submitted: {message}"))
                         .in_file(key.file())
@@ -314,6 +317,7 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    report_refusals(output, &applied.plan)?;
     for (key, error) in &applied.poll_errors {
         let line = format!(
             "{key}: could not ask about job {}: {}",
@@ -361,6 +365,20 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             "a failed build is not submitted again until its payload changes: read the message \
              above (docs/first-responder.md says what each one means), fix the cause, then \
              change the definition or run imagegen reconcile --retry-failed",
+        )?;
+    }
+    Ok(())
+}
+
+/// The definitions the plan refuses to submit (a changed payload that keeps its image names),
+/// each an error naming what it keeps, what changed, and the way out.
+fn report_refusals(output: &Output, plan: &plan::Plan) -> anyhow::Result<()> {
+    for refusal in &plan.refused {
+        let key = LedgerKey::Definition(refusal.definition.clone());
+        output.error_annotation(
+            Annotation::error(format!("{key}: not submitted: {}", refusal.message))
+                .in_file(key.file())
+                .titled(format!("{key} not submitted: it keeps its image name")),
         )?;
     }
     Ok(())
@@ -426,8 +444,18 @@ fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: 
             markdown_cell(job.message.as_deref().unwrap_or("no message"))
         ));
     }
+    for refusal in &applied.plan.refused {
+        failures.push(format!(
+            "**{}**: not submitted: {}",
+            markdown_cell(&refusal.definition),
+            markdown_cell(&refusal.message)
+        ));
+    }
     for (key, outcome) in &applied.outcomes {
-        if let Outcome::Rejected { message } | Outcome::Error { message } = outcome {
+        if let Outcome::Rejected { message }
+        | Outcome::Refused { message }
+        | Outcome::Error { message } = outcome
+        {
             failures.push(format!(
                 "**{}**: not submitted: {}",
                 markdown_cell(key.name()),
@@ -505,6 +533,14 @@ fn counts_line(applied: &Applied) -> String {
 }
 
 fn render_applied(applied: &Applied) -> String {
+    let refused = applied.plan.refused.len();
+    if applied.jobs.is_empty() && refused > 0 {
+        return format!(
+            "nothing submitted: {} refused (see below); {} unchanged and built\n",
+            count(refused, "definition"),
+            applied.plan.summary().unchanged
+        );
+    }
     if applied.jobs.is_empty() {
         return format!(
             "nothing to do: {} unchanged and built\n",
@@ -830,6 +866,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
                                         updated_at: now,
                                         completed_at: Some(now),
                                         adopted: true,
+                                        same_name_allowed: None,
                                     },
                                 );
                             }
