@@ -113,7 +113,7 @@ pub fn targets(
             }
             (None, Assume::Planned) => (None, Some("after this run's build".to_string())),
             (None, Assume::Built) => {
-                left_out.push(not_included(id, entry));
+                left_out.push(not_included(id, entry, rendered));
                 continue;
             }
         };
@@ -173,7 +173,11 @@ fn built_text(entry: &crate::state::LedgerEntry) -> String {
     text
 }
 
-fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotIncluded {
+fn not_included(
+    id: &str,
+    entry: Option<&crate::state::LedgerEntry>,
+    rendered: &crate::definitions::Rendered,
+) -> NotIncluded {
     let job = |entry: &crate::state::LedgerEntry| {
         entry
             .tracking_id
@@ -206,13 +210,32 @@ fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotInclu
                 entry.message.as_deref().unwrap_or("no message")
             ),
         ),
-        Some(entry) => (
-            "changed".to_string(),
-            format!(
-                "the definition changed since {} built it; the new payload is not built yet",
-                job(entry)
+        Some(entry) => match crate::plan::same_name(
+            Some(entry),
+            &rendered.hash,
+            &rendered.image_names,
+            &rendered.variables,
+        ) {
+            // Planned as refused: reviewers learn why the image stays as it is.
+            Some(same_name) => (
+                "same name".to_string(),
+                format!(
+                    "the definition changed since {} built it ({}) but keeps the image name {}: \
+                     it is not rebuilt until its name changes, or a person allows it with \
+                     --allow-same-name",
+                    job(entry),
+                    same_name.changed(),
+                    same_name.image_names.join(", ")
+                ),
             ),
-        ),
+            None => (
+                "changed".to_string(),
+                format!(
+                    "the definition changed since {} built it; the new payload is not built yet",
+                    job(entry)
+                ),
+            ),
+        },
     };
     NotIncluded {
         definition: id.to_string(),

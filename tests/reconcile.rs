@@ -939,6 +939,33 @@ fn a_changed_payload_that_keeps_its_image_name_is_refused_unless_allowed() {
     );
     assert_eq!(posts(&emulator).len(), before, "nothing was submitted");
     assert_eq!(repo.ledger(), built, "the ledger is as it was");
+    let pr_dry_run = || {
+        json_of(
+            &repo
+                .imagegen()
+                .env("IMAGEGEN_OSOB_URL", osob.url())
+                .args(["pr", "--dry-run", "--output", "json"])
+                .assert()
+                .code(2)
+                .get_output()
+                .clone(),
+        )
+    };
+    let pr = pr_dry_run();
+    let left_out = pr["content"]["not_included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["definition"] == "vs2022/server-2022-enterprise")
+        .unwrap_or_else(|| panic!("{pr:#}"));
+    assert_eq!(left_out["status"], "same name", "{left_out}");
+    assert!(
+        left_out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-same-name"),
+        "{left_out}"
+    );
 
     // A person allows it on purpose: built, remembered, and said in the pull request.
     run_against(
@@ -955,16 +982,7 @@ fn a_changed_payload_that_keeps_its_image_name_is_refused_unless_allowed() {
         ["Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1"]
     );
     assert_eq!(allowed.variable_changes[0].name, CHANNEL);
-    let pr = json_of(
-        &repo
-            .imagegen()
-            .env("IMAGEGEN_OSOB_URL", osob.url())
-            .args(["pr", "--dry-run", "--output", "json"])
-            .assert()
-            .code(2)
-            .get_output()
-            .clone(),
-    );
+    let pr = pr_dry_run();
     let body = pr["body"].as_str().unwrap();
     assert!(
         body.lines()

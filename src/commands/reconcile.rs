@@ -410,7 +410,13 @@ fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: 
         _ => "**Failed**: see the problems below.",
     });
     text.push_str("\n\n");
-    if applied.jobs.is_empty() {
+    if applied.jobs.is_empty() && !applied.plan.refused.is_empty() {
+        text.push_str(&format!(
+            "Nothing submitted: {} refused; {} unchanged and built.\n",
+            count(applied.plan.refused.len(), "definition"),
+            applied.plan.summary().unchanged
+        ));
+    } else if applied.jobs.is_empty() {
         text.push_str(&format!(
             "Nothing to do: {} unchanged and built.\n",
             count(applied.plan.summary().unchanged, "definition")
