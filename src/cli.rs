@@ -318,13 +318,16 @@ Examples:
   imagegen reconcile --wait --timeout 6h
   imagegen reconcile --only 'vs2022/*' --no-pr
   imagegen reconcile --retry-failed
+  imagegen reconcile --only 'vs2022/*' --allow-same-name
 
 1. polls every job the ledger holds as pending, 2. submits every definition whose rendered
-payload differs from the ledger (a failed payload is not resubmitted unless --retry-failed),
+payload differs from the ledger (a failed payload is not resubmitted unless --retry-failed; a
+changed payload that keeps its image names is refused unless --allow-same-name),
 3. with --wait, polls until every job of this run has ended, 4. once no job is pending, edits
 OSOB and opens or updates the one pull request (unless --no-pr). A run killed at any point is
 resumed by the next one; the same payload is never submitted twice.
-Exit codes: 0 done, 2 changes planned (dry run) or jobs still pending, 1 an error or a failed job.
+Exit codes: 0 done, 2 changes planned (dry run) or jobs still pending, 1 an error, a failed job
+or a refused payload.
 Needs the IMAGE_FACTORY_* settings, and the pull request provider's token (see
 docs/configuration.md); --dry-run needs neither.";
 
@@ -391,6 +394,11 @@ pub struct ReconcileArgs {
     #[arg(long)]
     retry_failed: bool,
 
+    /// Submit changed payloads even when they keep the image names of their last submission
+    /// (new content under names OSOB already uses); refused otherwise
+    #[arg(long)]
+    allow_same_name: bool,
+
     /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
     #[arg(long, value_name = "GLOB")]
     only: Vec<String>,
@@ -442,6 +450,7 @@ impl ReconcileArgs {
             plan: PlanOptions {
                 force: self.force,
                 retry_failed: self.retry_failed,
+                allow_same_name: self.allow_same_name,
             },
             only: self.only.clone(),
             except: self.except.clone(),
@@ -519,7 +528,8 @@ Examples:
 
 Placeholders are rendered from variables.json (a file without any goes as is). Every submission
 is recorded in the ledger, so `reconcile` follows the job and never submits the same payload again.
-A payload already built is skipped unless --force; one in flight is always skipped.
+A payload already built is skipped unless --force; one in flight is always skipped. A changed
+payload that keeps the image names of its last submission is refused unless --allow-same-name.
 Exit codes: 0 every payload was submitted or skipped, 1 any was not.
 Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).";
 
@@ -540,6 +550,11 @@ pub struct SubmitArgs {
     /// Submit again a payload that was already built
     #[arg(long)]
     force: bool,
+
+    /// Submit a changed payload even when it keeps the image names of its last submission
+    /// (new content under names OSOB already uses); refused otherwise
+    #[arg(long)]
+    allow_same_name: bool,
 
     /// Submissions at once with --vars
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -602,6 +617,7 @@ impl SubmitArgs {
             },
             dry_run: self.dry_run,
             force: self.force,
+            allow_same_name: self.allow_same_name,
             concurrency: usize::from(self.concurrency),
             lock_timeout: self.lock_timeout,
             factory: self.factory.options(),

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::catalog::{Catalog, parallel_map};
 use crate::definitions::{PayloadHash, Rendered};
 use crate::exit;
+pub use crate::state::SameName;
 use crate::state::{JobStatus, Ledger, LedgerEntry};
 use crate::variables::{self, ValueChange};
 
@@ -25,6 +26,9 @@ pub struct PlanOptions {
     /// Submit again definitions whose job failed or was canceled for the payload still
     /// committed (otherwise only a changed payload is tried again).
     pub retry_failed: bool,
+    /// Submit a changed payload even when it keeps image names its last submission used
+    /// (otherwise it is refused: see [`same_name`]).
+    pub allow_same_name: bool,
 }
 
 /// Why a definition is to be submitted.
@@ -46,6 +50,49 @@ impl SubmitReason {
             Self::RetryFailed => "retrying the failed job",
         }
     }
+}
+
+/// Why a definition is refused: the names it keeps, what changed, and how to fix it.
+pub fn refusal(same_name: &SameName) -> String {
+    format!(
+        "the payload changed but keeps the image name{} {}, which its last \
+         submission already used ({}); rebuilding it would put new content under a name OSOB \
+         already uses, reaching the queues with no review. Put a version in CustomImageName (a \
+         placeholder for a variable that changes with the content), or run again with \
+         --allow-same-name to rebuild it under the same name on purpose",
+        if same_name.image_names.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        same_name.image_names.join(", "),
+        same_name.changed()
+    )
+}
+
+/// Whether a payload (`hash`, naming `image_names`, rendered with `variables`) would build
+/// under names that the last submission recorded in `entry` used for another payload. The
+/// same payload sent again (`--force`, `--retry-failed`) is not this case.
+pub fn same_name(
+    entry: Option<&LedgerEntry>,
+    hash: &PayloadHash,
+    image_names: &[String],
+    variables: &BTreeMap<String, String>,
+) -> Option<SameName> {
+    let entry = entry?;
+    if &entry.payload_hash == hash {
+        return None;
+    }
+    let previous = previous_image_names(entry);
+    let kept: Vec<String> = image_names
+        .iter()
+        .filter(|name| previous.contains(name))
+        .cloned()
+        .collect();
+    (!kept.is_empty()).then(|| SameName {
+        image_names: kept,
+        variable_changes: variables::changes(&entry.variables, variables),
+    })
 }
 
 /// A job the ledger knows, by its tracking id and status.
@@ -78,6 +125,19 @@ pub struct Submission {
     /// The last job, when the new submission supersedes one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaces: Option<JobRef>,
+    /// The names kept from the last submission, when `--allow-same-name` lets it through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_name: Option<SameName>,
+}
+
+/// A changed payload not submitted because it keeps image names its last submission used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    pub definition: String,
+    #[serde(flatten)]
+    pub same_name: SameName,
+    /// The error for people: what is kept, what changed, and how to fix it.
+    pub message: String,
 }
 
 /// A job still being built (or whose submission's answer was never recorded).
@@ -128,6 +188,8 @@ pub struct Plan {
     pub submit: Vec<Submission>,
     pub pending: Vec<PendingJob>,
     pub failed: Vec<FailedJob>,
+    /// Changed payloads that keep their image names, refused without `--allow-same-name`.
+    pub refused: Vec<Refusal>,
     pub unchanged: Vec<String>,
     /// Definitions with errors: nothing is planned for them.
     pub not_planned: Vec<String>,
@@ -140,6 +202,7 @@ pub struct Summary {
     pub to_submit: usize,
     pub pending: usize,
     pub failed: usize,
+    pub refused: usize,
     pub unchanged: usize,
     pub not_planned: usize,
     pub retired: usize,
@@ -151,6 +214,7 @@ impl Plan {
             to_submit: self.submit.len(),
             pending: self.pending.len(),
             failed: self.failed.len(),
+            refused: self.refused.len(),
             unchanged: self.unchanged.len(),
             not_planned: self.not_planned.len(),
             retired: self.retired.len(),
@@ -163,6 +227,7 @@ impl Plan {
             .retain(|submission| keep(&submission.definition));
         self.pending.retain(|job| keep(&job.definition));
         self.failed.retain(|job| keep(&job.definition));
+        self.refused.retain(|refusal| keep(&refusal.definition));
         self.unchanged.retain(|id| keep(id));
         self.not_planned.retain(|id| keep(id));
         self.retired.retain(|entry| keep(&entry.definition));
@@ -174,10 +239,10 @@ impl Plan {
         self.submit.is_empty() && self.pending.is_empty()
     }
 
-    /// 1 when a job failed, 2 when anything is to submit or pending, 0 otherwise (see
-    /// ARCHITECTURE.md, "Exit codes").
+    /// 1 when a job failed or a submission is refused, 2 when anything is to submit or
+    /// pending, 0 otherwise (see ARCHITECTURE.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
-        if !self.failed.is_empty() {
+        if !self.failed.is_empty() || !self.refused.is_empty() {
             exit::ERROR
         } else if !self.is_settled() {
             exit::PENDING
@@ -202,6 +267,7 @@ pub fn plan(catalog: &Catalog, ledger: &Ledger, options: PlanOptions) -> Plan {
             Decision::Submit(submission) => plan.submit.push(*submission),
             Decision::Pending(job) => plan.pending.push(job),
             Decision::Failed(job) => plan.failed.push(job),
+            Decision::Refused(refusal) => plan.refused.push(refusal),
             Decision::Unchanged(id) => plan.unchanged.push(id),
         }
     }
@@ -229,6 +295,7 @@ enum Decision {
     Submit(Box<Submission>),
     Pending(PendingJob),
     Failed(FailedJob),
+    Refused(Refusal),
     Unchanged(String),
 }
 
@@ -244,6 +311,7 @@ fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions
             variable_changes: Vec::new(),
             diff: None,
             replaces: None,
+            same_name: None,
         }));
     };
     let changed = entry.payload_hash != rendered.hash;
@@ -270,6 +338,21 @@ fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions
     } else {
         return Decision::Unchanged(rendered.id.clone());
     };
+    let same_name = same_name(
+        Some(entry),
+        &rendered.hash,
+        &rendered.image_names,
+        &rendered.variables,
+    );
+    if let Some(same_name) = &same_name
+        && !options.allow_same_name
+    {
+        return Decision::Refused(Refusal {
+            definition: rendered.id.clone(),
+            message: refusal(same_name),
+            same_name: same_name.clone(),
+        });
+    }
     Decision::Submit(Box::new(Submission {
         definition: rendered.id.clone(),
         reason,
@@ -281,6 +364,7 @@ fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions
         diff: changed
             .then(|| payload_diff(&entry.payload.to_value(), &rendered.payload.to_value())),
         replaces: Some(job_ref(entry)),
+        same_name,
     }))
 }
 
@@ -427,6 +511,28 @@ pub fn render_text(plan: &Plan) -> String {
         }
         let _ = writeln!(w);
     }
+    if !plan.refused.is_empty() {
+        let _ = writeln!(
+            w,
+            "{FAILED}Refused: changed payloads that keep their image names ({}):{FAILED:#}",
+            plan.refused.len()
+        );
+        for refusal in &plan.refused {
+            let _ = writeln!(
+                w,
+                "  {FAILED}!{FAILED:#} {ID}{}{ID:#}  keeps {}; changed: {}",
+                refusal.definition,
+                refusal.same_name.image_names.join(", "),
+                refusal.same_name.changed()
+            );
+        }
+        let _ = writeln!(
+            w,
+            "  Put a version in CustomImageName (a placeholder for a variable that changes with \
+             the content), or pass --allow-same-name to rebuild under the same name on purpose."
+        );
+        let _ = writeln!(w);
+    }
     if !plan.not_planned.is_empty() {
         let _ = writeln!(
             w,
@@ -458,8 +564,16 @@ pub fn render_text(plan: &Plan) -> String {
     let summary = plan.summary();
     let _ = writeln!(
         w,
-        "{HEADING}Plan:{HEADING:#} {} to submit, {} pending, {} failed, {} unchanged.",
-        summary.to_submit, summary.pending, summary.failed, summary.unchanged
+        "{HEADING}Plan:{HEADING:#} {} to submit, {} pending, {} failed, {}{} unchanged.",
+        summary.to_submit,
+        summary.pending,
+        summary.failed,
+        if summary.refused > 0 {
+            format!("{} refused, ", summary.refused)
+        } else {
+            String::new()
+        },
+        summary.unchanged
     );
     out
 }
@@ -509,6 +623,13 @@ fn write_submission(w: &mut String, submission: &Submission) {
             change.name,
             value_or_unset(change.old.as_ref()),
             value_or_unset(change.new.as_ref())
+        );
+    }
+    if let Some(same_name) = &submission.same_name {
+        let _ = writeln!(
+            w,
+            "      {FAILED}keeps the image name {} (allowed by --allow-same-name){FAILED:#}",
+            same_name.image_names.join(", ")
         );
     }
     if let Some(job) = &submission.replaces
@@ -580,6 +701,7 @@ mod tests {
             updated_at: "2026-11-23T12:00:00Z".parse().unwrap(),
             completed_at: None,
             adopted: false,
+            same_name_allowed: None,
         }
     }
 
@@ -587,10 +709,12 @@ mod tests {
     const FORCED: PlanOptions = PlanOptions {
         force: true,
         retry_failed: false,
+        allow_same_name: false,
     };
     const RETRY_FAILED: PlanOptions = PlanOptions {
         force: false,
         retry_failed: true,
+        allow_same_name: false,
     };
 
     const NEW: &str = r#"{"URL": "https://x.test", "VERSION": "2"}"#;
@@ -691,6 +815,73 @@ mod tests {
             })
         );
         assert!(plan.pending.is_empty());
+    }
+
+    /// The values of NEW with another URL, which no image name holds.
+    const NEW_URL: &str = r#"{"URL": "https://y.test", "VERSION": "2"}"#;
+
+    #[test]
+    fn a_changed_payload_that_keeps_its_image_name_is_refused() {
+        let built = catalog(NEW, &["a", "b"]);
+        let ledger = ledger(
+            &built,
+            &[("a", JobStatus::Succeeded), ("b", JobStatus::Failed)],
+        );
+        let plan = plan(
+            &catalog(NEW_URL, &["a", "b"]),
+            &ledger,
+            PlanOptions::default(),
+        );
+        assert!(plan.submit.is_empty());
+        assert_eq!(ids(&plan.refused, |r| &r.definition), ["a", "b"]);
+        let refusal = &plan.refused[0];
+        assert_eq!(refusal.same_name.image_names, ["a-2"]);
+        assert_eq!(
+            refusal.message,
+            "the payload changed but keeps the image name a-2, which its last submission \
+             already used (URL https://x.test -> https://y.test); rebuilding it would put new \
+             content under a name OSOB already uses, reaching the queues with no review. Put a \
+             version in CustomImageName (a placeholder for a variable that changes with the \
+             content), or run again with --allow-same-name to rebuild it under the same name on \
+             purpose"
+        );
+        assert_eq!(plan.exit_code(), 1);
+        assert_eq!(plan.summary().refused, 2);
+        let text = anstream::adapter::strip_str(&render_text(&plan)).to_string();
+        assert!(
+            text.contains("! a  keeps a-2; changed: URL https://x.test -> https://y.test"),
+            "{text}"
+        );
+        assert!(text.contains("2 refused, 0 unchanged."), "{text}");
+    }
+
+    #[test]
+    fn allow_same_name_submits_it_and_says_so() {
+        let ledger = ledger(&catalog(NEW, &["a"]), &[("a", JobStatus::Succeeded)]);
+        let allowed = PlanOptions {
+            allow_same_name: true,
+            ..PlanOptions::default()
+        };
+        let plan = plan(&catalog(NEW_URL, &["a"]), &ledger, allowed);
+        assert!(plan.refused.is_empty());
+        let same_name = plan.submit[0].same_name.as_ref().unwrap();
+        assert_eq!(same_name.image_names, ["a-2"]);
+        assert_eq!(same_name.variable_changes[0].name, "URL");
+        let text = anstream::adapter::strip_str(&render_text(&plan)).to_string();
+        assert!(
+            text.contains("keeps the image name a-2 (allowed by --allow-same-name)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_new_name_or_the_same_payload_again_is_not_a_same_name_rebuild() {
+        let ledger = ledger(&catalog(OLD, &["a"]), &[("a", JobStatus::Succeeded)]);
+        let renamed = plan(&catalog(NEW, &["a"]), &ledger, PlanOptions::default());
+        assert_eq!(renamed.submit[0].same_name, None);
+        let again = plan(&catalog(OLD, &["a"]), &ledger, FORCED);
+        assert_eq!(again.submit[0].reason, SubmitReason::Forced);
+        assert!(again.refused.is_empty() && again.submit[0].same_name.is_none());
     }
 
     #[test]

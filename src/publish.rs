@@ -14,7 +14,7 @@ use crate::osob::edit::{self, EditProblem, FileEdit, ImagePattern};
 use crate::osob::mapping::{Mapping, Provider};
 use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
 use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, PrContent};
-use crate::state::{JobStatus, Ledger};
+use crate::state::{JobStatus, Ledger, SameName};
 
 /// Which images count as built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,9 @@ pub struct Target {
     pub new_values: BTreeMap<String, String>,
     pub tracking_id: Option<String>,
     pub built: Option<String>,
+    /// Built under the names of the submission before it, as a person allowed
+    /// (`--allow-same-name`): the pull request says so.
+    pub same_name: Option<SameName>,
 }
 
 /// Decides, from the catalog and the ledger, which mapped definitions' images go into OSOB.
@@ -76,6 +79,7 @@ pub fn targets(
         let built_now = entry.filter(|entry| {
             entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
         });
+        let same_name = built_now.and_then(|entry| entry.same_name_allowed.clone());
         let (tracking_id, built) = match (built_now, assume) {
             (Some(entry), _) => {
                 let missing: Vec<&String> = rendered
@@ -105,7 +109,7 @@ pub fn targets(
             }
             (None, Assume::Planned) => (None, Some("after this run's build".to_string())),
             (None, Assume::Built) => {
-                left_out.push(not_included(id, entry));
+                left_out.push(not_included(id, entry, rendered));
                 continue;
             }
         };
@@ -137,6 +141,7 @@ pub fn targets(
             new_values: rendered.variables.clone(),
             tracking_id,
             built,
+            same_name,
         });
     }
     (targets, left_out, Vec::new())
@@ -164,7 +169,11 @@ fn built_text(entry: &crate::state::LedgerEntry) -> String {
     text
 }
 
-fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotIncluded {
+fn not_included(
+    id: &str,
+    entry: Option<&crate::state::LedgerEntry>,
+    rendered: &crate::definitions::Rendered,
+) -> NotIncluded {
     let job = |entry: &crate::state::LedgerEntry| {
         entry
             .tracking_id
@@ -197,13 +206,32 @@ fn not_included(id: &str, entry: Option<&crate::state::LedgerEntry>) -> NotInclu
                 entry.message.as_deref().unwrap_or("no message")
             ),
         ),
-        Some(entry) => (
-            "changed".to_string(),
-            format!(
-                "the definition changed since {} built it; the new payload is not built yet",
-                job(entry)
+        Some(entry) => match crate::plan::same_name(
+            Some(entry),
+            &rendered.hash,
+            &rendered.image_names,
+            &rendered.variables,
+        ) {
+            // Planned as refused: reviewers learn why the image stays as it is.
+            Some(same_name) => (
+                "same name".to_string(),
+                format!(
+                    "the definition changed since {} built it ({}) but keeps the image name {}: \
+                     it is not rebuilt until its name changes, or a person allows it with \
+                     --allow-same-name",
+                    job(entry),
+                    same_name.changed(),
+                    same_name.image_names.join(", ")
+                ),
             ),
-        ),
+            None => (
+                "changed".to_string(),
+                format!(
+                    "the definition changed since {} built it; the new payload is not built yet",
+                    job(entry)
+                ),
+            ),
+        },
     };
     NotIncluded {
         definition: id.to_string(),
@@ -298,8 +326,15 @@ fn content(targets: &[Target], edits: &[FileEdit], not_included: Vec<NotIncluded
                 .filter(|r| r.old != r.new)
                 .collect();
             if replaced.is_empty() {
+                if let Some(change) = same_name_change(target, pattern, edits) {
+                    changes.push(change);
+                }
                 continue;
             }
+            let built = match kept_name(target, pattern) {
+                Some(_) => Some(same_name_note(target)),
+                None => target.built.clone(),
+            };
             let old_names: BTreeSet<String> = replaced.iter().map(|r| r.old.clone()).collect();
             let mut variables = BTreeSet::new();
             for replacement in &replaced {
@@ -317,7 +352,7 @@ fn content(targets: &[Target], edits: &[FileEdit], not_included: Vec<NotIncluded
                 new_name: pattern.new_name.clone(),
                 variables: variables.into_iter().collect(),
                 tracking_id: target.tracking_id.clone(),
-                built: target.built.clone(),
+                built,
             });
         }
     }
@@ -347,6 +382,52 @@ fn content(targets: &[Target], edits: &[FileEdit], not_included: Vec<NotIncluded
         dates,
         files,
     }
+}
+
+/// What the target kept of its last submission's names, when `pattern`'s image is one of them.
+fn kept_name<'a>(target: &'a Target, pattern: &ImagePattern) -> Option<&'a SameName> {
+    target
+        .same_name
+        .as_ref()
+        .filter(|same_name| same_name.image_names.contains(&pattern.new_name))
+}
+
+/// The "built" cell of an image rebuilt under a name it had before, as a person allowed.
+fn same_name_note(target: &Target) -> String {
+    format!(
+        "{}; rebuilt under the same name with new content, allowed with --allow-same-name",
+        target.built.as_deref().unwrap_or("built")
+    )
+}
+
+/// The row for an image rebuilt under the name OSOB already holds, which a person allowed: no
+/// name changes, so only this row tells reviewers that new content is behind the name.
+fn same_name_change(
+    target: &Target,
+    pattern: &ImagePattern,
+    edits: &[FileEdit],
+) -> Option<ImageChange> {
+    let same_name = kept_name(target, pattern)?;
+    let named_in_osob = edits
+        .iter()
+        .flat_map(|edit| &edit.replacements)
+        .any(|r| r.definition == target.definition && r.new == pattern.new_name);
+    if !named_in_osob {
+        return None;
+    }
+    let value = |value: &Option<String>| value.clone().unwrap_or_else(|| "(not used)".into());
+    Some(ImageChange {
+        definition: target.definition.clone(),
+        old_names: vec![pattern.new_name.clone()],
+        new_name: pattern.new_name.clone(),
+        variables: same_name
+            .variable_changes
+            .iter()
+            .map(|change| (change.name.clone(), value(&change.old), value(&change.new)))
+            .collect(),
+        tracking_id: target.tracking_id.clone(),
+        built: Some(same_name_note(target)),
+    })
 }
 
 /// The commit message: the title, then every name and date that changes.
@@ -562,4 +643,107 @@ pub fn today() -> jiff::civil::Date {
     Timestamp::now()
         .to_zoned_datetime(jiff::tz::TimeZone::UTC)
         .date()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osob::edit::Replacement;
+    use crate::variables::ValueChange;
+
+    fn target(same_name: Option<SameName>) -> Target {
+        Target {
+            definition: "vs/a".into(),
+            files: vec!["queues.yml".into()],
+            patterns: vec![ImagePattern::new(
+                "vs/a",
+                "Helix-A_{V}",
+                "Helix-A_2",
+                &BTreeMap::new(),
+            )],
+            new_values: BTreeMap::from([("V".to_string(), "2".to_string())]),
+            tracking_id: Some("job-a".into()),
+            built: Some("2026-11-23 12:41 UTC, 2h 41m".into()),
+            same_name,
+        }
+    }
+
+    /// A file of OSOB naming `old` where the image of vs/a is.
+    fn osob_edit(old: &str) -> FileEdit {
+        FileEdit {
+            path: "queues.yml".into(),
+            original: format!("Image: {old}\n"),
+            edited: "Image: Helix-A_2\n".into(),
+            replacements: vec![Replacement {
+                definition: "vs/a".into(),
+                line: 1,
+                column: 8,
+                old: old.into(),
+                new: "Helix-A_2".into(),
+                old_values: BTreeMap::from([(
+                    "V".to_string(),
+                    old.trim_start_matches("Helix-A_").to_string(),
+                )]),
+            }],
+            dates: Vec::new(),
+        }
+    }
+
+    fn allowed() -> SameName {
+        SameName {
+            image_names: vec!["Helix-A_2".into()],
+            variable_changes: vec![ValueChange {
+                name: "URL".into(),
+                old: Some("https://x.test".into()),
+                new: Some("https://y.test".into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_rebuild_under_the_same_name_is_told_in_the_pull_request() {
+        // OSOB names the image already: no name changes, and only this row says new content
+        // is behind it.
+        let kept = content(
+            &[target(Some(allowed()))],
+            &[osob_edit("Helix-A_2")],
+            Vec::new(),
+        );
+        assert_eq!(kept.changes.len(), 1);
+        let row = &kept.changes[0];
+        assert_eq!(row.old_names, ["Helix-A_2"]);
+        assert_eq!(row.new_name, "Helix-A_2");
+        assert_eq!(
+            row.variables,
+            [(
+                "URL".to_string(),
+                "https://x.test".to_string(),
+                "https://y.test".to_string()
+            )]
+        );
+        assert_eq!(
+            row.built.as_deref(),
+            Some(
+                "2026-11-23 12:41 UTC, 2h 41m; rebuilt under the same name with new content, \
+                 allowed with --allow-same-name"
+            )
+        );
+        // Without the allowance, a name OSOB already holds is no change at all.
+        let unchanged = content(&[target(None)], &[osob_edit("Helix-A_2")], Vec::new());
+        assert!(unchanged.changes.is_empty());
+        // When OSOB still names an older image, the row that changes the name says it too.
+        let renamed = content(
+            &[target(Some(allowed()))],
+            &[osob_edit("Helix-A_1")],
+            Vec::new(),
+        );
+        assert_eq!(renamed.changes[0].old_names, ["Helix-A_1"]);
+        assert!(
+            renamed.changes[0]
+                .built
+                .as_deref()
+                .unwrap()
+                .ends_with("allowed with --allow-same-name")
+        );
+    }
 }

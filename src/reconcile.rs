@@ -150,12 +150,16 @@ mod seconds {
 }
 
 impl Applied {
-    /// 1 if any job of this run failed or a submission or poll had a lasting problem; else 2
-    /// if anything is still pending; else 0.
+    /// 1 if any job of this run failed, a payload was refused, or a submission or poll had a
+    /// lasting problem; else 2 if anything is still pending; else 0.
     pub fn exit_code(&self) -> u8 {
         let failed = self.jobs.iter().any(|job| job.status.is_unsuccessful())
+            || !self.plan.refused.is_empty()
             || self.outcomes.iter().any(|(_, outcome)| {
-                matches!(outcome, Outcome::Rejected { .. } | Outcome::Error { .. })
+                matches!(
+                    outcome,
+                    Outcome::Rejected { .. } | Outcome::Refused { .. } | Outcome::Error { .. }
+                )
             })
             || self.poll_errors.values().any(|error| !error.transient);
         if failed {
@@ -222,7 +226,9 @@ pub async fn apply(
     let candidate = |id: &str, force: bool| {
         let rendered = rendered.get(id)?;
         let key = LedgerKey::Definition(rendered.id.clone());
-        Some((Candidate::from_rendered(key, rendered), force))
+        let candidate = Candidate::from_rendered(key, rendered)
+            .allowing_same_name(options.plan.allow_same_name);
+        Some((candidate, force))
     };
     let mut candidates: Vec<(Candidate, bool)> = plan
         .submit

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
 use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
-use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter, StateError};
+use crate::plan;
+use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter, SameName, StateError};
 
 /// A payload ready to submit, and where the ledger keeps it.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Candidate {
     pub hash: PayloadHash,
     pub variables: BTreeMap<String, String>,
     pub image_names: Vec<String>,
+    /// Send it even if it changed but keeps image names its last submission used
+    /// (`--allow-same-name`).
+    pub allow_same_name: bool,
 }
 
 impl Candidate {
@@ -32,7 +36,19 @@ impl Candidate {
             hash: rendered.hash.clone(),
             variables: rendered.variables.clone(),
             image_names: rendered.image_names.clone(),
+            allow_same_name: false,
         }
+    }
+
+    pub fn allowing_same_name(mut self, allow: bool) -> Self {
+        self.allow_same_name = allow;
+        self
+    }
+
+    /// The image names this payload would keep from the submission `entry` records, if it
+    /// is another payload (see [`plan::same_name`]).
+    pub fn same_name(&self, entry: Option<&LedgerEntry>) -> Option<SameName> {
+        plan::same_name(entry, &self.hash, &self.image_names, &self.variables)
     }
 }
 
@@ -52,6 +68,9 @@ pub enum Decision {
     /// Another run recorded the intent to send this payload after this run read the ledger:
     /// that run is sending it.
     OtherRun,
+    /// The payload changed but keeps image names the last submission used, and the candidate
+    /// does not allow that.
+    SameName(SameName),
 }
 
 /// Decides whether `hash` is to be sent, from the ledger's entry for it. A failed or canceled
@@ -88,6 +107,24 @@ pub fn decide(entry: Option<&LedgerEntry>, hash: &PayloadHash, force: bool) -> D
         JobStatus::Succeeded => Decision::Built {
             tracking_id: entry.tracking_id.clone(),
         },
+    }
+}
+
+/// Turns a decision to send a changed payload that keeps image names its last submission
+/// (`entry`) used into a refusal, unless the candidate allows it.
+pub fn refuse_same_name(
+    decision: Decision,
+    entry: Option<&LedgerEntry>,
+    candidate: &Candidate,
+) -> Decision {
+    match decision {
+        Decision::Send { resume: false, .. } if !candidate.allow_same_name => {
+            match candidate.same_name(entry) {
+                Some(same_name) => Decision::SameName(same_name),
+                None => decision,
+            }
+        }
+        _ => decision,
     }
 }
 
@@ -129,6 +166,9 @@ pub enum Outcome {
     },
     /// The service refused the payload; recorded as failed so it is not sent again unchanged.
     Rejected { message: String },
+    /// Not sent: the payload changed but keeps image names its last submission used. The
+    /// ledger is as it was.
+    Refused { message: String },
     /// No answer arrived; the intent stays in the ledger and the next run sends the payload
     /// again with the same idempotency key.
     AnswerLost { message: String },
@@ -140,7 +180,10 @@ impl Outcome {
     pub fn is_problem(&self) -> bool {
         matches!(
             self,
-            Self::Rejected { .. } | Self::AnswerLost { .. } | Self::Error { .. }
+            Self::Rejected { .. }
+                | Self::Refused { .. }
+                | Self::AnswerLost { .. }
+                | Self::Error { .. }
         )
     }
 
@@ -162,7 +205,7 @@ fn decide_in_run(writer: &LedgerWriter, candidate: &Candidate, force: bool) -> D
     decide_against(
         writer.ledger().entry(&candidate.key),
         writer.entry_at_open(&candidate.key),
-        &candidate.hash,
+        candidate,
         force,
     )
 }
@@ -170,16 +213,17 @@ fn decide_in_run(writer: &LedgerWriter, candidate: &Candidate, force: bool) -> D
 fn decide_against(
     current: Option<&LedgerEntry>,
     at_open: Option<&LedgerEntry>,
-    hash: &PayloadHash,
+    candidate: &Candidate,
     force: bool,
 ) -> Decision {
-    let decision = decide(current, hash, force);
-    match (&decision, current) {
+    let decision = decide(current, &candidate.hash, force);
+    let decision = match (&decision, current) {
         (Decision::Send { resume: true, .. }, Some(entry)) if Some(entry) != at_open => {
             Decision::OtherRun
         }
         _ => decision,
-    }
+    };
+    refuse_same_name(decision, current, candidate)
 }
 
 /// Submits one candidate: records the intent, sends it, records the answer. A failure to write
@@ -254,32 +298,43 @@ pub async fn submit(
         (decision, previous) = writer
             .update(|ledger| {
                 let current = ledger.entry(key).cloned();
-                let intent = |idempotency_key: &str| {
-                    LedgerEntry::intent_for(
+                // The intent of a decision taken on the entry `before`: a rebuild under the
+                // same names, allowed, is remembered for the pull request to say so.
+                let intent = |idempotency_key: &str, before: Option<&LedgerEntry>| {
+                    let mut intent = LedgerEntry::intent_for(
                         &candidate.payload,
                         &candidate.hash,
                         &candidate.variables,
                         idempotency_key.to_string(),
                         now,
-                    )
+                    );
+                    if candidate.allow_same_name {
+                        intent.same_name_allowed = candidate.same_name(before);
+                    }
+                    intent
                 };
-                let decision = match (&decision, &current) {
+                let (decision, before) = match (&decision, &current) {
                     // This very intent is there already: a save whose answer was lost landed.
                     (
                         Decision::Send {
                             idempotency_key, ..
                         },
                         Some(entry),
-                    ) if *entry == intent(idempotency_key) => decision.clone(),
-                    _ if current == basis => decision.clone(),
-                    _ => decide_against(current.as_ref(), at_open.as_ref(), &candidate.hash, force),
+                    ) if *entry == intent(idempotency_key, basis.as_ref()) => {
+                        (decision.clone(), basis.clone())
+                    }
+                    _ if current == basis => (decision.clone(), basis.clone()),
+                    _ => (
+                        decide_against(current.as_ref(), at_open.as_ref(), candidate, force),
+                        current.clone(),
+                    ),
                 };
                 if let Decision::Send {
                     idempotency_key,
                     resume: false,
                 } = &decision
                 {
-                    ledger.insert(key, intent(idempotency_key));
+                    ledger.insert(key, intent(idempotency_key, before.as_ref()));
                 }
                 (decision, current)
             })
@@ -303,6 +358,11 @@ pub async fn submit(
             return Ok(Outcome::Skipped {
                 reason: "another run is submitting the same payload right now".to_string(),
                 tracking_id: None,
+            });
+        }
+        Decision::SameName(same_name) => {
+            return Ok(Outcome::Refused {
+                message: plan::refusal(&same_name),
             });
         }
         Decision::Built { tracking_id } => {
@@ -551,6 +611,7 @@ mod tests {
             updated_at: Timestamp::UNIX_EPOCH,
             completed_at: None,
             adopted: false,
+            same_name_allowed: None,
         }
     }
 

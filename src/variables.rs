@@ -217,7 +217,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// How one variable's value differs between two uses.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct ValueChange {
     pub name: String,
     /// The value last submitted; absent when the definition did not use the variable then.

@@ -31,6 +31,7 @@ fn entry(tracking_id: &str) -> LedgerEntry {
         updated_at: "2026-11-23T10:05:00Z".parse().unwrap(),
         completed_at: None,
         adopted: false,
+        same_name_allowed: None,
     }
 }
 

@@ -721,6 +721,59 @@ fn a_replayed_submission_takes_its_images_from_the_job_not_the_answer() {
 }
 
 #[test]
+fn submit_refuses_a_changed_payload_that_keeps_its_image_name_unless_allowed() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let id = "vs2022/server-2022-enterprise";
+    submit_definition(&repo, &emulator, id);
+    let variables = repo.read("variables.json").replace(
+        "https://aka.ms/vs/17/release",
+        "https://aka.ms/vs/17/channel-2",
+    );
+    repo.write("variables.json", &variables);
+    let refused = |args: &[&str]| {
+        let output = run_against(&repo, &emulator, args, 1);
+        let stdout = stdout_of(&output);
+        assert!(
+            stdout.contains(
+                "refused: the payload changed but keeps the image name \
+                 Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1"
+            ) || stdout.contains("not sent, the payload changed but keeps the image name"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "VS_2022_CHANNEL_URL https://aka.ms/vs/17/release -> https://aka.ms/vs/17/channel-2"
+            ),
+            "{stdout}"
+        );
+        assert!(stdout.contains("--allow-same-name"), "{stdout}");
+    };
+    refused(&["submit", id]);
+    refused(&["submit", id, "--dry-run"]);
+    assert_eq!(submissions(&emulator), 1, "nothing more was sent");
+    // By variables: the others, never submitted, go; this one is refused.
+    refused(&["submit", "--vars", "VS_2022_CHANNEL_URL"]);
+    let sent = posts(&emulator);
+    assert!(sent.len() > 2);
+    assert!(
+        sent[1..]
+            .iter()
+            .all(|post| post.image_names()
+                != ["Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1"]),
+        "the refused payload was not sent"
+    );
+    run_against(&repo, &emulator, &["submit", id, "--allow-same-name"], 0);
+    assert_eq!(submissions(&emulator), sent.len() + 1);
+    let entry = &repo.ledger().definitions[id];
+    assert!(entry.same_name_allowed.is_some());
+    assert_eq!(
+        entry.variables["VS_2022_CHANNEL_URL"],
+        "https://aka.ms/vs/17/channel-2"
+    );
+}
+
+#[test]
 fn missing_credentials_are_named_before_any_request() {
     let repo = Repo::shipped();
     let emulator = fast_emulator();

@@ -126,7 +126,14 @@ fn changing_a_variable_resubmits_exactly_the_definitions_using_it() {
     set_variable(&repo, "WINDOWS_SERVER_2022_BUILD", "20348.2966.241205");
     let expected = affected(&repo, "WINDOWS_SERVER_2022_BUILD");
     assert!(expected.len() > 1 && expected.len() < repo.definition_ids().len());
-    let output = run_against(&repo, &emulator, &[WAIT, &["--output", "json"]].concat(), 0);
+    // The Visual Studio images on Server 2022 do not carry the Windows build in their names:
+    // rebuilding them under the same names has to be allowed.
+    let output = run_against(
+        &repo,
+        &emulator,
+        &[WAIT, &["--allow-same-name", "--output", "json"]].concat(),
+        0,
+    );
     let document = json_of(&output);
     let submitted: BTreeSet<String> = document["submitted"]
         .as_array()
@@ -871,4 +878,134 @@ fn a_status_the_contract_does_not_name_is_warned_about_and_polled_again() {
     let warnings = document["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{document:#}");
     assert!(warnings[0].as_str().unwrap().contains("\"Paused\""));
+}
+
+/// Changes a variable that no image name holds: the definitions using it keep their names.
+const CHANNEL: &str = "VS_2022_CHANNEL_URL";
+const NEW_CHANNEL: &str = "https://aka.ms/vs/17/channel-2";
+
+#[test]
+fn a_changed_payload_that_keeps_its_image_name_is_refused_unless_allowed() {
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let osob = Osob::new();
+    let emulator = fast_emulator();
+    run_against(&repo, &emulator, WAIT, 0);
+    let built = repo.ledger();
+    let before = posts(&emulator).len();
+    let old_channel = built.definitions["vs2022/server-2022-enterprise"].variables[CHANNEL].clone();
+    set_variable(&repo, CHANNEL, NEW_CHANNEL);
+    let using = affected(&repo, CHANNEL);
+    assert!(using.len() > 1);
+    let expected = format!(
+        "error: vs2022/server-2022-enterprise: not submitted: the payload changed but keeps the \
+         image name Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1, which its last \
+         submission already used ({CHANNEL} {old_channel} -> {NEW_CHANNEL}); rebuilding it would \
+         put new content under a name OSOB already uses, reaching the queues with no review. Put \
+         a version in CustomImageName (a placeholder for a variable that changes with the \
+         content), or run again with --allow-same-name to rebuild it under the same name on \
+         purpose"
+    );
+
+    // The dry run and the run agree: refused, exit 1, nothing sent.
+    let dry_run = repo.run(&["reconcile", "--dry-run"], 1);
+    assert!(
+        common::stderr_of(&dry_run).contains(&expected),
+        "{}",
+        common::stderr_of(&dry_run)
+    );
+    assert!(
+        stdout_of(&dry_run).contains(&format!(
+            "Refused: changed payloads that keep their image names ({})",
+            using.len()
+        )),
+        "{}",
+        stdout_of(&dry_run)
+    );
+    let plan = json_of(&repo.run(&["reconcile", "--dry-run", "--output", "json"], 1));
+    let refused: BTreeSet<String> = plan["plan"]["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|refusal| refusal["definition"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused, using);
+    assert_eq!(plan["summary"]["refused"], using.len());
+    let output = run_against(&repo, &emulator, &["reconcile", "--no-pr"], 1);
+    assert!(
+        common::stderr_of(&output).contains(&expected),
+        "{}",
+        common::stderr_of(&output)
+    );
+    assert_eq!(posts(&emulator).len(), before, "nothing was submitted");
+    assert_eq!(repo.ledger(), built, "the ledger is as it was");
+    let pr_dry_run = || {
+        json_of(
+            &repo
+                .imagegen()
+                .env("IMAGEGEN_OSOB_URL", osob.url())
+                .args(["pr", "--dry-run", "--output", "json"])
+                .assert()
+                .code(2)
+                .get_output()
+                .clone(),
+        )
+    };
+    let pr = pr_dry_run();
+    let left_out = pr["content"]["not_included"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["definition"] == "vs2022/server-2022-enterprise")
+        .unwrap_or_else(|| panic!("{pr:#}"));
+    assert_eq!(left_out["status"], "same name", "{left_out}");
+    assert!(
+        left_out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-same-name"),
+        "{left_out}"
+    );
+
+    // A person allows it on purpose: built, remembered, and said in the pull request.
+    run_against(
+        &repo,
+        &emulator,
+        &[WAIT, &["--allow-same-name"]].concat(),
+        0,
+    );
+    assert_eq!(posts(&emulator).len(), before + using.len());
+    let entry = &repo.ledger().definitions["vs2022/server-2022-enterprise"];
+    let allowed = entry.same_name_allowed.as_ref().expect("remembered");
+    assert_eq!(
+        allowed.image_names,
+        ["Helix-Server-DataCenter-2022-VS2022-Enterprise_17_12_1"]
+    );
+    assert_eq!(allowed.variable_changes[0].name, CHANNEL);
+    let pr = pr_dry_run();
+    let body = pr["body"].as_str().unwrap();
+    assert!(
+        body.lines()
+            .any(|line| line.contains("vs2022/server-2022-enterprise")
+                && line.contains("allowed with --allow-same-name")),
+        "{body}"
+    );
+    // Planned again, the same payload is no longer a change.
+    run_against(&repo, &emulator, &["reconcile", "--no-pr"], 0);
+}
+
+#[test]
+fn force_sends_the_same_payload_again_without_a_same_name_refusal() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let id = "vs2022/server-2022-enterprise";
+    run_against(&repo, &emulator, &[WAIT, &["--only", id]].concat(), 0);
+    run_against(
+        &repo,
+        &emulator,
+        &[WAIT, &["--only", id, "--force"]].concat(),
+        0,
+    );
+    assert_eq!(posts(&emulator).len(), 2);
+    assert_eq!(repo.ledger().definitions[id].same_name_allowed, None);
 }

@@ -410,6 +410,8 @@ pub struct SubmitRequest {
     pub dry_run: bool,
     /// Send again a payload that was built already.
     pub force: bool,
+    /// Send a changed payload that keeps image names its last submission used.
+    pub allow_same_name: bool,
     /// Submissions at once, with `--vars`.
     pub concurrency: usize,
     pub lock_timeout: Duration,
@@ -456,6 +458,10 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
+    let candidates: Vec<Candidate> = candidates
+        .into_iter()
+        .map(|candidate| candidate.allowing_same_name(request.allow_same_name))
+        .collect();
     if request.dry_run {
         return print_dry_run(context, &request, &candidates);
     }
@@ -520,6 +526,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
 fn submit_annotation(key: &LedgerKey, outcome: &Outcome) -> Option<Annotation> {
     let detail = match outcome {
         Outcome::Rejected { message } => format!("rejected: {message}"),
+        Outcome::Refused { message } => format!("refused: {message}"),
         Outcome::AnswerLost { message } => format!(
             "the answer was lost ({message}); the next run sends it again with the same \
              idempotency key"
@@ -564,6 +571,7 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
                 format!("skipped: {reason}"),
             ),
             Outcome::Rejected { message } => ("-".into(), format!("rejected: {message}")),
+            Outcome::Refused { message } => ("-".into(), format!("refused: {message}")),
             Outcome::AnswerLost { message } => ("?".into(), format!("answer lost: {message}")),
             Outcome::Error { message } => ("-".into(), format!("error: {message}")),
         };
@@ -624,9 +632,14 @@ fn print_dry_run(
     let output = &context.output;
     let mut documents = Vec::new();
     let mut text = String::new();
+    let mut refused = false;
     for candidate in candidates {
-        let decision =
-            submission::decide(ledger.entry(&candidate.key), &candidate.hash, request.force);
+        let entry = ledger.entry(&candidate.key);
+        let decision = submission::refuse_same_name(
+            submission::decide(entry, &candidate.hash, request.force),
+            entry,
+            candidate,
+        );
         let payload = candidate.payload.to_value();
         match &decision {
             submission::Decision::Send {
@@ -663,6 +676,12 @@ fn print_dry_run(
                 ));
                 documents.push(json!({"ledger": candidate.key, "send": false, "other_run": true}));
             }
+            submission::Decision::SameName(same_name) => {
+                refused = true;
+                let message = crate::plan::refusal(same_name);
+                text.push_str(&format!("# {}: not sent, {message}\n\n", candidate.key));
+                documents.push(json!({"ledger": candidate.key, "send": false, "refused": message}));
+            }
             submission::Decision::Built { tracking_id } => {
                 text.push_str(&format!(
                     "# {}: not sent, the same payload was built already (--force sends it)\n\n",
@@ -679,5 +698,5 @@ fn print_dry_run(
         output.text(&text)?;
         output.note("dry run: nothing was submitted and the ledger was not changed")?;
     }
-    Ok(exit::OK)
+    Ok(if refused { exit::ERROR } else { exit::OK })
 }

@@ -105,6 +105,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     }
     let osob = osob::preview(context, &catalog, &ledger, request.pr.osob_url.as_deref());
     output.diagnostics(&catalog.diagnostics)?;
+    report_refusals(output, &plan)?;
     if output.is_json() {
         output.json(&DryRunReport {
             dry_run: true,
@@ -299,7 +300,9 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
                 "{key}: sent again with the idempotency key of an interrupted submission; Image \
                  Factory handed back job {tracking_id}, no second build was started"
             ))?,
-            Outcome::Rejected { message } | Outcome::Error { message } => {
+            Outcome::Rejected { message }
+            | Outcome::Refused { message }
+            | Outcome::Error { message } => {
                 output.error_annotation(
                     Annotation::error(format!("{key}: not submitted: {message}"))
                         .in_file(key.file())
@@ -313,6 +316,7 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    report_refusals(output, &applied.plan)?;
     for (key, error) in &applied.poll_errors {
         let line = format!(
             "{key}: could not ask about job {}: {}",
@@ -365,6 +369,20 @@ fn report_problems(output: &Output, applied: &Applied) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The definitions the plan refuses to submit (a changed payload that keeps its image names),
+/// each an error naming what it keeps, what changed, and the way out.
+fn report_refusals(output: &Output, plan: &plan::Plan) -> anyhow::Result<()> {
+    for refusal in &plan.refused {
+        let key = LedgerKey::Definition(refusal.definition.clone());
+        output.error_annotation(
+            Annotation::error(format!("{key}: not submitted: {}", refusal.message))
+                .in_file(key.file())
+                .titled(format!("{key} not submitted: it keeps its image name")),
+        )?;
+    }
+    Ok(())
+}
+
 /// A failed or canceled job: the definition, the tracking id and the service's message.
 fn failed_job_annotation(job: &JobRow) -> Annotation {
     Annotation::error(format!(
@@ -391,7 +409,13 @@ fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: 
         _ => "**Failed**: see the problems below.",
     });
     text.push_str("\n\n");
-    if applied.jobs.is_empty() {
+    if applied.jobs.is_empty() && !applied.plan.refused.is_empty() {
+        text.push_str(&format!(
+            "Nothing submitted: {} refused; {} unchanged and built.\n",
+            count(applied.plan.refused.len(), "definition"),
+            applied.plan.summary().unchanged
+        ));
+    } else if applied.jobs.is_empty() {
         text.push_str(&format!(
             "Nothing to do: {} unchanged and built.\n",
             count(applied.plan.summary().unchanged, "definition")
@@ -425,8 +449,18 @@ fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: 
             markdown_cell(job.message.as_deref().unwrap_or("no message"))
         ));
     }
+    for refusal in &applied.plan.refused {
+        failures.push(format!(
+            "**{}**: not submitted: {}",
+            markdown_cell(&refusal.definition),
+            markdown_cell(&refusal.message)
+        ));
+    }
     for (key, outcome) in &applied.outcomes {
-        if let Outcome::Rejected { message } | Outcome::Error { message } = outcome {
+        if let Outcome::Rejected { message }
+        | Outcome::Refused { message }
+        | Outcome::Error { message } = outcome
+        {
             failures.push(format!(
                 "**{}**: not submitted: {}",
                 markdown_cell(key.name()),
@@ -504,6 +538,14 @@ fn counts_line(applied: &Applied) -> String {
 }
 
 fn render_applied(applied: &Applied) -> String {
+    let refused = applied.plan.refused.len();
+    if applied.jobs.is_empty() && refused > 0 {
+        return format!(
+            "nothing submitted: {} refused (see below); {} unchanged and built\n",
+            count(refused, "definition"),
+            applied.plan.summary().unchanged
+        );
+    }
     if applied.jobs.is_empty() {
         return format!(
             "nothing to do: {} unchanged and built\n",
@@ -815,6 +857,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
                                         updated_at: now,
                                         completed_at: Some(now),
                                         adopted: true,
+                                        same_name_allowed: None,
                                     },
                                 );
                             }

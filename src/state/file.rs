@@ -361,6 +361,7 @@ mod tests {
             updated_at: "2026-11-23T10:05:00Z".parse().unwrap(),
             completed_at: None,
             adopted: false,
+            same_name_allowed: None,
         }
     }
 

@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
+use crate::variables::ValueChange;
 
 pub use blob::BlobStore;
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
@@ -157,6 +158,10 @@ pub struct LedgerEntry {
     /// Recorded as built without a submission (the image existed already).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// The payload kept image names of the submission before it, and a person allowed that
+    /// (`--allow-same-name`): what was kept and what changed, for the pull request to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_name_allowed: Option<SameName>,
 }
 
 impl LedgerEntry {
@@ -193,7 +198,42 @@ impl LedgerEntry {
             updated_at: now,
             completed_at: None,
             adopted: false,
+            same_name_allowed: None,
         }
+    }
+}
+
+/// A changed payload that builds images under names its last submission used: new content
+/// under a name OSOB already points at, which reaches the queues with no review. Refused unless
+/// a person allows it (see `plan::same_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SameName {
+    /// The names the new payload shares with the last submission.
+    pub image_names: Vec<String>,
+    /// The variables whose values differ from the last submission (none when the definition
+    /// itself changed).
+    pub variable_changes: Vec<ValueChange>,
+}
+
+impl SameName {
+    /// `VAR old -> new, ...`, or what changed when no variable did.
+    pub fn changed(&self) -> String {
+        if self.variable_changes.is_empty() {
+            return "the definition itself changed, no variable".to_string();
+        }
+        let value = |value: &Option<String>| value.clone().unwrap_or_else(|| "(not used)".into());
+        self.variable_changes
+            .iter()
+            .map(|change| {
+                format!(
+                    "{} {} -> {}",
+                    change.name,
+                    value(&change.old),
+                    value(&change.new)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -203,6 +203,7 @@ mod tests {
             updated_at: jiff::Timestamp::UNIX_EPOCH,
             completed_at: None,
             adopted: false,
+            same_name_allowed: None,
         }
     }
 
