@@ -49,6 +49,8 @@ struct Pull {
     body: String,
     reviewers: Vec<String>,
     labels: Vec<String>,
+    /// Every comment's text (Azure DevOps: each thread's first comment).
+    comments: Vec<String>,
 }
 
 impl Service {
@@ -115,6 +117,7 @@ impl Service {
                     body: pull.description,
                     reviewers: pull.reviewers,
                     labels: pull.labels,
+                    comments: pull.comments.into_iter().map(|c| c.body).collect(),
                 })
                 .collect(),
             Self::GitHub(service) => service
@@ -126,6 +129,7 @@ impl Service {
                     body: pull.body,
                     reviewers: pull.requested_reviewers,
                     labels: pull.labels,
+                    comments: pull.comments.into_iter().map(|c| c.body).collect(),
                 })
                 .collect(),
             Self::Local => Vec::new(),
@@ -279,6 +283,25 @@ async fn story(provider: Provider, transport: Transport) {
             _ => ADO_REVIEWER,
         };
         assert_eq!(pulls[0].reviewers, [reviewer]);
+        match provider {
+            // 16 images overflow Azure DevOps' 4,000 characters: every name stays in the
+            // description's compact table, and one comment holds the full report.
+            Provider::AzureDevOps => {
+                assert!(pulls[0].body.chars().count() <= 4_000);
+                assert!(
+                    pulls[0]
+                        .body
+                        .contains("`Helix-Server-DataCenter-2025_26100.2314.241107`"),
+                    "{}",
+                    pulls[0].body
+                );
+                assert!(!pulls[0].body.contains("rows are not shown"));
+                assert_eq!(pulls[0].comments.len(), 1, "{:?}", pulls[0].comments);
+                assert!(pulls[0].comments[0].starts_with("### imagegen: the full report"));
+                assert!(pulls[0].comments[0].contains("### Review dates moved"));
+            }
+            _ => assert!(pulls[0].comments.is_empty(), "everything fits: no report"),
+        }
     } else {
         assert!(
             built.contains("The pull request imagegen would open or update (local"),
@@ -313,6 +336,10 @@ async fn story(provider: Provider, transport: Transport) {
             pulls[0].title.contains("VS_2019_PREVIEW_VERSION 16_11_0_5"),
             "the title follows the new builds: {pulls:?}"
         );
+        if let Provider::AzureDevOps = provider {
+            assert_eq!(pulls[0].comments.len(), 1, "the report is updated in place");
+            assert!(pulls[0].comments[0].contains("VS_2019_PREVIEW_VERSION 16_11_0_3 → 16_11_0_5"));
+        }
     }
 
     // Nothing new: nothing pushed, nothing changed on the service.

@@ -20,6 +20,46 @@ pub struct PullRequestSpec {
     /// GitHub logins, or Azure DevOps identity ids.
     pub reviewers: Vec<String>,
     pub labels: Vec<String>,
+    /// The full report for one comment on the pull request (found by
+    /// [`body::REPORT_HEADING`] and updated in place), when the description leaves things out;
+    /// `None` retires a report comment an earlier run posted.
+    pub report: Option<String>,
+}
+
+/// What an earlier report comment becomes once the description holds the whole change again.
+pub(crate) fn retired_report() -> String {
+    format!(
+        "{}\n\nThe description now holds the whole change; this report is no longer needed.\n",
+        body::REPORT_HEADING
+    )
+}
+
+/// Whether a comment is imagegen's report (current or retired).
+pub(crate) fn is_report(comment: &str) -> bool {
+    comment.starts_with(body::REPORT_HEADING)
+}
+
+/// What a provider accepts, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub description: usize,
+    pub comment: usize,
+}
+
+impl Limits {
+    /// The limits of the provider the mapping names; `local` prints what GitHub would take.
+    pub fn of(provider: &mapping::Provider) -> Self {
+        match provider {
+            mapping::Provider::AzureDevOps { .. } => Self {
+                description: azure_devops::BODY_LIMIT,
+                comment: azure_devops::COMMENT_LIMIT,
+            },
+            mapping::Provider::GitHub { .. } | mapping::Provider::Local => Self {
+                description: github::BODY_LIMIT,
+                comment: github::COMMENT_LIMIT,
+            },
+        }
+    }
 }
 
 /// What a provider did.
