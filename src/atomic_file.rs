@@ -5,7 +5,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`. A symlink is
-/// followed and the existing file's permissions are kept; a missing folder is created.
+/// followed and the existing file's permissions are kept. The folder must exist: creating one
+/// is the caller's decision (a missing folder in a path someone typed is a typo).
 pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let existing = path.canonicalize().ok();
     let target = existing.clone().unwrap_or_else(|| path.to_path_buf());
@@ -13,7 +14,6 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&folder)?;
     let stem = target
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -41,11 +41,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_file_and_its_folder_are_created() {
+    fn a_new_file_is_created_but_never_its_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/state.json");
+        let path = dir.path().join("state.json");
         replace(&path, b"one").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        let error = replace(&dir.path().join("a/b/state.json"), b"two").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(!dir.path().join("a").exists());
     }
 
     #[cfg(unix)]

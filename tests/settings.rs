@@ -1,9 +1,10 @@
-//! Settings that would make imagegen use the wrong ledger or service, end to end through the
-//! binary: a pipeline macro left unexpanded is refused before anything is read or sent.
+//! Settings that would make imagegen use the wrong ledger, end to end through the binary: a
+//! pipeline macro left unexpanded, a `--state` folder that does not exist, a ledger missing on
+//! a CI platform. Each is refused before anything is read or sent.
 
 mod common;
 
-use common::{Repo, fast_emulator, imagegen_against, stderr_of, stdout_of};
+use common::{Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of};
 
 // --- Macros a pipeline left unexpanded --------------------------------------------------------
 
@@ -151,4 +152,115 @@ fn a_macro_in_a_typed_value_is_explained_too() {
         ),
         "{stderr}"
     );
+}
+
+// --- A --state folder that does not exist -----------------------------------------------------
+
+#[test]
+fn a_state_path_in_a_missing_folder_is_refused_and_the_folder_is_not_created() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    for args in [
+        &["reconcile", "--no-pr", "--state", "ledgers/state.json"][..],
+        &["reconcile", "--dry-run", "--state", "ledgers/state.json"],
+        &["adopt", "--state", "ledgers/state.json"],
+    ] {
+        let output = run_against(&repo, &emulator, args, 1);
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.ends_with(
+                "the folder ledgers of the ledger ledgers/state.json does not exist; imagegen \
+                 creates only its default folder .imagegen/, so check --state or IMAGEGEN_STATE \
+                 for a typo, or create the folder\n"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!repo.path().join("ledgers").exists());
+    assert!(posts(&emulator).is_empty(), "nothing was submitted");
+    // In a folder that exists, a new ledger is started; the default folder is imagegen's own.
+    std::fs::create_dir(repo.path().join("ledgers")).unwrap();
+    run_against(
+        &repo,
+        &emulator,
+        &["adopt", "--state", "ledgers/state.json"],
+        0,
+    );
+    assert!(repo.path().join("ledgers/state.json").is_file());
+    run_against(&repo, &emulator, &["adopt"], 0);
+    assert!(repo.path().join(".imagegen/state.json").is_file());
+}
+
+// --- A ledger missing on a CI platform --------------------------------------------------------
+
+const CI_PLATFORMS: [(&str, &str); 3] = [
+    ("CI", "true"),
+    ("TF_BUILD", "True"),
+    ("GITHUB_ACTIONS", "true"),
+];
+
+#[test]
+fn on_a_ci_platform_a_missing_ledger_is_refused_unless_the_run_says_init_ledger() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    for (name, value) in CI_PLATFORMS {
+        for args in [
+            &["reconcile", "--no-pr"][..],
+            &["reconcile", "--dry-run"],
+            &["adopt", "--dry-run"],
+            &["pr", "--dry-run"],
+        ] {
+            let output = imagegen_against(&repo, &emulator)
+                .args(args)
+                .env(name, value)
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let stderr = stderr_of(&output);
+            assert!(
+                stderr.contains(
+                    ".imagegen/state.json does not exist. This run is on a CI platform \
+                     (TF_BUILD, GITHUB_ACTIONS or CI is true): a missing ledger there means a \
+                     wrong setting (--state, IMAGEGEN_STATE)"
+                ),
+                "{name} {args:?}: {stderr}"
+            );
+            assert!(stderr.contains("--init-ledger"), "{stderr}");
+        }
+    }
+    assert!(posts(&emulator).is_empty(), "nothing was submitted");
+    assert!(!repo.path().join(".imagegen").exists());
+
+    // The first rollout says it once: the ledger starts empty, then is required.
+    imagegen_against(&repo, &emulator)
+        .args(["adopt", "--only", "windows/*", "--init-ledger"])
+        .env("TF_BUILD", "True")
+        .assert()
+        .code(0);
+    let output = imagegen_against(&repo, &emulator)
+        .args(["reconcile", "--dry-run"])
+        .env("TF_BUILD", "True")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        stdout_of(&output).contains("Plan: 2 to submit, 0 pending, 0 failed, 3 unchanged."),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[test]
+fn off_a_ci_platform_a_missing_ledger_is_still_an_empty_one() {
+    let repo = Repo::fixture("small");
+    for (name, value) in [("CI", "false"), ("CI", ""), ("GITHUB_ACTIONS", "")] {
+        repo.imagegen()
+            .args(["reconcile", "--dry-run"])
+            .env(name, value)
+            .assert()
+            .code(2)
+            .stdout(predicates::str::contains("Plan: 5 to submit"));
+    }
 }

@@ -20,7 +20,7 @@ use crate::diagnostics::Diagnostics;
 use crate::exit;
 use crate::osob::mapping;
 use crate::output::{Output, Table};
-use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
+use crate::state::{DEFAULT_STATE_PATH, FileStore, MissingLedger, Store};
 use crate::suggest::{closest, did_you_mean};
 use crate::variables::{self, VARIABLES_FILE, Variables};
 
@@ -36,15 +36,23 @@ pub struct Context {
 
 impl Context {
     /// `state` is a path or a blob URL; it defaults to `.imagegen/state.json` inside the
-    /// repository.
-    pub fn new(repo: PathBuf, state: Option<String>, output: Output) -> anyhow::Result<Self> {
+    /// repository. `missing` says what a ledger that does not exist is.
+    pub fn new(
+        repo: PathBuf,
+        state: Option<String>,
+        missing: MissingLedger,
+        output: Output,
+    ) -> anyhow::Result<Self> {
         let store = match state.filter(|state| !state.is_empty()) {
-            Some(location) => Store::locate(&location)?,
-            None => Store::File(FileStore::new(if repo == Path::new(".") {
-                PathBuf::from(DEFAULT_STATE_PATH)
-            } else {
-                repo.join(DEFAULT_STATE_PATH)
-            })),
+            Some(location) => Store::locate(&location, missing)?,
+            None => Store::File(
+                FileStore::new(if repo == Path::new(".") {
+                    PathBuf::from(DEFAULT_STATE_PATH)
+                } else {
+                    repo.join(DEFAULT_STATE_PATH)
+                })
+                .with_missing(missing),
+            ),
         };
         Ok(Self {
             repo,

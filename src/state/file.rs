@@ -50,6 +50,20 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the ledger {location} does not exist. {}: a missing ledger there means a \
+         wrong setting (--state, IMAGEGEN_STATE), and planning against an empty one would submit \
+         every definition again. Check the setting; only for the very first run, pass \
+         --init-ledger to start an empty ledger (docs/ledger.md)",
+        crate::platform::CI_EXPLANATION
+    )]
+    Missing { location: String },
+    #[error(
+        "the folder {folder} of the ledger {path} does not exist; imagegen creates only its \
+         default folder .imagegen/, so check --state or IMAGEGEN_STATE for a typo, or create \
+         the folder"
+    )]
+    NoFolder { path: PathBuf, folder: PathBuf },
     #[error("cannot lock the ledger with {path}")]
     Lock {
         path: PathBuf,
@@ -128,15 +142,62 @@ impl Drop for LedgerLock {
     }
 }
 
+/// What reading a ledger that does not exist means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingLedger {
+    /// An empty ledger: nothing was submitted yet (a first run, a fresh clone).
+    #[default]
+    Empty,
+    /// An error: the ledger should exist (a run on a CI platform, unless it says
+    /// `--init-ledger`).
+    Refuse,
+}
+
+impl MissingLedger {
+    /// The ledger to use when the one at `location` does not exist.
+    pub(crate) fn empty_ledger(self, location: &str) -> Result<Ledger, StateError> {
+        match self {
+            Self::Empty => Ok(Ledger::default()),
+            Self::Refuse => Err(StateError::Missing {
+                location: location.to_owned(),
+            }),
+        }
+    }
+}
+
 /// The ledger kept in one JSON file.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    /// The ledger's folder is created at the first write: true for imagegen's own default
+    /// place only, since a folder missing from a path someone gave means a typo.
+    create_folder: bool,
+    missing: MissingLedger,
 }
 
 impl FileStore {
+    /// The ledger at `path`, in imagegen's own place (such as `.imagegen/state.json` in the
+    /// repository): its folder is created at the first write.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            create_folder: true,
+            missing: MissingLedger::Empty,
+        }
+    }
+
+    /// The ledger at a path a person gave (`--state`, `IMAGEGEN_STATE`): its folder must exist.
+    pub fn given(path: impl Into<PathBuf>) -> Self {
+        Self {
+            create_folder: false,
+            ..Self::new(path)
+        }
+    }
+
+    /// The same store, treating a missing ledger as `missing` says.
+    pub fn with_missing(mut self, missing: MissingLedger) -> Self {
+        self.missing = missing;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -161,7 +222,7 @@ impl FileStore {
         let bytes = self.read_bytes()?;
         let ledger = match &bytes {
             Some(bytes) => parse_ledger(&self.location(), bytes)?,
-            None => Ledger::default(),
+            None => self.missing.empty_ledger(&self.location())?,
         };
         Ok(Snapshot {
             ledger,
@@ -174,14 +235,37 @@ impl FileStore {
     pub fn read(&self) -> Result<Ledger, StateError> {
         match self.read_bytes()? {
             Some(bytes) => parse_ledger(&self.location(), &bytes),
-            None => Ok(Ledger::default()),
+            None => self.missing.empty_ledger(&self.location()),
         }
+    }
+
+    /// The folder the ledger lives in (`.` for a bare file name).
+    fn folder(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Fails when the ledger's folder does not exist and is not imagegen's to create.
+    fn check_folder(&self) -> Result<(), StateError> {
+        let folder = self.folder();
+        if self.create_folder || folder.is_dir() {
+            return Ok(());
+        }
+        Err(StateError::NoFolder {
+            path: self.path.clone(),
+            folder,
+        })
     }
 
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
         match std::fs::read(&self.path) {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                self.check_folder()?;
+                Ok(None)
+            }
             Err(source) => Err(StateError::Read {
                 path: self.path.clone(),
                 source,
@@ -197,6 +281,13 @@ impl FileStore {
             path: lock_path.clone(),
             source,
         };
+        self.check_folder()?;
+        // A ledger that must exist is looked for before anything is created beside it.
+        if self.missing == MissingLedger::Refuse && !self.path.exists() {
+            return Err(StateError::Missing {
+                location: self.location(),
+            });
+        }
         if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(lock_error)?;
         }
