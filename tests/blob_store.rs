@@ -132,6 +132,11 @@ async fn on_a_ci_platform_a_missing_blob_stops_the_run_and_reports_name_the_blob
     assert_eq!(adopted.status.code(), Some(0), "{adopted:?}");
     let planned = run(&["reconcile", "--dry-run"]);
     assert_eq!(planned.status.code(), Some(0), "{planned:?}");
+    for output in [&adopted, &planned] {
+        let stdout = common::stdout_of(output);
+        assert!(stdout.ends_with(&format!("\nLedger: {url}\n")), "{stdout}");
+        assert!(!stdout.contains("sig="), "{stdout}");
+    }
 }
 
 #[tokio::test]

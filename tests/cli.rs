@@ -38,7 +38,7 @@ fn dry_run_on_a_fresh_clone_plans_every_definition_and_exits_2() {
     }
     assert!(
         stdout.ends_with(&format!(
-            "Plan: {} to submit, 0 pending, 0 failed, 0 unchanged.\n",
+            "Plan: {} to submit, 0 pending, 0 failed, 0 unchanged.\nLedger: .imagegen/state.json\n",
             ids.len()
         )),
         "{stdout}"
@@ -154,7 +154,8 @@ fn nothing_changed_means_exit_0() {
     let output = repo.run(&["reconcile", "--dry-run"], 0);
     assert_eq!(
         stdout_of(&output),
-        "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n"
+        "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n\
+         Ledger: .imagegen/state.json\n"
     );
 }
 
@@ -453,7 +454,9 @@ fn an_empty_definitions_folder_warns_and_plans_nothing() {
         .args(["reconcile", "--dry-run", "--quiet"])
         .assert()
         .code(0)
-        .stdout("Plan: 0 to submit, 0 pending, 0 failed, 0 unchanged.\n")
+        .stdout(
+            "Plan: 0 to submit, 0 pending, 0 failed, 0 unchanged.\nLedger: .imagegen/state.json\n",
+        )
         .stderr("");
 }
 

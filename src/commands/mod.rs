@@ -71,6 +71,13 @@ impl Context {
     }
 }
 
+/// The line that ends every text report made from the ledger: which ledger it read (a blob by
+/// its URL without the SAS), so that a run against the wrong one shows it at once. It comes
+/// last so that the report's own first line stays the one to read first.
+pub(crate) fn ledger_line(context: &Context) -> String {
+    format!("Ledger: {}\n", context.store.describe())
+}
+
 fn exit_for(diagnostics: &Diagnostics) -> u8 {
     if diagnostics.has_errors() {
         exit::ERROR
