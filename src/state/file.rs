@@ -16,6 +16,9 @@ use crate::json;
 /// How often a run waiting for the lock tries again.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The most symbolic links followed from the ledger's path to its file.
+const MAX_LINKS: usize = 40;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read the ledger {path}")]
@@ -133,6 +136,8 @@ pub struct Snapshot {
 pub struct LedgerLock {
     file: File,
     ledger_path: PathBuf,
+    /// The ledger's real path, which the lock is named after and writes go to.
+    real_path: PathBuf,
 }
 
 impl Drop for LedgerLock {
@@ -209,10 +214,37 @@ impl FileStore {
         self.path.display().to_string()
     }
 
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
+    /// The one path of this ledger's file, whatever path names it: the file's own symbolic
+    /// links followed, then its folder's real path (no `..`, no linked folder). Runs given a
+    /// link and the file, or `a/../state.json` and `state.json`, take one lock and write one
+    /// file. The file itself need not exist yet; its folder must.
+    fn real_path(&self) -> std::io::Result<PathBuf> {
+        let mut path = self.path.clone();
+        let mut links = 0;
+        // Link by link, since the last target may not exist yet (a first write).
+        while std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_LINKS} symbolic links lead from {} to the ledger",
+                    self.path.display()
+                )));
+            }
+            let target = std::fs::read_link(&path)?;
+            // A relative target is relative to its link's folder; an absolute one replaces it.
+            path = match path.parent() {
+                Some(folder) => folder.join(target),
+                None => target,
+            };
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?;
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        };
+        Ok(folder.canonicalize()?.join(name))
     }
 
     /// Reads the ledger with the revision a later [`save`](Self::save) must find; a missing
@@ -260,9 +292,9 @@ impl FileStore {
     }
 
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        match read_file(&self.path) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => {
                 self.check_folder()?;
                 Ok(None)
             }
@@ -276,11 +308,6 @@ impl FileStore {
     /// Takes the run lock, waiting up to `timeout` for another run to finish. `purpose` (such
     /// as "imagegen reconcile") is shown to runs that wait.
     pub fn lock(&self, timeout: Duration, purpose: &str) -> Result<LedgerLock, StateError> {
-        let lock_path = self.lock_path();
-        let lock_error = |source| StateError::Lock {
-            path: lock_path.clone(),
-            source,
-        };
         self.check_folder()?;
         // A ledger that must exist is looked for before anything is created beside it.
         if self.missing == MissingLedger::Refuse && !self.path.exists() {
@@ -288,9 +315,21 @@ impl FileStore {
                 location: self.location(),
             });
         }
-        if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(lock_error)?;
+        let unlockable = |source| StateError::Lock {
+            path: self.path.clone(),
+            source,
+        };
+        if self.create_folder {
+            std::fs::create_dir_all(self.folder()).map_err(unlockable)?;
         }
+        let real_path = self.real_path().map_err(unlockable)?;
+        let mut lock_path = real_path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock_error = |source| StateError::Lock {
+            path: lock_path.clone(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -331,6 +370,7 @@ impl FileStore {
         Ok(LedgerLock {
             file,
             ledger_path: self.path.clone(),
+            real_path,
         })
     }
 
@@ -346,24 +386,41 @@ impl FileStore {
             lock.ledger_path, self.path,
             "a ledger is saved under its own lock"
         );
-        let current = Revision::of(self.read_bytes()?.as_deref());
-        if &current != expected {
-            return Err(StateError::Conflict {
-                location: self.location(),
-            });
+        let conflict = || StateError::Conflict {
+            location: self.location(),
+        };
+        // Checked first to spare the write when the answer is already known, and again just
+        // before the rename: the write is a compare-and-swap, not a check and then a write.
+        let unchanged =
+            || read_file(&lock.real_path).map(|bytes| &Revision::of(bytes.as_deref()) == expected);
+        let read_error = |source| StateError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        if !unchanged().map_err(read_error)? {
+            return Err(conflict());
         }
         let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
         bytes.push(b'\n');
-        self.write_atomically(&bytes)
-            .map_err(|source| StateError::Write {
+        let replaced = crate::atomic_file::replace_if(&lock.real_path, &bytes, unchanged).map_err(
+            |source| StateError::Write {
                 path: self.path.clone(),
                 source,
-            })?;
+            },
+        )?;
+        if !replaced {
+            return Err(conflict());
+        }
         Ok(Revision::of(Some(&bytes)))
     }
+}
 
-    fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
-        crate::atomic_file::replace(&self.path, bytes)
+/// A file's bytes, or `None` when there is no such file.
+fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
@@ -518,6 +575,58 @@ mod tests {
         assert!(
             matches!(error, StateError::Locked { waited, .. } if waited >= Duration::from_millis(250))
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_name_of_one_ledger_takes_the_same_lock() {
+        let (folder, store) = store();
+        let real = store.path().parent().unwrap();
+        std::fs::create_dir_all(real).unwrap();
+        std::os::unix::fs::symlink(store.path(), folder.path().join("link.json")).unwrap();
+        std::os::unix::fs::symlink(real, folder.path().join("folder-link")).unwrap();
+        std::fs::create_dir(folder.path().join("other")).unwrap();
+        let _held = store.lock(Duration::ZERO, "imagegen reconcile").unwrap();
+        for name in [
+            "link.json",
+            "folder-link/state.json",
+            "other/../nested/state.json",
+            "nested/./state.json",
+        ] {
+            let error = FileStore::given(folder.path().join(name))
+                .lock(Duration::ZERO, "imagegen adopt")
+                .unwrap_err();
+            assert!(
+                matches!(error, StateError::Locked { .. }),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_save_through_a_link_writes_the_file_and_keeps_the_link() {
+        let (folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        let link = folder.path().join("link.json");
+        // The link is made before the file exists: the first save must create the file, not
+        // put a file in the link's place.
+        std::os::unix::fs::symlink(store.path(), &link).unwrap();
+        let through_link = FileStore::given(&link);
+        let snapshot = through_link.load().unwrap();
+        let lock = through_link.lock(Duration::ZERO, "test").unwrap();
+        let mut ledger = snapshot.ledger;
+        ledger.definitions.insert("a".into(), entry());
+        through_link
+            .save(&lock, &snapshot.revision, &ledger)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(store.read().unwrap(), ledger);
     }
 
     #[test]
