@@ -218,3 +218,199 @@ fn completions_into_a_closed_pipe_end_quietly() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(stderr_of(&output), "");
 }
+
+// --- Answers of hundreds of megabytes ---------------------------------------------------------
+
+/// What the raw server answers to one request.
+enum Answer {
+    Json(String),
+    /// `size` bytes of a JSON string, made as they are sent; announced in `Content-Length` or
+    /// not (then the body ends when the connection closes).
+    Huge {
+        size: u64,
+        announced: bool,
+    },
+}
+
+/// A bare HTTP/1.1 server on loopback, one thread per connection, answering each request with
+/// what `route` says for its method and path. A huge answer is generated as it is written, so
+/// the test itself holds none of it.
+fn raw_server(route: fn(&str, &str) -> Answer) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let address = listener.local_addr().expect("a bound address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("a socket clone"));
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).ok()?;
+                let mut words = request_line.split_whitespace();
+                let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).ok()?;
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                reader.read_exact(&mut vec![0; length]).ok()?;
+                let mut stream = stream;
+                match route(&method, &path) {
+                    Answer::Json(body) => write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \
+                         {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .ok()?,
+                    Answer::Huge { size, announced } => {
+                        let length = if announced {
+                            format!("Content-Length: {size}\r\n")
+                        } else {
+                            String::new()
+                        };
+                        write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\
+                             Connection: close\r\n\r\n{{\"trackingId\": \""
+                        )
+                        .ok()?;
+                        let chunk = [b'7'; 64 << 10];
+                        let mut sent = 0;
+                        // Stops when imagegen hangs up, as it must long before the end.
+                        while sent < size {
+                            stream.write_all(&chunk).ok()?;
+                            sent += chunk.len() as u64;
+                        }
+                    }
+                }
+                Some(())
+            });
+        }
+    });
+    address
+}
+
+const TWO_HUNDRED_MEGABYTES: u64 = 200 << 20;
+
+/// Runs imagegen against the raw server at `address` and returns what it wrote, with the
+/// most memory it held (Linux only: its peak resident size, in kibibytes).
+fn run_against_raw(address: SocketAddr, args: &[&str]) -> (std::process::Output, Option<u64>) {
+    let repo = Repo::fixture("small");
+    let url = format!("http://{address}/");
+    let child = repo
+        .process()
+        .args(args)
+        .env("IMAGE_FACTORY_URL", &url)
+        .env("IMAGE_FACTORY_AUTHORITY", &url)
+        .env("IMAGE_FACTORY_TENANT_ID", "tenant")
+        .env("IMAGE_FACTORY_CLIENT_ID", "client")
+        .env("IMAGE_FACTORY_CLIENT_SECRET", "secret")
+        .env("IMAGE_FACTORY_RESOURCE_ID", "api://factory")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run imagegen");
+    let status = format!("/proc/{}/status", child.id());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = None;
+        while let Ok(text) = std::fs::read_to_string(&status) {
+            // A finished process (a zombie until waited for) has no memory lines.
+            let Some(line) = text.lines().find(|line| line.starts_with("VmHWM:")) else {
+                break;
+            };
+            peak = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .or(peak);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let output = child.wait_with_output().expect("imagegen ends");
+    (output, watcher.join().expect("the watcher ends"))
+}
+
+fn token_json() -> String {
+    r#"{"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}"#.to_string()
+}
+
+#[test]
+fn an_image_factory_answer_of_200_megabytes_is_refused_naming_the_url_and_the_cap() {
+    for announced in [true, false] {
+        let address = raw_server(if announced {
+            |method, path| match (method, path.ends_with("/token")) {
+                ("POST", true) => Answer::Json(token_json()),
+                _ => Answer::Huge {
+                    size: TWO_HUNDRED_MEGABYTES,
+                    announced: true,
+                },
+            }
+        } else {
+            |method, path| match (method, path.ends_with("/token")) {
+                ("POST", true) => Answer::Json(token_json()),
+                _ => Answer::Huge {
+                    size: TWO_HUNDRED_MEGABYTES,
+                    announced: false,
+                },
+            }
+        });
+        let (output, peak) = run_against_raw(address, &["status", "job-1"]);
+        let stdout = stdout_of(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{stdout}{}",
+            stderr_of(&output)
+        );
+        let expected = format!(
+            "GET http://{address}/api/jobs/job-1 answered {}, more than the 4 MiB imagegen reads \
+             of any answer",
+            if announced {
+                format!("a body of {TWO_HUNDRED_MEGABYTES} bytes")
+            } else {
+                "a body".to_string()
+            }
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+        assert!(stdout.len() < 10_000, "{} bytes", stdout.len());
+        if let Some(peak) = peak {
+            assert!(peak < 100 << 10, "imagegen held {peak} KiB");
+        }
+    }
+}
+
+#[test]
+fn an_azure_ad_answer_of_200_megabytes_is_refused_naming_the_url_and_the_cap() {
+    let address = raw_server(|_, _| Answer::Huge {
+        size: TWO_HUNDRED_MEGABYTES,
+        announced: false,
+    });
+    let (output, peak) = run_against_raw(address, &["status", "job-1"]);
+    let stdout = stdout_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        stderr_of(&output)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "POST http://{address}/tenant/oauth2/v2.0/token answered a body, more than the 4 MiB \
+             imagegen reads of any answer"
+        )),
+        "{stdout}"
+    );
+    if let Some(peak) = peak {
+        assert!(peak < 100 << 10, "imagegen held {peak} KiB");
+    }
+}
