@@ -767,3 +767,23 @@ fn a_symlink_loop_under_definitions_is_one_error() {
         stdout_of(&output)
     );
 }
+
+#[test]
+fn a_ledger_payload_holding_a_lone_surrogate_is_a_damaged_ledger_not_a_panic() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        ".imagegen/state.json",
+        r#"{"version": 1, "definitions": {"vs/server-2022": {"payload_hash": "00",
+            "payload": {"Destination": [{"CustomImageName": "x\ud800"}]},
+            "status": "succeeded", "updated_at": "2026-11-23T10:00:00Z"}}}"#,
+    );
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(
+            ".imagegen/state.json is damaged at line 2, column 72: the payload holds JSON that \
+             cannot be read"
+        ),
+        "{stderr}"
+    );
+}

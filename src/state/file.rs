@@ -425,7 +425,7 @@ fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 /// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
-pub(super) fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
+pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let (line, column) = json::line_column(
             &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),

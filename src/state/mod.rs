@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::definitions::{Payload, PayloadHash, Rendered};
 
 pub use blob::BlobStore;
-pub use file::{FileStore, LedgerLock, MissingLedger, Revision, Snapshot, StateError};
+pub use file::{
+    FileStore, LedgerLock, MissingLedger, Revision, Snapshot, StateError, parse_ledger,
+};
 pub use store::{LedgerWriter, Store};
 
 /// The ledger format this build reads and writes.
