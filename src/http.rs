@@ -227,7 +227,7 @@ pub enum BodyError {
 
 /// A byte count as a message shows a limit: `4 MiB`, or bytes when not whole mebibytes.
 pub fn shown_size(bytes: usize) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -8,9 +8,8 @@ mod common;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{Response, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use common::{Repo, stderr_of, stdout_of};
 use imagegen::state::JobStatus;

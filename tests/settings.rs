@@ -36,10 +36,13 @@ fn an_unexpanded_ledger_setting_is_refused_before_anything_is_submitted() {
     );
 }
 
+/// Arguments, environment, and how stderr starts.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn every_kind_of_macro_in_any_setting_is_refused_naming_flag_and_variable() {
     let repo = Repo::fixture("small");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["reconcile", "--dry-run", "--state", "$[variables.ledger]"],
             &[],
