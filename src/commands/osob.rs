@@ -183,6 +183,9 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     let ledger = context.store.read_blocking()?;
     let result = publish(context, &request, &catalog, &ledger)?;
     result.print(context)?;
+    if !context.output.is_json() {
+        context.output.text(&super::ledger_line(context))?;
+    }
     if request.dry_run && result.problems.is_empty() && result.code == exit::PENDING {
         context
             .output

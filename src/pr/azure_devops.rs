@@ -113,7 +113,7 @@ impl TokenCredential for FixedBearerToken {
     }
 }
 
-/// The SDK's HTTP client, with every answer read to at most [`crate::pr::ANSWER_LIMIT`] bytes:
+/// The SDK's HTTP client, with every answer read to at most [`crate::http::MAX_BODY_BYTES`]:
 /// the SDK would otherwise collect any answer whole before imagegen sees it.
 #[derive(Debug)]
 struct CappedTransport {
@@ -127,7 +127,7 @@ impl HttpClient for CappedTransport {
         let (status, headers, body) = response.deconstruct();
         let mut shown_url = request.url().clone();
         shown_url.set_query(None);
-        let bytes = crate::pr::read_capped(body, crate::pr::ANSWER_LIMIT, shown_url.as_str())
+        let bytes = crate::http::read_stream(body, crate::http::MAX_BODY_BYTES, shown_url.as_str())
             .await
             .map_err(|message| azure_core::Error::with_message(ErrorKind::Io, message))?;
         Ok(AsyncRawResponse::from_bytes(status, headers, bytes))

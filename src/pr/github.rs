@@ -430,7 +430,7 @@ impl GitHubProvider {
     }
 
     /// Sends one request under `/repos/{owner}/{repo}/` and reads its answer, at most
-    /// [`ANSWER_LIMIT`] bytes of it: octocrab's typed calls would read any answer whole.
+    /// [`crate::http::MAX_BODY_BYTES`] bytes of it: octocrab's typed calls would read any answer whole.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Verb,
@@ -449,9 +449,9 @@ impl GitHubProvider {
             "{}/repos/{}/{}/{route}",
             self.api_base, self.owner, self.repo
         );
-        let bytes = crate::pr::read_capped(
+        let bytes = crate::http::read_stream(
             http_body_util::BodyDataStream::new(response.into_body()),
-            ANSWER_LIMIT,
+            crate::http::MAX_BODY_BYTES,
             &shown_url,
         )
         .await
@@ -478,9 +478,6 @@ enum Verb {
     Post,
     Patch,
 }
-
-/// Most answers are one pull request or a short list of them, a few kilobytes each.
-const ANSWER_LIMIT: usize = crate::pr::ANSWER_LIMIT;
 
 /// An issue comment, as much of it as imagegen reads.
 #[derive(Debug, Deserialize)]

@@ -139,39 +139,6 @@ pub(crate) fn cap_body(body: &str, limit: usize, provider: &str) -> String {
     }
 }
 
-/// The most imagegen reads of one answer from a pull-request service. Its answers are a pull
-/// request or a short list of them, a few kilobytes each; anything near this is not an answer.
-pub const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
-
-/// Reads a response body of at most `limit` bytes, chunk by chunk, and stops at the first
-/// chunk past it: a server that answers without end costs `limit` bytes of memory, not all it
-/// sends. The error names `shown_url` (which must hold no secret) and the limit.
-pub(crate) async fn read_capped<S, E>(
-    mut body: S,
-    limit: usize,
-    shown_url: &str,
-) -> Result<Vec<u8>, String>
-where
-    S: futures_core::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut bytes = Vec::new();
-    while let Some(chunk) =
-        std::future::poll_fn(|context| std::pin::Pin::new(&mut body).poll_next(context)).await
-    {
-        let chunk = chunk.map_err(|error| format!("reading the answer of {shown_url}: {error}"))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(format!(
-                "the answer of {shown_url} is larger than {} MiB, more than any answer this \
-                 service gives; it was not read further",
-                limit / (1024 * 1024)
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
-}
-
 /// An error and its causes on one line, each cause once.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
