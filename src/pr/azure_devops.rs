@@ -308,10 +308,11 @@ impl AzureDevOpsProvider {
                 content.to_owned(),
             ))
         });
-        let wanted = match (&spec.report, &existing) {
-            (Some(report), _) => report.clone(),
-            (None, Some(_)) => super::retired_report(),
-            (None, None) => return Ok(()),
+        let Some(wanted) = super::report_to_write(
+            spec.report.as_deref(),
+            existing.as_ref().map(|(_, _, content)| content.as_str()),
+        ) else {
+            return Ok(());
         };
         let text = |content: &str| {
             let mut comment = Comment::new();
@@ -320,7 +321,6 @@ impl AzureDevOpsProvider {
             comment
         };
         match existing {
-            Some((_, _, content)) if content == wanted => Ok(()),
             Some((thread_id, comment_id, _)) => {
                 let answer = self
                     .client

@@ -371,36 +371,25 @@ impl GitHubProvider {
                 .await
                 .map_err(|failure| failure.into_error(operation("find")))?
         };
-        let wanted = match (&spec.report, &existing) {
-            (Some(report), _) => report.clone(),
-            (None, Some(_)) => super::retired_report(),
-            (None, None) => return Ok(()),
+        let Some(wanted) = super::report_to_write(
+            spec.report.as_deref(),
+            existing.as_ref().map(|comment| comment.body.as_str()),
+        ) else {
+            return Ok(());
         };
-        match existing {
-            Some(comment) if comment.body == wanted => Ok(()),
-            Some(comment) => {
-                let _: serde::de::IgnoredAny = self
-                    .call(
-                        Verb::Patch,
-                        &format!("issues/comments/{}", comment.id),
-                        Some(&json!({ "body": wanted })),
-                    )
-                    .await
-                    .map_err(|failure| failure.into_error(operation("update")))?;
-                Ok(())
-            }
-            None => {
-                let _: serde::de::IgnoredAny = self
-                    .call(
-                        Verb::Post,
-                        &format!("issues/{number}/comments"),
-                        Some(&json!({ "body": wanted })),
-                    )
-                    .await
-                    .map_err(|failure| failure.into_error(operation("post")))?;
-                Ok(())
-            }
-        }
+        let (verb, route, what) = match existing {
+            Some(comment) => (
+                Verb::Patch,
+                format!("issues/comments/{}", comment.id),
+                "update",
+            ),
+            None => (Verb::Post, format!("issues/{number}/comments"), "post"),
+        };
+        let _: serde::de::IgnoredAny = self
+            .call(verb, &route, Some(&json!({ "body": wanted })))
+            .await
+            .map_err(|failure| failure.into_error(operation(what)))?;
+        Ok(())
     }
 
     /// The first comment that starts with the report heading, page by page.

@@ -34,6 +34,18 @@ pub(crate) fn retired_report() -> String {
     )
 }
 
+/// What the report comment must say now, given what an earlier run left (`existing`): the
+/// report, the retired note when there is no report any more, or `None` when nothing is to be
+/// sent (no report and none left, or the comment already says it).
+pub(crate) fn report_to_write(wanted: Option<&str>, existing: Option<&str>) -> Option<String> {
+    let wanted = match (wanted, existing) {
+        (Some(report), _) => report.to_owned(),
+        (None, Some(_)) => retired_report(),
+        (None, None) => return None,
+    };
+    (existing != Some(wanted.as_str())).then_some(wanted)
+}
+
 /// Whether a comment is imagegen's report (current or retired).
 pub(crate) fn is_report(comment: &str) -> bool {
     comment.starts_with(body::REPORT_HEADING)
