@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::store::Rewrite;
 use super::{LEDGER_FORMAT_VERSION, Ledger};
 use crate::json;
 
@@ -261,8 +262,7 @@ impl FileStore {
                 location: self.location(),
             });
         }
-        let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
-        bytes.push(b'\n');
+        let bytes = written_form(ledger);
         self.write_atomically(&bytes)
             .map_err(|source| StateError::Write {
                 path: self.path.clone(),
@@ -274,6 +274,53 @@ impl FileStore {
     fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
         crate::atomic_file::replace(&self.path, bytes)
     }
+}
+
+impl FileStore {
+    /// The ledger as read, or `None` when there is no file (which [`read`](Self::read) takes
+    /// for an empty ledger).
+    pub fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
+        self.read_bytes()?
+            .map(|bytes| parse_ledger(&self.location(), &bytes))
+            .transpose()
+    }
+
+    /// Saves the ledger unchanged, as a run saves it: under the run lock (waiting up to
+    /// `lock_timeout`), on the condition that the file still holds what was read; then reads it
+    /// back. It shows that a run can write the ledger, and changes none of its bytes. A missing
+    /// ledger is left missing.
+    pub fn rewrite_unchanged(
+        &self,
+        lock_timeout: Duration,
+        purpose: &str,
+    ) -> Result<Rewrite, StateError> {
+        // Looked for before taking the lock, whose file would be created beside it.
+        if self.read_bytes()?.is_none() {
+            return Ok(Rewrite::Missing);
+        }
+        let lock = self.lock(lock_timeout, purpose)?;
+        let Some(before) = self.read_bytes()? else {
+            return Ok(Rewrite::Missing);
+        };
+        let ledger = parse_ledger(&self.location(), &before)?;
+        if written_form(&ledger) != before {
+            return Ok(Rewrite::NotAsWritten);
+        }
+        self.save(&lock, &Revision::of(Some(&before)), &ledger)?;
+        Ok(match self.read_bytes()? {
+            Some(after) if after == before => Rewrite::Unchanged {
+                bytes: before.len(),
+            },
+            _ => Rewrite::ChangedAfter,
+        })
+    }
+}
+
+/// The bytes a store writes for `ledger`.
+pub(super) fn written_form(ledger: &Ledger) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
@@ -478,5 +525,53 @@ mod tests {
                 entry().payload_hash
             )
         );
+    }
+
+    #[test]
+    fn a_rewrite_changes_no_byte_and_creates_no_ledger() {
+        let (_folder, store) = store();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::Missing
+        );
+        assert!(!store.path().exists() && !store.lock_path().exists());
+        assert_eq!(store.read_existing().unwrap(), None);
+
+        let snapshot = store.load().unwrap();
+        let lock = store.lock(Duration::ZERO, "test").unwrap();
+        let mut ledger = snapshot.ledger;
+        ledger.definitions.insert("a".into(), entry());
+        store.save(&lock, &snapshot.revision, &ledger).unwrap();
+        drop(lock);
+        let before = std::fs::read(store.path()).unwrap();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::Unchanged {
+                bytes: before.len()
+            }
+        );
+        assert_eq!(std::fs::read(store.path()).unwrap(), before);
+        assert_eq!(store.read_existing().unwrap(), Some(ledger));
+
+        // A ledger written otherwise (by hand, compact) is not rewritten in imagegen's form.
+        let compact = serde_json::to_vec(&store.read().unwrap()).unwrap();
+        std::fs::write(store.path(), &compact).unwrap();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::NotAsWritten
+        );
+        assert_eq!(std::fs::read(store.path()).unwrap(), compact);
+    }
+
+    #[test]
+    fn a_rewrite_waits_for_the_lock_of_a_run() {
+        let (_folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        std::fs::write(store.path(), written_form(&Ledger::default())).unwrap();
+        let _held = store.lock(Duration::ZERO, "imagegen reconcile").unwrap();
+        let error = store
+            .rewrite_unchanged(Duration::from_millis(10), "imagegen doctor")
+            .unwrap_err();
+        assert!(matches!(error, StateError::Locked { .. }), "{error}");
     }
 }

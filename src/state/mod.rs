@@ -17,7 +17,7 @@ use crate::variables::ValueChange;
 
 pub use blob::BlobStore;
 pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
-pub use store::{LedgerWriter, Store};
+pub use store::{LedgerWriter, Rewrite, Store};
 
 /// The ledger format this build reads and writes.
 pub const LEDGER_FORMAT_VERSION: u32 = 1;
