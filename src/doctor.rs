@@ -593,7 +593,7 @@ pub fn sas_checks(terms: &crate::state::blob::SasTerms, now: jiff::Timestamp) ->
         (Some(missing), _) if missing.is_empty() => Check::pass(
             SAS_PERMISSIONS,
             format!(
-                "sp={} allows {NEEDED_PERMISSIONS}",
+                "sp={} allows read, create and write, as the ledger needs",
                 terms.permissions.as_deref().unwrap_or_default()
             ),
         ),
@@ -623,10 +623,12 @@ pub fn sas_checks(terms: &crate::state::blob::SasTerms, now: jiff::Timestamp) ->
     [expiry, permissions]
 }
 
-/// `3 days`, `1 day`, or hours when less than a day is left.
+/// `3 days`, `1 day`, or hours or minutes when less than a day is left.
 fn day_count(left: jiff::SignedDuration) -> String {
-    match left.as_secs() / 86_400 {
-        0 => format!("{} hours", left.as_secs() / 3600),
+    let seconds = left.as_secs();
+    match seconds / 86_400 {
+        0 if seconds < 3600 => format!("{} minutes", seconds / 60),
+        0 => format!("{} hours", seconds / 3600),
         1 => "1 day".to_string(),
         days => format!("{days} days"),
     }
