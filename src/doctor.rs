@@ -38,20 +38,6 @@ pub const OSOB_BASE_BRANCH: &str = "osob-base-branch";
 pub const OSOB_FILES: &str = "osob-files";
 pub const PR_PROVIDER: &str = "pr-provider";
 
-/// Every check, in the order they are reported.
-pub const CHECKS: [&str; 10] = [
-    AZURE_AD,
-    IMAGE_FACTORY,
-    LEDGER,
-    LEDGER_WRITE,
-    SAS_EXPIRY,
-    SAS_PERMISSIONS,
-    OSOB_REPOSITORY,
-    OSOB_BASE_BRANCH,
-    OSOB_FILES,
-    PR_PROVIDER,
-];
-
 /// A SAS that ends sooner than this is a warning: a pipeline runs hourly, and a person needs
 /// time to have a new one issued and stored before runs start failing.
 pub const SAS_WARNING_DAYS: i64 = 14;
@@ -145,7 +131,8 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
-/// Runs every check, the independent ones at once, and returns them in [`CHECKS`] order.
+/// Runs every check, the independent ones at once, and returns them in a fixed order: Image
+/// Factory's, the ledger's, OSOB's, then the pull-request provider's.
 pub async fn run(settings: Arc<Settings>) -> Vec<Check> {
     let (factory, ledger, osob, pr) = tokio::join!(
         factory_checks(&settings),
