@@ -399,9 +399,13 @@ ledger's SAS expires more than 14 days ahead and allows read, create and write
 the base branch (osob-base-branch), and every mapped file names its definitions' images as
 their templates say (osob-files); the pull-request provider's token reads the repository and
 its pull requests (pr-provider). One line each, with the fix for a warning or a failure; on a
-CI platform failures are annotations too. Nothing is submitted, pushed or opened, no ledger is
-created and none is changed.
-Exit codes: 0 every check passed (warnings pass), 1 any failed.";
+CI platform failures and warnings are annotations too. Nothing is submitted, pushed or opened,
+no ledger is created and none is changed. A missing ledger is a warning, and a failure on a CI
+platform.
+Exit codes: 0 every check passed (warnings pass), 1 any failed.
+Reads the settings of reconcile: the IMAGE_FACTORY_* variables, IMAGEGEN_STATE and
+IMAGEGEN_STATE_SAS, and the provider's token (see docs/configuration.md); a missing one is a
+failed check, not an error that hides the others.";
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
