@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgGroup, Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use imagegen::commands::demo::DemoRequest;
+use imagegen::commands::doctor::DoctorRequest;
 use imagegen::commands::jobs::{FactoryOptions, StatusRequest, SubmitRequest, SubmitTarget};
 use imagegen::commands::osob::PrRequest;
 use imagegen::commands::vars::{DiffRequest, SetRequest, VarsRequest};
@@ -164,6 +165,10 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     /// List, change or compare the values in variables.json, with the definitions they rebuild
     #[command(after_help = VARS_HELP)]
     Vars(VarsArgs),
+
+    /// Check that every service a run needs lets it through, before it runs: changes nothing
+    #[command(after_help = DOCTOR_HELP)]
+    Doctor(DoctorArgs),
 
     /// Print the shell completion script for imagegen
     #[command(after_help = COMPLETIONS_HELP)]
@@ -382,6 +387,54 @@ impl PrArgs {
             dry_run: self.dry_run,
             take_over_branch: self.take_over_branch,
             osob_url: self.osob_url.clone(),
+        }
+    }
+}
+
+const DOCTOR_HELP: &str = "\
+Examples:
+  imagegen doctor
+  imagegen doctor --output json
+  imagegen doctor --osob-url ../dotnet-helix-machines --timeout 10s
+
+Checks, with the settings reconcile would use: Azure AD issues a token (azure-ad); Image
+Factory answers and accepts it, a job that cannot exist answering 404 (image-factory); the
+ledger reads (ledger), and saves unchanged under its lock or ETag (ledger-write); a blob
+ledger's SAS expires more than 14 days ahead and allows read, create and write
+(ledger-sas-expiry, ledger-sas-permissions); OSOB answers with the token (osob-repository), has
+the base branch (osob-base-branch), and every mapped file names its definitions' images as
+their templates say (osob-files); the pull-request provider's token reads the repository and
+its pull requests (pr-provider). One line each, with the fix for a warning or a failure; on a
+CI platform failures and warnings are annotations too. Nothing is submitted, pushed or opened,
+no ledger is created and none is changed. A missing ledger is a warning, and a failure on a CI
+platform.
+Exit codes: 0 every check passed (warnings pass), 1 any failed.
+Reads the settings of reconcile: the IMAGE_FACTORY_* variables, IMAGEGEN_STATE and
+IMAGEGEN_STATE_SAS, and the provider's token (see docs/configuration.md); a missing one is a
+failed check, not an error that hides the others.";
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
+
+    /// How long each check may take
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse_positive)]
+    timeout: Duration,
+
+    #[command(flatten)]
+    factory: FactoryArgs,
+}
+
+impl DoctorArgs {
+    /// The request, with the ledger's location (`--state`) as given: the doctor locates it.
+    pub fn request(&self, state: Option<String>) -> DoctorRequest {
+        DoctorRequest {
+            state,
+            factory: self.factory.options(),
+            osob_url: self.osob_url.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -670,7 +723,13 @@ impl Cli {
         } else {
             MissingLedger::Refuse
         };
-        Context::new(self.repo.clone(), self.state.clone(), missing, output)
+        // The doctor locates the ledger itself: one it cannot locate is a failed check there,
+        // not an error that would hide every other check.
+        let state = match self.command {
+            Command::Doctor(_) => None,
+            _ => self.state.clone(),
+        };
+        Context::new(self.repo.clone(), state, missing, output)
     }
 
     pub fn color_choice(&self) -> anstream::ColorChoice {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod commands;
 pub mod definitions;
 pub mod diagnostics;
+pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod factory;

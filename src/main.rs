@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let output = cli.output(Platform::from_env());
     let result = cli
         .context(output.clone(), &matches)
-        .and_then(|context| run(&cli.command, &context));
+        .and_then(|context| run(&cli, &context));
     match result {
         Ok(code) => ExitCode::from(code),
         // A reader that stopped early (`imagegen affected X | head -1`) is not a failure.
@@ -63,8 +63,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
-    match command {
+fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<u8> {
+    match &cli.command {
         Command::Demo(demo) => commands::demo::demo(context, demo.request()),
         Command::Validate => commands::validate(context),
         Command::Render { definition } => commands::render(context, definition),
@@ -75,6 +75,9 @@ fn run(command: &Command, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
         Command::Pr(pr) => commands::osob::pr(context, pr.request()),
         Command::Vars(vars) => commands::vars::vars(context, vars.request()),
+        Command::Doctor(doctor) => {
+            commands::doctor::doctor(context, doctor.request(cli.state.clone()))
+        }
         Command::Completions { shell } => {
             print_completions(*shell)?;
             Ok(imagegen::exit::OK)

@@ -11,7 +11,7 @@ use imagegen::pr::azure_devops::{
     AzureDevOpsProvider, AzureDevOpsToken, PAT_VAR, SYSTEM_ACCESS_TOKEN_VAR,
 };
 use imagegen::pr::github::{GITHUB_TOKEN_VAR, GitHubProvider};
-use imagegen::pr::{PrError, PullRequestAction, PullRequestSpec};
+use imagegen::pr::{Access, PrClient, PrError, PullRequestAction, PullRequestSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -357,6 +357,42 @@ async fn github_reports_a_forbidden_create() {
     assert_eq!(fake.requests().len(), 2);
 }
 
+#[tokio::test]
+async fn github_access_is_checked_by_reading_the_repository_and_its_pull_requests() {
+    let mut setup = GitHubSetup::new(OWNER, REPO, GITHUB_TOKEN);
+    setup.pulls = vec![GitHubPull::open(7, BRANCH, TARGET, "Update Helix images")];
+    let fake = FakeGitHub::start(setup).await;
+    let client = PrClient::GitHub(github_provider(&fake, GITHUB_TOKEN));
+    let access = client.check_access(BRANCH, TARGET).await.unwrap();
+    assert_eq!(
+        access,
+        Some(Access {
+            repository: format!("{OWNER}/{REPO}"),
+            open: Some(7)
+        })
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|request| request.method == "GET"),
+        "nothing is changed"
+    );
+    assert_eq!(
+        methods_and_paths(&fake.requests())[0],
+        pair("GET", format!("/repos/{OWNER}/{REPO}"))
+    );
+
+    let refused = PrClient::GitHub(github_provider(&fake, CANARY))
+        .check_access(BRANCH, TARGET)
+        .await
+        .unwrap_err();
+    assert_no_canary(&refused);
+    assert_eq!(
+        refused.to_string(),
+        format!("GitHub: read the repository {OWNER}/{REPO} failed (401): Bad credentials")
+    );
+}
+
 #[test]
 fn github_token_comes_from_its_variable_and_its_absence_names_it() {
     let error = GitHubProvider::token_from_lookup(|_| None).unwrap_err();
@@ -671,6 +707,49 @@ async fn azure_devops_reports_a_forbidden_create() {
     );
     assert_no_canary(&error);
     assert_eq!(fake.requests().len(), 2, "one list, one create, no retry");
+}
+
+#[tokio::test]
+async fn azure_devops_access_is_checked_by_reading_the_repository_and_its_pull_requests() {
+    let fake = FakeAzureDevOps::start(AdoSetup::new(
+        ORGANIZATION,
+        PROJECT,
+        REPOSITORY,
+        AdoCredential::Pat("pat-token".to_owned()),
+    ))
+    .await;
+    let client = PrClient::AzureDevOps(ado_provider(&fake, pat("pat-token")));
+    assert_eq!(
+        client.check_access(BRANCH, TARGET).await.unwrap(),
+        Some(Access {
+            repository: format!("{PROJECT}/{REPOSITORY}"),
+            open: None
+        })
+    );
+    let requests = fake.requests();
+    assert!(requests.iter().all(|request| request.method == "GET"));
+    assert_eq!(requests[0].path, fake.repository_path());
+
+    let refused = PrClient::AzureDevOps(ado_provider(&fake, pat(CANARY)))
+        .check_access(BRANCH, TARGET)
+        .await
+        .unwrap_err();
+    assert_no_canary(&refused);
+    let message = refused.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "Azure DevOps: read the repository {REPOSITORY} of project {PROJECT} failed (401): TF400813"
+        )),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_local_provider_has_no_access_to_check() {
+    assert_eq!(
+        PrClient::Local.check_access(BRANCH, TARGET).await.unwrap(),
+        None
+    );
 }
 
 #[test]

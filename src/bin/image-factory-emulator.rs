@@ -77,6 +77,11 @@ struct Arguments {
     /// The resource id tokens are asked for
     #[arg(long, default_value = emulator::DEFAULT_RESOURCE_ID)]
     resource_id: String,
+
+    /// Another application's resource id (repeatable): tokens are issued for it, and the jobs
+    /// API refuses them with 401, as the service refuses a token for another resource
+    #[arg(long, value_name = "RESOURCE_ID")]
+    other_resource: Vec<String>,
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -95,6 +100,7 @@ async fn main() -> ExitCode {
         client_id: arguments.client_id,
         client_secret: arguments.client_secret,
         resource_id: arguments.resource_id,
+        other_resources: arguments.other_resource,
         queued_for: arguments.queued_for,
         running_for: arguments.running_for,
         fail_images: arguments.fail_images,

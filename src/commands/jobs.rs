@@ -15,9 +15,10 @@ use crate::catalog::Catalog;
 use crate::diagnostics::Diagnostics;
 use crate::duration;
 use crate::exit;
+use crate::factory::auth::{DEFAULT_AUTHORITY, TokenSource};
 use crate::factory::wire::{IDEMPOTENCY_KEY_HEADER, TokenVersion};
 use crate::factory::{
-    Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
+    self, Credentials, FactoryClient, FactoryError, FactorySettings, JobState, RemoteStatus,
 };
 use crate::http::{RetryPolicy, Timeouts};
 use crate::output::{SHOWN_MESSAGE_CHARS, Table, shown, shown_within};
@@ -61,17 +62,50 @@ impl FactoryOptions {
         let url = self.url.as_deref().ok_or(FactoryError::MissingUrl)?;
         let mut settings = FactorySettings::new(url, self.authority.as_deref())?;
         settings.token_version = self.token_version;
-        settings.timeouts.request = self.request_timeout;
-        settings.retry.max_attempts = self.retries + 1;
+        settings.timeouts = self.timeouts();
+        settings.retry = self.retry();
         Ok(settings)
+    }
+
+    /// How long one request may take.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            request: self.request_timeout,
+            ..Timeouts::default()
+        }
+    }
+
+    /// How often a request is tried.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retries + 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The identity to sign in with: the one given, or else the `IMAGE_FACTORY_*` environment.
+    pub fn credentials(&self) -> Result<Credentials, FactoryError> {
+        match &self.credentials {
+            Some(credentials) => Ok(credentials.clone()),
+            None => Credentials::from_env(),
+        }
+    }
+
+    /// The Azure AD sign-in alone, which needs no service URL (`imagegen doctor` checks it on
+    /// its own).
+    pub fn token_source(&self) -> Result<TokenSource, FactoryError> {
+        let credentials = self.credentials()?;
+        let authority = factory::parse_base_url(
+            factory::AUTHORITY_VAR,
+            self.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY),
+        )?;
+        TokenSource::new(credentials, &authority, self.token_version)
     }
 
     /// A client, with every setting checked before anything goes over the network.
     pub fn client(&self) -> Result<FactoryClient, FactoryError> {
-        let credentials = match &self.credentials {
-            Some(credentials) => credentials.clone(),
-            None => Credentials::from_env()?,
-        };
+        // Missing credentials are named first, as before any URL: they are the usual cause.
+        let credentials = self.credentials()?;
         FactoryClient::new(self.settings()?, credentials)
     }
 }

@@ -2,6 +2,7 @@
 //! into output and an exit code. Nothing here knows about argv.
 
 pub mod demo;
+pub mod doctor;
 pub mod jobs;
 pub mod osob;
 pub mod reconcile;

@@ -54,6 +54,10 @@ impl FactorySettings {
     }
 }
 
+/// A tracking id no job has: the nil UUID, which no service issues. Asking for its job shows
+/// whether the service answers and takes the token, and touches no job (`imagegen doctor`).
+pub const NO_SUCH_JOB: &str = "00000000-0000-0000-0000-000000000000";
+
 /// The service's answer to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
@@ -232,6 +236,28 @@ impl FactoryClient {
                 body,
             },
         }
+    }
+}
+
+/// Asks once for the job [`NO_SUCH_JOB`] without a token, and returns the status answered: any
+/// answer (the contract's is 401) shows the service is reachable. For when there is no token to
+/// ask with (`imagegen doctor` while Azure AD refuses one).
+pub async fn status_without_token(settings: &FactorySettings) -> Result<StatusCode, FactoryError> {
+    let http = http::client(settings.timeouts).map_err(FactoryError::Client)?;
+    let url = settings.job_url(NO_SUCH_JOB);
+    let sent = http::send(&RetryPolicy::none(), &format!("GET {url}"), || {
+        http.get(url.clone())
+    })
+    .await;
+    let response = sent.result.map_err(|source| FactoryError::Transport {
+        method: "GET",
+        url: url.to_string(),
+        attempts: sent.attempts,
+        source,
+    })?;
+    match super::redirect_refused("GET", &url, &response) {
+        Some(error) => Err(error),
+        None => Ok(response.status()),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct EmulatorConfig {
     pub client_id: String,
     pub client_secret: String,
     pub resource_id: String,
+    /// Other applications of the tenant: Azure AD issues tokens for them too, and the jobs API
+    /// refuses those tokens (401), as the real service refuses a token for another audience.
+    pub other_resources: Vec<String>,
     /// How long a new job stays Queued, then Running.
     pub queued_for: Duration,
     pub running_for: Duration,
@@ -71,6 +74,7 @@ impl Default for EmulatorConfig {
             client_id: DEFAULT_CLIENT_ID.to_string(),
             client_secret: DEFAULT_CLIENT_SECRET.to_string(),
             resource_id: DEFAULT_RESOURCE_ID.to_string(),
+            other_resources: Vec::new(),
             queued_for: Duration::from_secs(5),
             running_for: Duration::from_secs(30),
             fail_images: None,
@@ -225,6 +229,8 @@ struct Job {
 
 struct IssuedToken {
     valid_until: Instant,
+    /// The resource the token was asked for: the jobs API takes only its own.
+    audience: String,
 }
 
 struct Shared {
@@ -799,13 +805,15 @@ fn issue_token(
             "AADSTS7000215: Invalid client secret provided, or unknown client id.".to_string(),
         );
     }
-    let resource_ok = match version {
-        TokenVersion::V2 => {
-            form.scope.as_deref() == Some(TokenVersion::scope(&config.resource_id).as_str())
-        }
-        TokenVersion::V1 => form.resource.as_deref() == Some(config.resource_id.as_str()),
+    let asked_for = |resource: &String| match version {
+        TokenVersion::V2 => form.scope.as_deref() == Some(TokenVersion::scope(resource).as_str()),
+        TokenVersion::V1 => form.resource.as_deref() == Some(resource.as_str()),
     };
-    if !resource_ok {
+    let Some(audience) = std::iter::once(&config.resource_id)
+        .chain(&config.other_resources)
+        .find(|resource| asked_for(resource))
+        .cloned()
+    else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "invalid_resource",
@@ -814,7 +822,7 @@ fn issue_token(
                 config.resource_id
             ),
         );
-    }
+    };
     let mut guard = shared.lock();
     let inner = &mut *guard;
     inner.tokens_issued += 1;
@@ -825,9 +833,13 @@ fn issue_token(
         inner.random.u64(..)
     );
     let valid_until = shared.now(inner) + config.token_lifetime;
-    inner
-        .tokens
-        .insert(token.clone(), IssuedToken { valid_until });
+    inner.tokens.insert(
+        token.clone(),
+        IssuedToken {
+            valid_until,
+            audience,
+        },
+    );
     axum::Json(TokenResponse {
         token_type: "Bearer".to_string(),
         expires_in: config.token_expires_in,
@@ -846,6 +858,9 @@ fn authorize(shared: &Shared, inner: &Inner, headers: &HeaderMap) -> Result<(), 
         return Err("no bearer token");
     };
     match inner.tokens.get(token) {
+        Some(issued) if issued.audience != shared.config.resource_id => {
+            Err("the token is for another resource")
+        }
         Some(issued) if shared.now(inner) < issued.valid_until => Ok(()),
         Some(_) => Err("the token expired"),
         None => Err("the token is not valid for this service"),
@@ -1151,5 +1166,65 @@ mod tests {
         let failed = job_state(&config, &job("Helix-Broken_1"), at(3));
         assert_eq!(failed.status, RemoteStatus::Failed);
         assert!(failed.message.contains("Helix-Broken_1") && failed.images.is_empty());
+    }
+
+    /// A token from the emulator's own token endpoint, for `resource`.
+    async fn token_for(http: &reqwest::Client, emulator: &Emulator, resource: &str) -> String {
+        let config = emulator.config();
+        let answer: TokenResponse = http
+            .post(format!(
+                "{}{}",
+                emulator.url(),
+                TokenVersion::V2.route(&config.tenant_id)
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", config.client_id.as_str()),
+                ("client_secret", config.client_secret.as_str()),
+                ("scope", TokenVersion::scope(resource).as_str()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer.access_token
+    }
+
+    #[tokio::test]
+    async fn an_unknown_job_is_404_and_a_token_for_another_resource_is_401() {
+        let emulator = Emulator::start(EmulatorConfig {
+            other_resources: vec!["api://another-app".into()],
+            ..EmulatorConfig::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let url = format!(
+            "{}api/jobs/00000000-0000-0000-0000-000000000000",
+            emulator.url()
+        );
+        let ask = |token: Option<String>| {
+            let mut request = http.get(&url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move { request.send().await.unwrap() }
+        };
+        assert_eq!(ask(None).await.status(), StatusCode::UNAUTHORIZED);
+        let own = token_for(&http, &emulator, DEFAULT_RESOURCE_ID).await;
+        let unknown = ask(Some(own)).await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let error: ServiceErrorResponse = unknown.json().await.unwrap();
+        assert_eq!(error.error.code, "NotFound");
+        let other = token_for(&http, &emulator, "api://another-app").await;
+        let refused = ask(Some(other)).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let error: ServiceErrorResponse = refused.json().await.unwrap();
+        assert!(
+            error.error.message.contains("another resource"),
+            "{error:?}"
+        );
     }
 }

@@ -160,24 +160,36 @@ impl Workspace {
         }
     }
 
-    /// Fetches `branches` into `refs/remotes/origin/*`; a branch the remote lacks is forgotten
-    /// locally, so [`tip`](Self::tip) says it is absent.
-    pub fn fetch(&self, branches: &[&str]) -> Result<(), WorkspaceError> {
+    /// Every ref the remote has (`refs/heads/main`, ...) and its commit, as `git ls-remote`
+    /// lists them: connecting with the token shows that the repository answers and lets it in.
+    pub fn remote_refs(&self) -> Result<Vec<(String, Oid)>, WorkspaceError> {
         let mut remote = self
             .repo
             .remote_anonymous(&self.url)
             .map_err(|source| self.remote_error(source))?;
-        let existing: Vec<String> = {
-            let connection = remote
-                .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
-                .map_err(|source| self.remote_error(source))?;
-            connection
-                .list()
-                .map_err(|source| self.remote_error(source))?
-                .iter()
-                .map(|head| head.name().to_string())
-                .collect()
-        };
+        let connection = remote
+            .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
+            .map_err(|source| self.remote_error(source))?;
+        Ok(connection
+            .list()
+            .map_err(|source| self.remote_error(source))?
+            .iter()
+            .map(|head| (head.name().to_string(), head.oid()))
+            .collect())
+    }
+
+    /// Fetches `branches` into `refs/remotes/origin/*`; a branch the remote lacks is forgotten
+    /// locally, so [`tip`](Self::tip) says it is absent.
+    pub fn fetch(&self, branches: &[&str]) -> Result<(), WorkspaceError> {
+        let existing: Vec<String> = self
+            .remote_refs()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(|source| self.remote_error(source))?;
         let mut refspecs = Vec::new();
         for branch in branches {
             let remote_ref = format!("refs/heads/{branch}");

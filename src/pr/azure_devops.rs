@@ -14,14 +14,14 @@ use azure_devops_rust_api::git;
 use azure_devops_rust_api::git::models::{
     Comment, CommentThread, GitPullRequest, GitPullRequestCommentThread,
     GitPullRequestCommentThreadList, GitPullRequestCreateOptions, GitPullRequestList,
-    GitPullRequestUpdateOptions, IdentityId, IdentityRef, IdentityRefWithVoteList,
+    GitPullRequestUpdateOptions, GitRepository, IdentityId, IdentityRef, IdentityRefWithVoteList,
     PullRequestStatus, WebApiCreateTagRequestData, WebApiTagDefinition, comment, comment_thread,
     git_pull_request,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-use super::{PrError, PullRequest, PullRequestAction, PullRequestSpec};
+use super::{Access, PrError, PullRequest, PullRequestAction, PullRequestSpec};
 
 /// Azure Pipelines' OAuth token of the build identity, sent as a bearer token.
 pub const SYSTEM_ACCESS_TOKEN_VAR: &str = "SYSTEM_ACCESSTOKEN";
@@ -388,6 +388,29 @@ impl AzureDevOpsProvider {
                 &id.to_string(),
             ]);
         Ok(url.into())
+    }
+
+    /// Reads the repository, then looks for the active pull request from the spec's branch.
+    pub async fn check_access(&self, spec: &PullRequestSpec) -> Result<Access, PrError> {
+        let operation = || {
+            format!(
+                "read the repository {} of project {}",
+                self.repository, self.project
+            )
+        };
+        let answer = self
+            .client
+            .repositories_client()
+            .get_repository(&self.organization, &self.repository, &self.project)
+            .send()
+            .await
+            .map_err(|error| api_error(operation(), &error))?;
+        let repository: GitRepository = decode(operation(), answer.into_raw_response())?;
+        let open = self.find_active(spec).await?;
+        Ok(Access {
+            repository: format!("{}/{}", repository.project.name, repository.name),
+            open: open.and_then(|pull_request| u64::try_from(pull_request.pull_request_id).ok()),
+        })
     }
 
     async fn find_active(&self, spec: &PullRequestSpec) -> Result<Option<GitPullRequest>, PrError> {

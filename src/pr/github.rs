@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{PrError, PullRequest, PullRequestAction, PullRequestSpec};
+use super::{Access, PrError, PullRequest, PullRequestAction, PullRequestSpec};
 
 /// Where the token comes from.
 pub const GITHUB_TOKEN_VAR: &str = "GITHUB_TOKEN";
@@ -185,6 +185,22 @@ impl GitHubProvider {
             number: pull_request.number,
             url,
             action,
+        })
+    }
+
+    /// Reads the repository, then looks for the open pull request from the spec's branch.
+    pub async fn check_access(&self, spec: &PullRequestSpec) -> Result<Access, PrError> {
+        #[derive(Deserialize)]
+        struct Repository {
+            full_name: String,
+        }
+        let repository: Repository = self.call(Verb::Get, "", None).await.map_err(|failure| {
+            failure.into_error(format!("read the repository {}/{}", self.owner, self.repo))
+        })?;
+        let open = self.find_open(spec).await?;
+        Ok(Access {
+            repository: repository.full_name,
+            open: open.map(|pull_request| pull_request.number),
         })
     }
 
@@ -418,15 +434,21 @@ impl GitHubProvider {
         Ok(None)
     }
 
-    /// Sends one request under `/repos/{owner}/{repo}/` and reads its answer, at most
-    /// [`crate::http::MAX_BODY_BYTES`] bytes of it: octocrab's typed calls would read any answer whole.
+    /// Sends one request under `/repos/{owner}/{repo}/` (to the repository itself for an empty
+    /// `route`) and reads its answer, at most [`crate::http::MAX_BODY_BYTES`] of it: octocrab's
+    /// typed calls would read any answer whole.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Verb,
         route: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<T, CallFailure> {
-        let uri = format!("/repos/{}/{}/{route}", self.owner, self.repo);
+        let mut uri = format!("/repos/{}/{}", self.owner, self.repo);
+        if !route.is_empty() {
+            uri.push('/');
+            uri.push_str(route);
+        }
+        let shown_url = format!("{}{uri}", self.api_base);
         let response = match method {
             Verb::Get => self.client._get(uri).await,
             Verb::Post => self.client._post(uri, body).await,
@@ -434,10 +456,6 @@ impl GitHubProvider {
         }
         .map_err(|error| CallFailure::Transport(crate::pr::error_chain(&error)))?;
         let status = response.status().as_u16();
-        let shown_url = format!(
-            "{}/repos/{}/{}/{route}",
-            self.api_base, self.owner, self.repo
-        );
         let bytes = crate::http::read_stream(
             http_body_util::BodyDataStream::new(response.into_body()),
             crate::http::MAX_BODY_BYTES,

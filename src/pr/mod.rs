@@ -99,6 +99,16 @@ pub struct PullRequest {
     pub action: PullRequestAction,
 }
 
+/// What a provider's token was shown to read ([`PrClient::check_access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The repository as the service names it: `owner/name` on GitHub, `project/name` on Azure
+    /// DevOps.
+    pub repository: String,
+    /// The open pull request from the branch asked about, if there is one.
+    pub open: Option<u64>,
+}
+
 /// What went wrong with a provider. Never holds a token.
 #[derive(Debug, thiserror::Error)]
 pub enum PrError {
@@ -207,6 +217,31 @@ impl PrClient {
                 azure_devops::AzureDevOpsToken::from_env()?,
             )?),
         })
+    }
+
+    /// Reads the repository, and lists its open pull requests from `source_branch` into
+    /// `target_branch` as a run does before opening one, changing nothing: the token is shown to
+    /// reach both. `None` for `local`, which has nothing to read.
+    pub async fn check_access(
+        &self,
+        source_branch: &str,
+        target_branch: &str,
+    ) -> Result<Option<Access>, PrError> {
+        // The search reads the branches alone; a pull request's words play no part in it.
+        let spec = PullRequestSpec {
+            source_branch: source_branch.to_owned(),
+            target_branch: target_branch.to_owned(),
+            title: String::new(),
+            body: String::new(),
+            reviewers: Vec::new(),
+            labels: Vec::new(),
+            report: None,
+        };
+        match self {
+            Self::GitHub(provider) => provider.check_access(&spec).await.map(Some),
+            Self::AzureDevOps(provider) => provider.check_access(&spec).await.map(Some),
+            Self::Local => Ok(None),
+        }
     }
 
     /// Opens or updates the pull request; `None` for `local`.

@@ -24,7 +24,8 @@ use azure_storage_blob::{BlobClient, BlobClientOptions, StorageError};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::file::parse_ledger;
+use super::file::{parse_ledger, written_form};
+use super::store::Rewrite;
 use super::{Ledger, MissingLedger, Revision, Snapshot, StateError};
 use crate::http::{self, RetryPolicy, Timeouts};
 
@@ -264,6 +265,11 @@ impl BlobStore {
         })
     }
 
+    /// What this store takes a ledger that does not exist for.
+    pub fn missing(&self) -> MissingLedger {
+        self.missing
+    }
+
     /// The same store, treating a missing blob as `missing` says.
     pub fn with_missing(mut self, missing: MissingLedger) -> Self {
         self.missing = missing;
@@ -308,8 +314,7 @@ impl BlobStore {
     /// A write whose answer was lost and that is then tried again finds its own ETag gone and
     /// reports a conflict: that errs on the safe side, since the next run reads what it wrote.
     pub async fn save(&self, expected: &Revision, ledger: &Ledger) -> Result<Revision, StateError> {
-        let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
-        bytes.push(b'\n');
+        let bytes = written_form(ledger);
         let mut options = BlobClientUploadOptions {
             blob_content_type: Some("application/json".to_owned()),
             ..Default::default()
@@ -338,6 +343,41 @@ impl BlobStore {
             }),
             Err(error) => Err(self.explain(Operation::Write, error).into()),
         }
+    }
+
+    /// The ledger as read, or `None` when there is no blob (which [`read`](Self::read) takes
+    /// for an empty ledger).
+    pub async fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
+        match self.download().await? {
+            Some((bytes, _)) => parse_ledger(&self.display(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves the ledger unchanged, as a run saves it: on the condition that the blob still has
+    /// the ETag read (`If-Match`); then reads it back. It shows that the SAS lets a run write
+    /// the ledger, and changes none of its bytes (only its ETag and time). A missing blob is
+    /// left missing.
+    pub async fn rewrite_unchanged(&self) -> Result<Rewrite, StateError> {
+        let Some((before, etag)) = self.download().await? else {
+            return Ok(Rewrite::Missing);
+        };
+        let ledger = parse_ledger(&self.display(), &before)?;
+        if written_form(&ledger) != before {
+            return Ok(Rewrite::NotAsWritten);
+        }
+        self.save(&Revision::tagged(etag), &ledger).await?;
+        Ok(match self.download().await? {
+            Some((after, _)) if after == before => Rewrite::Unchanged {
+                bytes: before.len(),
+            },
+            _ => Rewrite::ChangedAfter,
+        })
+    }
+
+    /// What the SAS says of itself (never its signature).
+    pub fn sas_terms(&self) -> SasTerms {
+        SasTerms::parse(self.sas.expose_secret())
     }
 
     /// The blob's bytes and ETag, or `None` when the blob does not exist.
@@ -438,6 +478,63 @@ impl BlobStore {
             text = text.replace(&signature, REDACTED);
         }
         text
+    }
+}
+
+/// What a SAS says of itself in its query, without its signature: nothing secret. The service
+/// alone knows whether it holds; these terms tell ahead of a request what it will refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SasTerms {
+    /// `sp`: one letter per permission (`r` read, `c` create, `w` write, ...).
+    pub permissions: Option<String>,
+    /// `se`: when it stops working, as written.
+    pub expiry: Option<String>,
+    /// `si`: the stored access policy it refers to, which may hold the permissions and the
+    /// expiry instead of the SAS.
+    pub policy: Option<String>,
+}
+
+impl SasTerms {
+    /// The terms of a SAS query (with or without its leading `?`).
+    pub fn parse(sas: &str) -> Self {
+        let mut terms = Self::default();
+        for (name, value) in url::form_urlencoded::parse(sas.trim_start_matches('?').as_bytes()) {
+            let value = Some(value.trim().to_owned()).filter(|value| !value.is_empty());
+            match name.as_ref() {
+                "sp" => terms.permissions = value,
+                "se" => terms.expiry = value,
+                "si" => terms.policy = value,
+                _ => {}
+            }
+        }
+        terms
+    }
+
+    /// When the SAS expires, if it says: `2030-01-31T00:00:00Z`, without seconds, or a date
+    /// alone (midnight UTC). An error quotes the value, which is no secret.
+    pub fn expires_at(&self) -> Option<Result<jiff::Timestamp, String>> {
+        let written = self.expiry.as_deref()?;
+        let parsed = written.parse::<jiff::Timestamp>().or_else(|error| {
+            written
+                .parse::<jiff::civil::Date>()
+                .and_then(|date| date.to_zoned_datetime(jiff::tz::TimeZone::UTC))
+                .map(|midnight| midnight.timestamp())
+                .map_err(|_| error)
+        });
+        Some(parsed.map_err(|error| format!("se={written} is not a time ({error})")))
+    }
+
+    /// The permissions the ledger needs (read, create, write) that `sp` leaves out, by name;
+    /// `None` when the SAS names no permissions.
+    pub fn missing_permissions(&self) -> Option<Vec<&'static str>> {
+        let granted = self.permissions.as_deref()?;
+        Some(
+            [('r', "read"), ('c', "create"), ('w', "write")]
+                .into_iter()
+                .filter(|(letter, _)| !granted.contains(*letter))
+                .map(|(_, name)| name)
+                .collect(),
+        )
     }
 }
 
@@ -746,6 +843,47 @@ mod tests {
         ));
         assert!(!scrubbed.contains(DECODED_SIGNATURE), "{scrubbed}");
         assert!(!scrubbed.contains(SIGNATURE), "{scrubbed}");
+    }
+
+    #[test]
+    fn the_terms_of_a_sas_are_read_without_its_signature() {
+        let terms = store(&format!(
+            "https://acct.blob.core.windows.net/c1/state.json?{}",
+            sas()
+        ))
+        .sas_terms();
+        assert_eq!(terms.permissions.as_deref(), Some("rcw"));
+        assert_eq!(terms.missing_permissions(), Some(vec![]));
+        assert_eq!(
+            terms.expires_at(),
+            Some(Ok("2030-01-01T00:00:00Z".parse().unwrap()))
+        );
+        assert!(!format!("{terms:?}").contains(SIGNATURE));
+
+        let read_only = SasTerms::parse("?sv=2020-12-06&sp=rl&se=2030-01-31&sig=x");
+        assert_eq!(
+            read_only.missing_permissions(),
+            Some(vec!["create", "write"])
+        );
+        assert_eq!(
+            read_only.expires_at(),
+            Some(Ok("2030-01-31T00:00:00Z".parse().unwrap()))
+        );
+        let short = SasTerms::parse("se=2030-01-31T10%3A30Z&sp=racwdl");
+        assert_eq!(
+            short.expires_at(),
+            Some(Ok("2030-01-31T10:30:00Z".parse().unwrap()))
+        );
+        assert_eq!(short.missing_permissions(), Some(vec![]));
+        let policy = SasTerms::parse("sv=2020-12-06&si=imagegen&sig=x");
+        assert_eq!(policy.policy.as_deref(), Some("imagegen"));
+        assert_eq!(policy.missing_permissions(), None);
+        assert_eq!(policy.expires_at(), None);
+        let bad = SasTerms::parse("se=soon")
+            .expires_at()
+            .unwrap()
+            .unwrap_err();
+        assert!(bad.starts_with("se=soon is not a time"), "{bad}");
     }
 
     #[test]

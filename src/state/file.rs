@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::store::Rewrite;
 use super::{LEDGER_FORMAT_VERSION, Ledger};
 use crate::json;
 
@@ -197,6 +198,11 @@ impl FileStore {
             create_folder: false,
             ..Self::new(path)
         }
+    }
+
+    /// What this store takes a ledger that does not exist for.
+    pub fn missing(&self) -> MissingLedger {
+        self.missing
     }
 
     /// The same store, treating a missing ledger as `missing` says.
@@ -400,8 +406,7 @@ impl FileStore {
         if !unchanged().map_err(read_error)? {
             return Err(conflict());
         }
-        let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
-        bytes.push(b'\n');
+        let bytes = written_form(ledger);
         let replaced = crate::atomic_file::replace_if(&lock.real_path, &bytes, unchanged).map_err(
             |source| StateError::Write {
                 path: self.path.clone(),
@@ -422,6 +427,53 @@ fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error),
     }
+}
+
+impl FileStore {
+    /// The ledger as read, or `None` when there is no file (which [`read`](Self::read) takes
+    /// for an empty ledger).
+    pub fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
+        self.read_bytes()?
+            .map(|bytes| parse_ledger(&self.location(), &bytes))
+            .transpose()
+    }
+
+    /// Saves the ledger unchanged, as a run saves it: under the run lock (waiting up to
+    /// `lock_timeout`), on the condition that the file still holds what was read; then reads it
+    /// back. It shows that a run can write the ledger, and changes none of its bytes. A missing
+    /// ledger is left missing.
+    pub fn rewrite_unchanged(
+        &self,
+        lock_timeout: Duration,
+        purpose: &str,
+    ) -> Result<Rewrite, StateError> {
+        // Looked for before taking the lock, whose file would be created beside it.
+        if self.read_bytes()?.is_none() {
+            return Ok(Rewrite::Missing);
+        }
+        let lock = self.lock(lock_timeout, purpose)?;
+        let Some(before) = self.read_bytes()? else {
+            return Ok(Rewrite::Missing);
+        };
+        let ledger = parse_ledger(&self.location(), &before)?;
+        if written_form(&ledger) != before {
+            return Ok(Rewrite::NotAsWritten);
+        }
+        self.save(&lock, &Revision::of(Some(&before)), &ledger)?;
+        Ok(match self.read_bytes()? {
+            Some(after) if after == before => Rewrite::Unchanged {
+                bytes: before.len(),
+            },
+            _ => Rewrite::ChangedAfter,
+        })
+    }
+}
+
+/// The bytes a store writes for `ledger`.
+pub(super) fn written_form(ledger: &Ledger) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
@@ -678,5 +730,54 @@ mod tests {
                 entry().payload_hash
             )
         );
+    }
+
+    #[test]
+    fn a_rewrite_changes_no_byte_and_creates_no_ledger() {
+        let (_folder, store) = store();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::Missing
+        );
+        let lock = PathBuf::from(format!("{}.lock", store.path().display()));
+        assert!(!store.path().exists() && !lock.exists());
+        assert_eq!(store.read_existing().unwrap(), None);
+
+        let snapshot = store.load().unwrap();
+        let lock = store.lock(Duration::ZERO, "test").unwrap();
+        let mut ledger = snapshot.ledger;
+        ledger.definitions.insert("a".into(), entry());
+        store.save(&lock, &snapshot.revision, &ledger).unwrap();
+        drop(lock);
+        let before = std::fs::read(store.path()).unwrap();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::Unchanged {
+                bytes: before.len()
+            }
+        );
+        assert_eq!(std::fs::read(store.path()).unwrap(), before);
+        assert_eq!(store.read_existing().unwrap(), Some(ledger));
+
+        // A ledger written otherwise (by hand, compact) is not rewritten in imagegen's form.
+        let compact = serde_json::to_vec(&store.read().unwrap()).unwrap();
+        std::fs::write(store.path(), &compact).unwrap();
+        assert_eq!(
+            store.rewrite_unchanged(Duration::ZERO, "test").unwrap(),
+            Rewrite::NotAsWritten
+        );
+        assert_eq!(std::fs::read(store.path()).unwrap(), compact);
+    }
+
+    #[test]
+    fn a_rewrite_waits_for_the_lock_of_a_run() {
+        let (_folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        std::fs::write(store.path(), written_form(&Ledger::default())).unwrap();
+        let _held = store.lock(Duration::ZERO, "imagegen reconcile").unwrap();
+        let error = store
+            .rewrite_unchanged(Duration::from_millis(10), "imagegen doctor")
+            .unwrap_err();
+        assert!(matches!(error, StateError::Locked { .. }), "{error}");
     }
 }

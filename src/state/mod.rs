@@ -19,7 +19,7 @@ pub use blob::BlobStore;
 pub use file::{
     FileStore, LedgerLock, MissingLedger, Revision, Snapshot, StateError, parse_ledger,
 };
-pub use store::{LedgerWriter, Store};
+pub use store::{LedgerWriter, Rewrite, Store};
 
 /// The ledger format this build reads and writes.
 pub const LEDGER_FORMAT_VERSION: u32 = 1;

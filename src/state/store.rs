@@ -25,6 +25,14 @@ pub enum Store {
 }
 
 impl Store {
+    /// What this store takes a ledger that does not exist for.
+    pub fn missing(&self) -> MissingLedger {
+        match self {
+            Self::File(store) => store.missing(),
+            Self::Blob(store) => store.missing(),
+        }
+    }
+
     /// The store `location` names: a blob URL (its SAS in the query, or else in
     /// `IMAGEGEN_STATE_SAS`), or else a file path, whose folder must exist. `missing` says
     /// what a ledger that does not exist is.
@@ -53,6 +61,36 @@ impl Store {
         }
     }
 
+    /// The ledger as read, or `None` when it does not exist (which [`read`](Self::read) takes
+    /// for an empty ledger).
+    pub async fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
+        match self {
+            Self::File(store) => store.read_existing(),
+            Self::Blob(store) => store.read_existing().await,
+        }
+    }
+
+    /// Saves the ledger unchanged, as a run saves it, and reads it back: a file under its run
+    /// lock (waiting up to `lock_timeout`; `purpose` names this process to runs that wait), a
+    /// blob under its ETag. Nothing is written when there is no ledger.
+    pub async fn rewrite_unchanged(
+        &self,
+        lock_timeout: Duration,
+        purpose: &str,
+    ) -> Result<Rewrite, StateError> {
+        match self {
+            Self::File(file) => {
+                let file = file.clone();
+                let purpose = purpose.to_string();
+                // Waiting for the lock blocks: keep it off the async workers.
+                tokio::task::spawn_blocking(move || file.rewrite_unchanged(lock_timeout, &purpose))
+                    .await
+                    .expect("rewriting the ledger does not panic")
+            }
+            Self::Blob(store) => store.rewrite_unchanged().await,
+        }
+    }
+
     /// Reads the ledger outside any async runtime (a dry run, `imagegen pr`).
     pub fn read_blocking(&self) -> Result<Ledger, StateError> {
         match self {
@@ -61,6 +99,21 @@ impl Store {
                 .map_err(|error| StateError::Runtime(error.to_string()))?,
         }
     }
+}
+
+/// What saving the ledger unchanged showed ([`Store::rewrite_unchanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// There is no ledger: nothing was written, so that checking never creates one.
+    Missing,
+    /// Saved as it was, on the condition that it still held what had been read, and read back
+    /// byte for byte the same.
+    Unchanged { bytes: usize },
+    /// Not written: its text is not what imagegen writes for it (edited by hand, or by another
+    /// tool), so saving it would have changed its bytes.
+    NotAsWritten,
+    /// Saved, but another writer changed it right after, before it was read back.
+    ChangedAfter,
 }
 
 /// What a writer holds: the file's run lock, or nothing but the revision it read (a blob is

@@ -239,6 +239,7 @@ impl FakeGitHub {
             api_url: Mutex::new(String::new()),
         });
         let repo_routes = Router::new()
+            .route("/repos/{owner}/{repo}", get(github_repository))
             .route(
                 "/repos/{owner}/{repo}/pulls",
                 get(github_list).post(github_create),
@@ -407,6 +408,30 @@ fn github_error(status: StatusCode, message: &str, errors: Option<Value>) -> Res
         body["errors"] = errors;
     }
     (status, axum::Json(body)).into_response()
+}
+
+async fn github_repository(
+    State(state): State<Arc<GitHubState>>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
+        return rejection;
+    }
+    let api = state.api_url.lock().unwrap().clone();
+    axum::Json(json!({
+        "id": 4242,
+        "node_id": "R_4242",
+        "name": repo,
+        "full_name": format!("{owner}/{repo}"),
+        "private": true,
+        "owner": state.user(&owner, 9),
+        "html_url": format!("https://github.test/{owner}/{repo}"),
+        "url": format!("{api}/repos/{owner}/{repo}"),
+        "default_branch": "main",
+        "permissions": {"admin": false, "maintain": false, "push": true, "triage": true, "pull": true}
+    }))
+    .into_response()
 }
 
 async fn github_list(
@@ -840,6 +865,10 @@ impl FakeAzureDevOps {
         });
         let routes = Router::new()
             .route(
+                "/{organization}/{project}/_apis/git/repositories/{repository}",
+                get(ado_repository),
+            )
+            .route(
                 "/{organization}/{project}/_apis/git/repositories/{repository}/pullrequests",
                 get(ado_list).post(ado_create),
             )
@@ -1022,6 +1051,37 @@ fn ado_error(status: StatusCode, message: &str, type_key: &str) -> Response {
         })),
     )
         .into_response()
+}
+
+async fn ado_repository(
+    State(state): State<Arc<AdoState>>,
+    Path(path): Path<RepoPath>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &path) {
+        return rejection;
+    }
+    let base = state.base_url.lock().unwrap().clone();
+    let organization = &state.setup.organization;
+    let repository = &state.setup.repository;
+    axum::Json(json!({
+        "id": ADO_REPOSITORY_ID,
+        "name": repository,
+        "url": format!("{base}/{organization}/{ADO_PROJECT_ID}/_apis/git/repositories/{ADO_REPOSITORY_ID}"),
+        "project": {
+            "id": ADO_PROJECT_ID,
+            "name": state.setup.project,
+            "state": "wellFormed",
+            "visibility": "private"
+        },
+        "defaultBranch": "refs/heads/main",
+        "size": 123456,
+        "remoteUrl": format!("https://{organization}@dev.azure.test/{organization}/{}/_git/{repository}", state.setup.project),
+        "webUrl": format!("https://dev.azure.test/{organization}/{}/_git/{repository}", state.setup.project),
+        "isDisabled": false,
+        "isInMaintenance": false
+    }))
+    .into_response()
 }
 
 async fn ado_list(
