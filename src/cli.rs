@@ -26,11 +26,20 @@ Exit codes:
   1  an error (every problem is listed), or a job that failed
   2  changes planned or jobs still pending";
 
+/// `0.1.0 (abc123def456)`: the commit tells which build a pipeline ran; `, dirty` that the tree
+/// it was built from had changes no commit holds; `unknown commit` a build outside git.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("IMAGEGEN_BUILD_COMMIT"),
+    ")"
+);
+
 const ABOUT: &str = "Builds Helix's Windows base images with Image Factory from the definitions \
 committed in this repository, and keeps the OSOB configuration pointing at them.";
 
 #[derive(Debug, Parser)]
-#[command(name = "imagegen", version, about = ABOUT, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "imagegen", version = VERSION, about = ABOUT, after_help = EXIT_CODES, max_term_width = 100)]
 pub struct Cli {
     /// The repository holding definitions/ and variables.json
     #[arg(
