@@ -714,6 +714,9 @@ fn check_given_settings(
 }
 
 #[cfg(test)]
+mod pipeline_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -909,12 +912,12 @@ mod tests {
         }
     }
 
-    /// Every command line in `text` that runs imagegen (its first word is `imagegen` or a path
-    /// ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
+    /// Every command line in `text` that runs imagegen (its first word after any `NAME=value`
+    /// is `imagegen` or a path ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
     /// literal, `"..."` with `\` escapes, a `\` at the end of a line joining the next. A
     /// command ends at an unquoted `|`, `&`, `;`, `<`, `>` or a `#` comment. The first word is
     /// always `imagegen`, ready for `Cli::try_parse_from`.
-    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
+    pub(super) fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
         let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
         joined
             .lines()
@@ -922,6 +925,9 @@ mod tests {
                 let line = line.trim_start();
                 let line = line.strip_prefix("$ ").unwrap_or(line);
                 let mut words = shell_words(line);
+                // `RUST_LOG=debug imagegen ...` runs imagegen; `bin=.../imagegen` runs nothing.
+                let assignments = words.iter().take_while(|word| is_assignment(word)).count();
+                words.drain(..assignments);
                 let first = words.first()?;
                 if first != "imagegen" && !first.ends_with("/imagegen") {
                     return None;
@@ -932,8 +938,18 @@ mod tests {
             .collect()
     }
 
+    /// `NAME=value`, a variable set for the command or in the shell.
+    fn is_assignment(word: &str) -> bool {
+        word.split_once('=').is_some_and(|(name, _)| {
+            name.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+
     /// The words of one command, up to the first unquoted operator or comment.
-    fn shell_words(line: &str) -> Vec<String> {
+    pub(super) fn shell_words(line: &str) -> Vec<String> {
         let mut words = Vec::new();
         let mut word: Option<String> = None;
         let mut chars = line.chars().peekable();
@@ -984,7 +1000,9 @@ imagegen validate
 $ imagegen affected 'A B' \"C \\\"D\\\"\" # a comment
 imagegen reconcile --only \\
   'vs2022/*' 2>&1 | tee log
-imagegen status ID;echo done";
+imagegen status ID;echo done
+bin=\"$dir/imagegen\"
+RUST_LOG=debug \"$bin/imagegen\" --version";
         assert_eq!(
             imagegen_command_lines(text),
             [
@@ -993,6 +1011,7 @@ imagegen status ID;echo done";
                 vec!["imagegen", "affected", "A B", "C \"D\""],
                 vec!["imagegen", "reconcile", "--only", "vs2022/*"],
                 vec!["imagegen", "status", "ID"],
+                vec!["imagegen", "--version"],
             ]
         );
     }
