@@ -87,9 +87,11 @@ fn steps(pipeline: &Value) -> Vec<&Value> {
     found
 }
 
-/// Each line of a script as a shell splits it into words, up to its first operator.
+/// Each line of a script (a `\` at its end joining the next) as a shell splits it into words,
+/// up to its first operator.
 fn command_lines(script: &str) -> Vec<Vec<String>> {
     script
+        .replace("\\\n", " ")
         .lines()
         .map(shell_words)
         .filter(|words| !words.is_empty())
@@ -602,15 +604,115 @@ fn github_workflow(name: &str) -> Value {
 }
 
 #[test]
-fn the_github_workflow_in_the_docs_runs_like_the_pipeline() {
+fn the_github_ci_workflow_in_the_docs_checks_like_ci_yml_and_uploads_the_binary_from_main() {
+    let workflow = github_workflow("ci");
+    let file = "docs/pipeline.md (ci)";
+    check_scripts_fail_on_the_first_error(file, &workflow);
+    check_imagegen_commands_parse(file, &workflow);
+    check_ci_checks_and_builds(file, &workflow);
+    assert_eq!(workflow["on"]["push"]["branches"], json!(["main"]));
+    assert_eq!(workflow["on"]["pull_request"]["branches"], json!(["main"]));
+    assert!(
+        command_lines(&scripts(&workflow)[0].text)
+            .iter()
+            .any(|words| *words == ["rustup", "toolchain", "install"]),
+        "the pinned toolchain is installed first"
+    );
+    let steps = steps(&workflow);
+    let cache = steps
+        .iter()
+        .find(|step| {
+            step["uses"]
+                .as_str()
+                .is_some_and(|uses| uses.starts_with("actions/cache@"))
+        })
+        .expect("a cache step");
+    assert!(
+        cache["with"]["key"]
+            .as_str()
+            .is_some_and(|key| key.contains("'Cargo.lock'")),
+        "keyed on Cargo.lock: {cache}"
+    );
+    let upload = steps.last().expect("the job has steps");
+    assert!(
+        upload["uses"]
+            .as_str()
+            .is_some_and(|uses| uses.starts_with("actions/upload-artifact@")),
+        "uploading comes last: {upload}"
+    );
+    assert_eq!(upload["with"]["name"], "imagegen-linux-x64");
+    assert_eq!(
+        upload["if"],
+        "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    );
+}
+
+#[test]
+fn the_github_reconcile_workflow_in_the_docs_runs_the_binary_ci_uploaded_from_main() {
     let workflow = github_workflow("imagegen");
+    let file = "docs/pipeline.md (imagegen)";
     assert_eq!(
         workflow["on"]["push"]["paths"],
         json!(["variables.json", "definitions/**", "osob-mapping/**"])
     );
     assert_eq!(workflow["on"]["schedule"][0]["cron"], "0 * * * *");
-    let commands = check_imagegen_commands_parse("docs/pipeline.md", &workflow);
-    assert_eq!(commands.len(), 2, "{commands:?}");
-    let reconcile = reconcile_step("docs/pipeline.md", &workflow);
-    check_reconcile_step("docs/pipeline.md", reconcile, &RECONCILE_SETTINGS);
+    assert_eq!(
+        workflow["concurrency"],
+        json!({"group": "imagegen", "cancel-in-progress": false}),
+        "one run at a time, none canceled"
+    );
+    check_scripts_fail_on_the_first_error(file, &workflow);
+    check_builds_nothing(file, &workflow);
+    check_sha256_before_the_binary_runs(file, &workflow);
+    let names: Vec<String> = check_imagegen_commands_parse(file, &workflow)
+        .into_iter()
+        .filter_map(|words| words.get(1).cloned())
+        .collect();
+    assert_eq!(names, ["--version", "validate", "reconcile"]);
+    // The artifact of the latest successful CI run for a push to main.
+    let uploaded = steps(&github_workflow("ci"))
+        .last()
+        .map(|upload| upload["with"]["name"].clone())
+        .expect("the CI workflow uploads");
+    assert_eq!(workflow["permissions"]["actions"], "read");
+    let install = steps(&workflow)
+        .into_iter()
+        .find(|step| step["id"] == "install")
+        .expect("a step with the id install");
+    let commands = command_lines(install["run"].as_str().unwrap_or_default());
+    let has = |words: &[String], wanted: &[&str]| {
+        wanted.chunks(2).all(|pair| {
+            words
+                .windows(2)
+                .any(|found| found[0] == pair[0] && found[1] == pair[1])
+        })
+    };
+    assert!(
+        commands.iter().any(|words| {
+            words.iter().any(|word| word.starts_with("run_id=$(gh"))
+                && has(words, &["--workflow", "ci.yml", "--branch", "main"])
+                && has(words, &["--event", "push", "--status", "success"])
+        }),
+        "the run comes from `gh run list` of ci.yml's successful pushes to main: {commands:?}"
+    );
+    assert!(
+        commands.iter().any(|words| {
+            words.starts_with(&["gh".into(), "run".into(), "download".into()])
+                && words.iter().any(|word| *word == uploaded)
+        }),
+        "the CI run's artifact {uploaded} is downloaded: {commands:?}"
+    );
+    let reconcile = reconcile_step(file, &workflow);
+    let settings: Vec<&str> = RECONCILE_SETTINGS
+        .into_iter()
+        .chain([
+            imagegen::pr::github::GITHUB_TOKEN_VAR,
+            imagegen::pr::azure_devops::PAT_VAR,
+        ])
+        .collect();
+    check_reconcile_step(file, reconcile, &settings);
+    assert_eq!(
+        reconcile["if"],
+        "${{ !cancelled() && steps.install.outcome == 'success' }}"
+    );
 }
