@@ -15,9 +15,10 @@ use imagegen::duration;
 use imagegen::factory::TokenVersion;
 use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
-use imagegen::platform::Platform;
+use imagegen::platform::{self, Platform};
 use imagegen::reconcile::WaitOptions;
 use imagegen::settings::{self, Setting, SettingError, Source};
+use imagegen::state::MissingLedger;
 use imagegen::variables;
 
 const EXIT_CODES: &str = "\
@@ -64,20 +65,25 @@ pub struct Cli {
     )]
     pub state: Option<String>,
 
+    /// Start an empty ledger if none exists: needed once, for the first run on a CI platform,
+    /// where a missing ledger is otherwise refused (it means a wrong --state)
+    #[arg(long, global = true, display_order = 103)]
+    pub init_ledger: bool,
+
     /// Text for people, or one JSON document for machines
-    #[arg(long, global = true, display_order = 103, value_enum, default_value_t = OutputArg::Text, value_name = "FORMAT")]
+    #[arg(long, global = true, display_order = 104, value_enum, default_value_t = OutputArg::Text, value_name = "FORMAT")]
     pub output: OutputArg,
 
     /// When to colour text (NO_COLOR and CLICOLOR_FORCE are respected with auto)
-    #[arg(long, global = true, display_order = 104, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
+    #[arg(long, global = true, display_order = 105, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
     pub color: ColorArg,
 
     /// More logging on stderr (-v, -vv, -vvv); RUST_LOG overrides
-    #[arg(short, long, global = true, display_order = 105, action = ArgAction::Count)]
+    #[arg(short, long, global = true, display_order = 106, action = ArgAction::Count)]
     pub verbose: u8,
 
     /// Leave out warnings and notes; results and errors are still shown
-    #[arg(short, long, global = true, display_order = 106)]
+    #[arg(short, long, global = true, display_order = 107)]
     pub quiet: bool,
 
     #[command(subcommand)]
@@ -666,7 +672,14 @@ impl Cli {
     pub fn context(&self, output: Output, matches: &clap::ArgMatches) -> anyhow::Result<Context> {
         settings::check_environment(|name| std::env::var(name).ok())?;
         check_given_settings(&Self::command(), matches)?;
-        Context::new(self.repo.clone(), self.state.clone(), output)
+        // Unattended, a ledger that should be there and is not must stop the run: planning
+        // against an empty one would submit every definition again.
+        let missing = if self.init_ledger || !platform::is_ci(|name| std::env::var(name).ok()) {
+            MissingLedger::Empty
+        } else {
+            MissingLedger::Refuse
+        };
+        Context::new(self.repo.clone(), self.state.clone(), missing, output)
     }
 
     pub fn color_choice(&self) -> anstream::ColorChoice {

@@ -67,9 +67,78 @@ pub struct Rendered {
 /// A payload kept as its compact JSON text, key order kept. Catalogs and ledgers hold thousands
 /// of payloads but need a payload's tree only to show what changed, so they keep the text: one
 /// allocation each instead of one per field.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct Payload(Box<RawValue>);
+
+impl<'de> Deserialize<'de> for Payload {
+    /// A payload read back (from the ledger) is checked to read as a tree: raw JSON is only
+    /// checked for syntax, which lets a string hold `\ud800`, half of a surrogate pair and no
+    /// character, and a plan would then fail to show what changed. The check builds no tree.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Readable::deserialize(&mut serde_json::Deserializer::from_str(raw.get())).map_err(
+            |error| {
+                serde::de::Error::custom(format_args!(
+                    "the payload holds JSON that cannot be read ({error})"
+                ))
+            },
+        )?;
+        Ok(Self(raw))
+    }
+}
+
+/// Reads any JSON value through to its last string, keeping nothing: a string reads only if
+/// every escape in it stands for a character.
+struct Readable;
+
+impl<'de> Deserialize<'de> for Readable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Readable)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Readable {
+    type Value = Readable;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_unit<E>(self) -> Result<Readable, E> {
+        Ok(Readable)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Readable, A::Error> {
+        while items.next_element::<Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Readable, A::Error> {
+        while map.next_entry::<Readable, Readable>()?.is_some() {}
+        Ok(Readable)
+    }
+}
 
 impl Payload {
     pub fn new(payload: &Value) -> Self {
@@ -585,6 +654,22 @@ pub fn image_name_problem(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_read_back_must_read_as_a_tree() {
+        let payload: Payload = serde_json::from_str(r#"{"a": ["\ud83d\ude00", {"\u00e9": 1}]}"#)
+            .expect("a payload of characters reads");
+        assert_eq!(payload.to_value()["a"][0], "😀");
+        for text in [r#"{"a": "\ud800"}"#, r#"{"\udc00": 1}"#, r#"["x\ud83d"]"#] {
+            let error = serde_json::from_str::<Payload>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with("the payload holds JSON that cannot be read"),
+                "{text}: {error}"
+            );
+        }
+    }
     use serde_json::json;
 
     const DESTINATION: &str =

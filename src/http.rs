@@ -1,5 +1,6 @@
-//! The one way imagegen speaks HTTP: a client built with a user agent and timeouts, and a retry
-//! loop with exponential backoff and jitter for throttling and transient failures.
+//! The one way imagegen speaks HTTP: a client built with a user agent and timeouts, a retry
+//! loop with exponential backoff and jitter for throttling and transient failures, and answers
+//! read up to a bound ([`read_text`]).
 
 use std::time::Duration;
 
@@ -232,6 +233,110 @@ pub fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> 
     Some(Duration::try_from(ahead).unwrap_or(Duration::ZERO))
 }
 
+/// The most bytes of one answer imagegen reads from a service: far above any answer the
+/// contracts describe (a job's state, a token, a pull request), far below what would hurt a
+/// build agent. A service, a proxy or a wrong URL that answers more is refused, not read.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Why an answer's body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(
+        "{url} answered {}, more than the {} imagegen reads of any answer; nothing of it was \
+         used. Check that the URL points at the service",
+        match size {
+            Some(size) => format!("a body of {size} bytes"),
+            None => "a body".to_string(),
+        },
+        shown_size(*limit)
+    )]
+    TooLarge {
+        /// The URL that answered (after any redirect), without secrets: imagegen's service URLs
+        /// carry none.
+        url: String,
+        limit: usize,
+        /// What the answer announced (`Content-Length`), when it did.
+        size: Option<u64>,
+    },
+    /// The connection failed while the body was read.
+    #[error("{}", error_summary(source))]
+    Transport {
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// A byte count as a message shows a limit: `4 MiB`, or bytes when not whole mebibytes.
+pub fn shown_size(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Reads an answer's body, chunk by chunk, up to `limit` bytes: an answer announcing more is
+/// refused before a byte is read, and one that goes on past the limit is dropped there, so an
+/// endless or huge answer costs at most `limit` bytes of memory.
+pub async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let too_large = |response: &Response, size| BodyError::TooLarge {
+        url: response.url().to_string(),
+        limit,
+        size,
+    };
+    let announced = response.content_length();
+    if announced.is_some_and(|size| size > limit as u64) {
+        return Err(too_large(&response, announced));
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |size| size as usize));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| BodyError::Transport { source })?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(&response, None));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_body`] for a body that comes as a stream of chunks (octocrab's and the Azure SDK's
+/// raw responses); `url` must hold no secret. Transport errors come back as text.
+pub async fn read_stream<S, E>(mut body: S, limit: usize, url: &str) -> Result<Vec<u8>, String>
+where
+    S: futures_core::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        std::future::poll_fn(|context| std::pin::Pin::new(&mut body).poll_next(context)).await
+    {
+        let chunk = chunk.map_err(|error| format!("reading the answer of {url}: {error}"))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge {
+                url: url.to_owned(),
+                limit,
+                size: None,
+            }
+            .to_string());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// [`read_body`] as text; bytes that are not UTF-8 are replaced, as an error message can only
+/// quote text.
+pub async fn read_text(response: Response, limit: usize) -> Result<String, BodyError> {
+    let body = read_body(response, limit).await?;
+    Ok(match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+    })
+}
+
 /// A transport error in a few words, with its innermost cause (such as "connection reset by
 /// peer"), which reqwest's own message leaves out.
 pub fn error_summary(error: &reqwest::Error) -> String {
@@ -287,6 +392,12 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn limits_are_shown_in_mebibytes_when_whole() {
+        assert_eq!(shown_size(MAX_BODY_BYTES), "4 MiB");
+        assert_eq!(shown_size(1000), "1000 bytes");
     }
 
     #[test]

@@ -10,6 +10,28 @@ use crate::diagnostics::{Diagnostic, Severity};
 /// The file name of the summary Azure Pipelines shows as a tab of the run.
 const AZURE_SUMMARY_FILE: &str = "imagegen.md";
 
+/// The variables that say a run is on a CI platform: Azure Pipelines sets `TF_BUILD`, GitHub
+/// Actions `GITHUB_ACTIONS`, and most others (GitHub Actions and GitLab included) `CI`.
+pub const CI_VARIABLES: [&str; 3] = ["TF_BUILD", "GITHUB_ACTIONS", "CI"];
+
+/// How a message says why imagegen took the run for a CI one.
+pub const CI_EXPLANATION: &str =
+    "This run is on a CI platform (TF_BUILD, GITHUB_ACTIONS or CI is true)";
+
+/// Whether the environment `lookup` describes is a CI platform's: one of [`CI_VARIABLES`] set to
+/// a true value (`true`, `1`, `yes`, `on`, in any case). Unattended there, nobody reads a plan
+/// before it is carried out, so what would only look odd by hand must be an error.
+pub fn is_ci(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    CI_VARIABLES.iter().any(|name| {
+        lookup(name).is_some_and(|value| {
+            matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on"
+            )
+        })
+    })
+}
+
 /// Which platform's logging commands to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -466,6 +488,18 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "earlier step\n# two\n"
         );
+    }
+
+    #[test]
+    fn a_ci_platform_is_any_of_its_variables_set_true() {
+        assert!(is_ci(env(&[("TF_BUILD", "True")])));
+        assert!(is_ci(env(&[("GITHUB_ACTIONS", "true")])));
+        assert!(is_ci(env(&[("CI", "1")])));
+        assert!(is_ci(env(&[("CI", " YES ")])));
+        assert!(!is_ci(env(&[])));
+        assert!(!is_ci(env(&[("CI", "false")])));
+        assert!(!is_ci(env(&[("CI", "")])));
+        assert!(!is_ci(env(&[("TF_BUILD", "0")])));
     }
 
     #[test]

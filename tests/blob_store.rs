@@ -11,7 +11,7 @@ use common::azurite::{self, Azurite};
 use imagegen::definitions::{Payload, PayloadHash};
 use imagegen::http::RetryPolicy;
 use imagegen::state::blob::BlobError;
-use imagegen::state::{BlobStore, JobStatus, Ledger, LedgerEntry, StateError};
+use imagegen::state::{BlobStore, JobStatus, Ledger, LedgerEntry, MissingLedger, StateError};
 use serde_json::json;
 
 const BLOB: &str = "imagegen/state.json";
@@ -83,6 +83,61 @@ async fn a_missing_blob_reads_as_an_empty_ledger() {
         azurite.blob("ledgers", BLOB).await.is_none(),
         "reading never creates the blob"
     );
+}
+
+#[tokio::test]
+async fn a_missing_blob_is_refused_where_the_ledger_must_exist() {
+    let (azurite, store) = emulator_and_store().await;
+    let store = store.with_missing(MissingLedger::Refuse);
+    for error in [
+        store.load().await.unwrap_err(),
+        store.read().await.unwrap_err(),
+    ] {
+        assert!(matches!(error, StateError::Missing { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("the ledger {} does not exist.", store.display())),
+            "{error}"
+        );
+    }
+    assert!(azurite.blob("ledgers", BLOB).await.is_none());
+}
+
+#[tokio::test]
+async fn on_a_ci_platform_a_missing_blob_stops_the_run_and_reports_name_the_blob_without_its_sas() {
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let url = azurite.blob_url_without_sas(&container, BLOB);
+    let sas = azurite.sas(&container);
+    let repo = common::Repo::fixture("small");
+    let run = |args: &[&str]| {
+        repo.imagegen()
+            .args(args)
+            .env("IMAGEGEN_STATE", &url)
+            .env("IMAGEGEN_STATE_SAS", &sas)
+            .env("CI", "true")
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["reconcile", "--dry-run"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = common::stderr_of(&refused);
+    assert!(
+        stderr.contains(&format!(
+            "the ledger {url} does not exist. This run is on a CI"
+        )),
+        "{stderr}"
+    );
+    let adopted = run(&["adopt", "--init-ledger"]);
+    assert_eq!(adopted.status.code(), Some(0), "{adopted:?}");
+    let planned = run(&["reconcile", "--dry-run"]);
+    assert_eq!(planned.status.code(), Some(0), "{planned:?}");
+    for output in [&adopted, &planned] {
+        let stdout = common::stdout_of(output);
+        assert!(stdout.ends_with(&format!("\nLedger: {url}\n")), "{stdout}");
+        assert!(!stdout.contains("sig="), "{stdout}");
+    }
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ fn dry_run_on_a_fresh_clone_plans_every_definition_and_exits_2() {
     }
     assert!(
         stdout.ends_with(&format!(
-            "Plan: {} to submit, 0 pending, 0 failed, 0 unchanged.\n",
+            "Plan: {} to submit, 0 pending, 0 failed, 0 unchanged.\nLedger: .imagegen/state.json\n",
             ids.len()
         )),
         "{stdout}"
@@ -159,7 +159,8 @@ fn nothing_changed_means_exit_0() {
     let output = repo.run(&["reconcile", "--dry-run"], 0);
     assert_eq!(
         stdout_of(&output),
-        "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n"
+        "Unchanged and built: 5 definitions\nPlan: 0 to submit, 0 pending, 0 failed, 5 unchanged.\n\
+         Ledger: .imagegen/state.json\n"
     );
 }
 
@@ -458,7 +459,9 @@ fn an_empty_definitions_folder_warns_and_plans_nothing() {
         .args(["reconcile", "--dry-run", "--quiet"])
         .assert()
         .code(0)
-        .stdout("Plan: 0 to submit, 0 pending, 0 failed, 0 unchanged.\n")
+        .stdout(
+            "Plan: 0 to submit, 0 pending, 0 failed, 0 unchanged.\nLedger: .imagegen/state.json\n",
+        )
         .stderr("");
 }
 
@@ -857,5 +860,25 @@ fn a_symlink_loop_under_definitions_is_one_error() {
         stdout_of(&output).starts_with("2 errors and 0 warnings in 6 definitions"),
         "{}",
         stdout_of(&output)
+    );
+}
+
+#[test]
+fn a_ledger_payload_holding_a_lone_surrogate_is_a_damaged_ledger_not_a_panic() {
+    let repo = Repo::fixture("small");
+    repo.write(
+        ".imagegen/state.json",
+        r#"{"version": 1, "definitions": {"vs/server-2022": {"payload_hash": "00",
+            "payload": {"Destination": [{"CustomImageName": "x\ud800"}]},
+            "status": "succeeded", "updated_at": "2026-11-23T10:00:00Z"}}}"#,
+    );
+    let output = repo.run(&["reconcile", "--dry-run"], 1);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(
+            ".imagegen/state.json is damaged at line 2, column 72: the payload holds JSON that \
+             cannot be read"
+        ),
+        "{stderr}"
     );
 }

@@ -8,10 +8,10 @@ mod common;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{Response, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
+use common::raw_server::{Answer, raw_server};
 use common::{Repo, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
 use serde_json::json;
@@ -217,4 +217,122 @@ fn completions_into_a_closed_pipe_end_quietly() {
         .expect("run imagegen");
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(stderr_of(&output), "");
+}
+
+// --- Answers of hundreds of megabytes ---------------------------------------------------------
+
+const TWO_HUNDRED_MEGABYTES: u64 = 200 << 20;
+
+/// Runs imagegen against the raw server at `address` and returns what it wrote, with the
+/// most memory it held (Linux only: its peak resident size, in kibibytes).
+fn run_against_raw(address: SocketAddr, args: &[&str]) -> (std::process::Output, Option<u64>) {
+    let repo = Repo::fixture("small");
+    let url = format!("http://{address}/");
+    let child = repo
+        .process()
+        .args(args)
+        .env("IMAGE_FACTORY_URL", &url)
+        .env("IMAGE_FACTORY_AUTHORITY", &url)
+        .env("IMAGE_FACTORY_TENANT_ID", "tenant")
+        .env("IMAGE_FACTORY_CLIENT_ID", "client")
+        .env("IMAGE_FACTORY_CLIENT_SECRET", "secret")
+        .env("IMAGE_FACTORY_RESOURCE_ID", "api://factory")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run imagegen");
+    let status = format!("/proc/{}/status", child.id());
+    let watcher = std::thread::spawn(move || {
+        let mut peak = None;
+        while let Ok(text) = std::fs::read_to_string(&status) {
+            // A finished process (a zombie until waited for) has no memory lines.
+            let Some(line) = text.lines().find(|line| line.starts_with("VmHWM:")) else {
+                break;
+            };
+            peak = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .or(peak);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let output = child.wait_with_output().expect("imagegen ends");
+    (output, watcher.join().expect("the watcher ends"))
+}
+
+fn token_json() -> String {
+    r#"{"token_type": "Bearer", "expires_in": 3599, "access_token": "t"}"#.to_string()
+}
+
+#[test]
+fn an_image_factory_answer_of_200_megabytes_is_refused_naming_the_url_and_the_cap() {
+    for announced in [true, false] {
+        let address = raw_server(if announced {
+            |method, path| match (method, path.ends_with("/token")) {
+                ("POST", true) => Answer::Json(token_json()),
+                _ => Answer::Huge {
+                    size: TWO_HUNDRED_MEGABYTES,
+                    announced: true,
+                },
+            }
+        } else {
+            |method, path| match (method, path.ends_with("/token")) {
+                ("POST", true) => Answer::Json(token_json()),
+                _ => Answer::Huge {
+                    size: TWO_HUNDRED_MEGABYTES,
+                    announced: false,
+                },
+            }
+        });
+        let (output, peak) = run_against_raw(address, &["status", "job-1"]);
+        let stdout = stdout_of(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{stdout}{}",
+            stderr_of(&output)
+        );
+        let expected = format!(
+            "GET http://{address}/api/jobs/job-1 answered {}, more than the 4 MiB imagegen reads \
+             of any answer",
+            if announced {
+                format!("a body of {TWO_HUNDRED_MEGABYTES} bytes")
+            } else {
+                "a body".to_string()
+            }
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+        assert!(stdout.len() < 10_000, "{} bytes", stdout.len());
+        if let Some(peak) = peak {
+            assert!(peak < 100 << 10, "imagegen held {peak} KiB");
+        }
+    }
+}
+
+#[test]
+fn an_azure_ad_answer_of_200_megabytes_is_refused_naming_the_url_and_the_cap() {
+    let address = raw_server(|_, _| Answer::Huge {
+        size: TWO_HUNDRED_MEGABYTES,
+        announced: false,
+    });
+    let (output, peak) = run_against_raw(address, &["status", "job-1"]);
+    let stdout = stdout_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        stderr_of(&output)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "POST http://{address}/tenant/oauth2/v2.0/token answered a body, more than the 4 MiB \
+             imagegen reads of any answer"
+        )),
+        "{stdout}"
+    );
+    if let Some(peak) = peak {
+        assert!(peak < 100 << 10, "imagegen held {peak} KiB");
+    }
 }

@@ -107,11 +107,14 @@ impl FailingRun {
         Self { repo, emulator }
     }
 
-    /// `reconcile --wait --no-pr` with `env` and `args`; it must exit 1.
+    /// `reconcile --wait --no-pr` with `env` and `args`; it must exit 1. The repository has no
+    /// ledger yet, which a run on a platform refuses unless it says `--init-ledger`, as a
+    /// pipeline's first run does.
     fn reconcile(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         let mut command = imagegen_against(&self.repo, &self.emulator);
         command
             .args(["reconcile", "--no-pr", "--wait", "--poll-interval", "100ms"])
+            .arg("--init-ledger")
             .args(args);
         for (name, value) in env {
             command.env(name, value);

@@ -37,6 +37,7 @@ fn spec(reviewers: &[&str], labels: &[&str]) -> PullRequestSpec {
         body: "## Images\n\n- windows.11.amd64: `helix-win11-2024.05`\n".to_owned(),
         reviewers: reviewers.iter().map(|name| (*name).to_owned()).collect(),
         labels: labels.iter().map(|name| (*name).to_owned()).collect(),
+        report: None,
     }
 }
 
@@ -175,6 +176,8 @@ async fn github_updates_the_open_pull_request_instead_of_creating_another() {
             pair("PATCH", format!("{repo_path}/pulls/7")),
             pair("POST", format!("{repo_path}/pulls/7/requested_reviewers")),
             pair("POST", format!("{repo_path}/issues/7/labels")),
+            // An earlier report comment to retire is looked for; there is none.
+            pair("GET", format!("{repo_path}/issues/7/comments")),
         ]
     );
     // octocrab also sends `pull_number` in the body, which GitHub ignores: only the fields
@@ -217,6 +220,7 @@ async fn github_skips_reviewers_and_labels_when_there_are_none() {
         vec![
             pair("GET", format!("{repo_path}/pulls")),
             pair("PATCH", format!("{repo_path}/pulls/4")),
+            pair("GET", format!("{repo_path}/issues/4/comments")),
         ]
     );
 }
@@ -254,6 +258,7 @@ async fn github_adopts_the_pull_request_another_run_opened_meanwhile() {
             pair("GET", format!("{repo_path}/pulls")),
             pair("PATCH", format!("{repo_path}/pulls/12")),
             pair("POST", format!("{repo_path}/issues/12/labels")),
+            pair("GET", format!("{repo_path}/issues/12/comments")),
         ]
     );
     let pulls = fake.pulls();
@@ -510,6 +515,8 @@ async fn azure_devops_updates_the_active_pull_request_instead_of_creating_anothe
                 format!("{repository_path}/pullRequests/150/reviewers")
             ),
             pair("POST", format!("{repository_path}/pullRequests/150/labels")),
+            // An earlier report thread to retire is looked for; there is none.
+            pair("GET", format!("{repository_path}/pullRequests/150/threads")),
         ]
     );
     assert_eq!(
@@ -571,6 +578,7 @@ async fn azure_devops_adopts_the_pull_request_another_run_opened_meanwhile() {
             pair("POST", format!("{repository_path}/pullrequests")),
             pair("GET", format!("{repository_path}/pullrequests")),
             pair("PATCH", format!("{repository_path}/pullrequests/160")),
+            pair("GET", format!("{repository_path}/pullRequests/160/threads")),
         ]
     );
     let pulls = fake.pulls();
@@ -733,4 +741,142 @@ async fn an_unreachable_service_is_an_api_error_without_a_status_and_without_ret
         "took {:?}: something retried",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report comment
+
+/// A spec over the description's cap: its full report goes in one comment.
+fn spec_with_report(report: &str) -> PullRequestSpec {
+    let mut spec = spec(&[], &[]);
+    spec.report = Some(format!(
+        "{}\n\n{report}\n",
+        imagegen::pr::body::REPORT_HEADING
+    ));
+    spec
+}
+
+/// Posted once, updated in place, left alone when unchanged, retired when no longer needed:
+/// never one comment per run.
+#[tokio::test]
+async fn github_keeps_one_report_comment_up_to_date() {
+    let mut setup = GitHubSetup::new(OWNER, REPO, GITHUB_TOKEN);
+    setup.pulls = vec![GitHubPull::open(21, BRANCH, TARGET, "Old title")];
+    let fake = FakeGitHub::start(setup).await;
+    let provider = github_provider(&fake, GITHUB_TOKEN);
+    let bodies = |fake: &FakeGitHub| -> Vec<String> {
+        fake.pulls()[0]
+            .comments
+            .iter()
+            .map(|comment| comment.body.clone())
+            .collect()
+    };
+    let writes = |fake: &FakeGitHub| {
+        fake.requests()
+            .iter()
+            .filter(|request| request.path.contains("/comments") && request.method != "GET")
+            .count()
+    };
+
+    provider
+        .open_or_update(&spec_with_report("first batch"))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&fake).len(), 1);
+    assert!(bodies(&fake)[0].ends_with("first batch\n"));
+
+    provider
+        .open_or_update(&spec_with_report("second batch"))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&fake).len(), 1, "updated, not posted again");
+    assert!(bodies(&fake)[0].ends_with("second batch\n"));
+    assert_eq!(writes(&fake), 2);
+
+    provider
+        .open_or_update(&spec_with_report("second batch"))
+        .await
+        .unwrap();
+    assert_eq!(writes(&fake), 2, "an unchanged report is not sent again");
+
+    provider.open_or_update(&spec(&[], &[])).await.unwrap();
+    assert_eq!(bodies(&fake).len(), 1);
+    assert!(
+        bodies(&fake)[0].contains("no longer needed"),
+        "{:?}",
+        bodies(&fake)
+    );
+}
+
+#[tokio::test]
+async fn azure_devops_keeps_one_closed_report_thread_up_to_date() {
+    let mut setup = AdoSetup::new(
+        ORGANIZATION,
+        PROJECT,
+        REPOSITORY,
+        AdoCredential::Pat(PAT.to_owned()),
+    );
+    setup.pulls = vec![AdoPull::active(170, BRANCH, TARGET, "Old title")];
+    let fake = FakeAzureDevOps::start(setup).await;
+    let provider = ado_provider(&fake, pat(PAT));
+    let threads = |fake: &FakeAzureDevOps| fake.pulls()[0].comments.clone();
+    let writes = |fake: &FakeAzureDevOps| {
+        fake.requests()
+            .iter()
+            .filter(|request| request.path.contains("/threads") && request.method != "GET")
+            .count()
+    };
+
+    provider
+        .open_or_update(&spec_with_report("first batch"))
+        .await
+        .unwrap();
+    let posted = threads(&fake);
+    assert_eq!(posted.len(), 1);
+    assert!(posted[0].body.ends_with("first batch\n"));
+    assert!(
+        posted[0].closed,
+        "a closed thread never blocks completion under a comment-resolution policy"
+    );
+
+    provider
+        .open_or_update(&spec_with_report("second batch"))
+        .await
+        .unwrap();
+    let updated = threads(&fake);
+    assert_eq!(updated.len(), 1, "updated, not posted again");
+    assert_eq!(updated[0].id, posted[0].id);
+    assert!(updated[0].body.ends_with("second batch\n"));
+    assert_eq!(writes(&fake), 2);
+
+    provider
+        .open_or_update(&spec_with_report("second batch"))
+        .await
+        .unwrap();
+    assert_eq!(writes(&fake), 2, "an unchanged report is not sent again");
+
+    provider.open_or_update(&spec(&[], &[])).await.unwrap();
+    assert!(threads(&fake)[0].body.contains("no longer needed"));
+}
+
+/// A pull request created by this run posts its report without looking for an older one.
+#[tokio::test]
+async fn a_new_pull_request_gets_its_report_in_one_request() {
+    let fake = FakeGitHub::start(GitHubSetup::new(OWNER, REPO, GITHUB_TOKEN)).await;
+    github_provider(&fake, GITHUB_TOKEN)
+        .open_or_update(&spec_with_report("first batch"))
+        .await
+        .unwrap();
+    let comment_requests: Vec<(String, String)> = methods_and_paths(&fake.requests())
+        .into_iter()
+        .filter(|(_, path)| path.contains("/comments"))
+        .collect();
+    assert_eq!(
+        comment_requests,
+        vec![pair(
+            "POST",
+            format!("/repos/{OWNER}/{REPO}/issues/1/comments")
+        )]
+    );
+    assert_eq!(fake.pulls()[0].comments.len(), 1);
 }

@@ -1,9 +1,12 @@
-//! Settings that would make imagegen use the wrong ledger or service, end to end through the
-//! binary: a pipeline macro left unexpanded is refused before anything is read or sent.
+//! Settings that would make imagegen use the wrong ledger, end to end through the binary: a
+//! pipeline macro left unexpanded, a `--state` folder that does not exist, a ledger missing on
+//! a CI platform. Each is refused before anything is read or sent, and every report names the
+//! ledger it read.
 
 mod common;
 
-use common::{Repo, fast_emulator, imagegen_against, stderr_of, stdout_of};
+use common::{Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of};
+use imagegen::state::JobStatus;
 
 // --- Macros a pipeline left unexpanded --------------------------------------------------------
 
@@ -33,10 +36,13 @@ fn an_unexpanded_ledger_setting_is_refused_before_anything_is_submitted() {
     );
 }
 
+/// Arguments, environment, and how stderr starts.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn every_kind_of_macro_in_any_setting_is_refused_naming_flag_and_variable() {
     let repo = Repo::fixture("small");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["reconcile", "--dry-run", "--state", "$[variables.ledger]"],
             &[],
@@ -150,5 +156,229 @@ fn a_macro_in_a_typed_value_is_explained_too() {
              names is not defined"
         ),
         "{stderr}"
+    );
+}
+
+// --- A --state folder that does not exist -----------------------------------------------------
+
+#[test]
+fn a_state_path_in_a_missing_folder_is_refused_and_the_folder_is_not_created() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    for args in [
+        &["reconcile", "--no-pr", "--state", "ledgers/state.json"][..],
+        &["reconcile", "--dry-run", "--state", "ledgers/state.json"],
+        &["adopt", "--state", "ledgers/state.json"],
+    ] {
+        let output = run_against(&repo, &emulator, args, 1);
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.ends_with(
+                "the folder ledgers of the ledger ledgers/state.json does not exist; imagegen \
+                 creates only its default folder .imagegen/, so check --state or IMAGEGEN_STATE \
+                 for a typo, or create the folder\n"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!repo.path().join("ledgers").exists());
+    assert!(posts(&emulator).is_empty(), "nothing was submitted");
+    // In a folder that exists, a new ledger is started; the default folder is imagegen's own.
+    std::fs::create_dir(repo.path().join("ledgers")).unwrap();
+    run_against(
+        &repo,
+        &emulator,
+        &["adopt", "--state", "ledgers/state.json"],
+        0,
+    );
+    assert!(repo.path().join("ledgers/state.json").is_file());
+    run_against(&repo, &emulator, &["adopt"], 0);
+    assert!(repo.path().join(".imagegen/state.json").is_file());
+}
+
+// --- A ledger missing on a CI platform --------------------------------------------------------
+
+const CI_PLATFORMS: [(&str, &str); 3] = [
+    ("CI", "true"),
+    ("TF_BUILD", "True"),
+    ("GITHUB_ACTIONS", "true"),
+];
+
+#[test]
+fn on_a_ci_platform_a_missing_ledger_is_refused_unless_the_run_says_init_ledger() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    for (name, value) in CI_PLATFORMS {
+        for args in [
+            &["reconcile", "--no-pr"][..],
+            &["reconcile", "--dry-run"],
+            &["adopt", "--dry-run"],
+            &["pr", "--dry-run"],
+        ] {
+            let output = imagegen_against(&repo, &emulator)
+                .args(args)
+                .env(name, value)
+                .assert()
+                .code(1)
+                .get_output()
+                .clone();
+            let stderr = stderr_of(&output);
+            assert!(
+                stderr.contains(
+                    ".imagegen/state.json does not exist. This run is on a CI platform \
+                     (TF_BUILD, GITHUB_ACTIONS or CI is true): a missing ledger there means a \
+                     wrong setting (--state, IMAGEGEN_STATE)"
+                ),
+                "{name} {args:?}: {stderr}"
+            );
+            assert!(stderr.contains("--init-ledger"), "{stderr}");
+        }
+    }
+    assert!(posts(&emulator).is_empty(), "nothing was submitted");
+    assert!(!repo.path().join(".imagegen").exists());
+
+    // The first rollout says it once: the ledger starts empty, then is required.
+    imagegen_against(&repo, &emulator)
+        .args(["adopt", "--only", "windows/*", "--init-ledger"])
+        .env("TF_BUILD", "True")
+        .assert()
+        .code(0);
+    let output = imagegen_against(&repo, &emulator)
+        .args(["reconcile", "--dry-run"])
+        .env("TF_BUILD", "True")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    assert!(
+        stdout_of(&output).contains("Plan: 2 to submit, 0 pending, 0 failed, 3 unchanged."),
+        "{}",
+        stdout_of(&output)
+    );
+}
+
+#[test]
+fn off_a_ci_platform_a_missing_ledger_is_still_an_empty_one() {
+    let repo = Repo::fixture("small");
+    for (name, value) in [("CI", "false"), ("CI", ""), ("GITHUB_ACTIONS", "")] {
+        repo.imagegen()
+            .args(["reconcile", "--dry-run"])
+            .env(name, value)
+            .assert()
+            .code(2)
+            .stdout(predicates::str::contains("Plan: 5 to submit"));
+    }
+}
+
+// --- Every report names its ledger ------------------------------------------------------------
+
+#[test]
+fn every_text_report_names_the_ledger_it_read() {
+    let repo = Repo::fixture("small");
+    let emulator = fast_emulator();
+    repo.record_ledger(
+        &repo.read("variables.json"),
+        &[("windows/server-2019", JobStatus::Succeeded)],
+    );
+    std::fs::create_dir(repo.path().join("ledgers")).unwrap();
+    std::fs::rename(
+        repo.path().join(".imagegen/state.json"),
+        repo.path().join("ledgers/state.json"),
+    )
+    .unwrap();
+    let tracking_id = repo.ledger_at("ledgers/state.json").definitions["windows/server-2019"]
+        .tracking_id
+        .clone()
+        .unwrap();
+    for args in [
+        &["reconcile", "--dry-run"][..],
+        &["reconcile", "--no-pr", "--only", "windows/server-2016"],
+        &["adopt", "--dry-run"],
+        &["adopt", "--only", "windows/server-2022"],
+        &["status", &tracking_id],
+        &["submit", "vs/server-2022"],
+    ] {
+        let output = imagegen_against(&repo, &emulator)
+            .args(args)
+            .args(["--state", "ledgers/state.json"])
+            .output()
+            .unwrap();
+        let stdout = stdout_of(&output);
+        assert!(
+            stdout.contains("\nLedger: ledgers/state.json\n"),
+            "{args:?}:\n{stdout}\n{}",
+            stderr_of(&output)
+        );
+    }
+}
+
+/// A bare OSOB repository whose `main` holds tests/fixtures/osob, at `folder/osob.git`.
+fn bare_osob(folder: &std::path::Path) -> std::path::PathBuf {
+    fn add(repo: &git2::Repository, dir: &std::path::Path, tree: &mut git2::TreeBuilder) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if entry.path().is_dir() {
+                let mut sub = repo.treebuilder(None).unwrap();
+                add(repo, &entry.path(), &mut sub);
+                let id = sub.write().unwrap();
+                tree.insert(name, id, 0o040000).unwrap();
+            } else {
+                let id = repo.blob(&std::fs::read(entry.path()).unwrap()).unwrap();
+                tree.insert(name, id, 0o100644).unwrap();
+            }
+        }
+    }
+    let path = folder.join("osob.git");
+    let repo = git2::Repository::init_bare(&path).unwrap();
+    let mut tree = repo.treebuilder(None).unwrap();
+    add(
+        &repo,
+        &common::manifest_dir().join("tests/fixtures/osob"),
+        &mut tree,
+    );
+    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+    let signature = git2::Signature::now("OSOB", "maintainer@osob.invalid").unwrap();
+    repo.commit(
+        Some("refs/heads/main"),
+        &signature,
+        &signature,
+        "OSOB as it stands",
+        &tree,
+        &[],
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_pr_report_names_the_ledger_it_read() {
+    let repo = Repo::shipped();
+    let mapping =
+        std::fs::read_to_string(common::manifest_dir().join("osob-mapping/osob.json")).unwrap();
+    let mut mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
+    mapping["provider"] = serde_json::json!({"kind": "local"});
+    repo.write(
+        "osob-mapping/osob.json",
+        &serde_json::to_string_pretty(&mapping).unwrap(),
+    );
+    let osob = tempfile::tempdir().unwrap();
+    let osob = bare_osob(osob.path());
+    let output = repo
+        .imagegen()
+        .args(["pr", "--dry-run"])
+        .env("IMAGEGEN_OSOB_URL", &osob)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.starts_with("nothing to do: no image is built"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("\nLedger: .imagegen/state.json\n"),
+        "{stdout}"
     );
 }

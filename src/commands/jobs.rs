@@ -139,8 +139,15 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
     let client = request.factory.client()?;
     // The ledger only names the jobs it knows; without one, the ids speak for themselves.
     let runtime = runtime()?;
-    let known: BTreeMap<String, LedgerKey> = runtime
-        .block_on(context.store.read())
+    let read = runtime.block_on(context.store.read());
+    let ledger_line = match &read {
+        Ok(_) => super::ledger_line(context),
+        Err(error) => format!(
+            "Ledger: {} (not read, so no job is named after its definition: {error})\n",
+            context.store.describe()
+        ),
+    };
+    let known: BTreeMap<String, LedgerKey> = read
         .map(|ledger| {
             ledger
                 .entries()
@@ -231,6 +238,7 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
             output.text("\n")?;
         }
         output.text(&render_reports(&reports))?;
+        output.text(&ledger_line)?;
     }
     Ok(status_exit_code(&reports))
 }
@@ -500,6 +508,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         output.json(&json!({ "submitted": submitted, "diagnostics": diagnostics }))?;
     } else {
         output.text(&render_outcomes(&results))?;
+        output.text(&super::ledger_line(context))?;
         let problems = results.iter().filter(|(_, o)| o.is_problem()).count();
         if results
             .iter()

@@ -20,7 +20,7 @@ use crate::diagnostics::Diagnostics;
 use crate::exit;
 use crate::osob::mapping;
 use crate::output::{Output, Table};
-use crate::state::{DEFAULT_STATE_PATH, FileStore, Store};
+use crate::state::{DEFAULT_STATE_PATH, FileStore, MissingLedger, Store};
 use crate::suggest::{closest, did_you_mean};
 use crate::variables::{self, VARIABLES_FILE, Variables};
 
@@ -36,15 +36,23 @@ pub struct Context {
 
 impl Context {
     /// `state` is a path or a blob URL; it defaults to `.imagegen/state.json` inside the
-    /// repository.
-    pub fn new(repo: PathBuf, state: Option<String>, output: Output) -> anyhow::Result<Self> {
+    /// repository. `missing` says what a ledger that does not exist is.
+    pub fn new(
+        repo: PathBuf,
+        state: Option<String>,
+        missing: MissingLedger,
+        output: Output,
+    ) -> anyhow::Result<Self> {
         let store = match state.filter(|state| !state.is_empty()) {
-            Some(location) => Store::locate(&location)?,
-            None => Store::File(FileStore::new(if repo == Path::new(".") {
-                PathBuf::from(DEFAULT_STATE_PATH)
-            } else {
-                repo.join(DEFAULT_STATE_PATH)
-            })),
+            Some(location) => Store::locate(&location, missing)?,
+            None => Store::File(
+                FileStore::new(if repo == Path::new(".") {
+                    PathBuf::from(DEFAULT_STATE_PATH)
+                } else {
+                    repo.join(DEFAULT_STATE_PATH)
+                })
+                .with_missing(missing),
+            ),
         };
         Ok(Self {
             repo,
@@ -61,6 +69,13 @@ impl Context {
             output,
         }
     }
+}
+
+/// The line that ends every text report made from the ledger: which ledger it read (a blob by
+/// its URL without the SAS), so that a run against the wrong one shows it at once. It comes
+/// last so that the report's own first line stays the one to read first.
+pub(crate) fn ledger_line(context: &Context) -> String {
+    format!("Ledger: {}\n", context.store.describe())
 }
 
 fn exit_for(diagnostics: &Diagnostics) -> u8 {

@@ -58,6 +58,9 @@ struct PrReport<'a> {
     files: Vec<FileReport<'a>>,
     title: String,
     body: String,
+    /// The full report, posted as one comment, when the description cannot hold it all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<String>,
     content: &'a body::PrContent,
     #[serde(skip_serializing_if = "Option::is_none")]
     branch: Option<BranchOutcome>,
@@ -180,6 +183,9 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     let ledger = context.store.read_blocking()?;
     let result = publish(context, &request, &catalog, &ledger)?;
     result.print(context)?;
+    if !context.output.is_json() {
+        context.output.text(&super::ledger_line(context))?;
+    }
     if request.dry_run && result.problems.is_empty() && result.code == exit::PENDING {
         context
             .output
@@ -226,7 +232,6 @@ pub fn publish(
         &url,
         publish::git_auth(&url, &mapping.provider),
     )?;
-    let limit = body_limit(&mapping.provider);
     let options = BranchOptions {
         dry_run: request.dry_run,
         take_over: request.take_over_branch,
@@ -283,7 +288,7 @@ pub fn publish(
         ));
     }
     let title = body::title(&prepared.content);
-    let description = body::body(&prepared.content, limit);
+    let description = describe(&prepared.content, &mapping.provider);
     let pull_request = match (&outcome, request.dry_run) {
         (Some(_), false) => {
             let client = client
@@ -310,7 +315,8 @@ pub fn publish(
         pr_branch: &mapping.repository.pr_branch,
         files: file_reports(&prepared),
         title: title.clone(),
-        body: description.clone(),
+        body: description.body.clone(),
+        report: description.report.clone(),
         content: &prepared.content,
         branch: outcome.clone(),
         pull_request: pull_request.clone(),
@@ -441,6 +447,11 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
                 report.title,
                 report.body
             ));
+            if let Some(comment) = &report.report {
+                text.push_str(&format!(
+                    "\nWith one comment holding the full report:\n\n{comment}\n"
+                ));
+            }
         }
     }
     text
@@ -455,12 +466,10 @@ fn action_word(action: crate::pr::PullRequestAction) -> &'static str {
     }
 }
 
-/// The description limit of the provider the mapping names.
-pub fn body_limit(provider: &Provider) -> usize {
-    match provider {
-        Provider::AzureDevOps { .. } => crate::pr::azure_devops::BODY_LIMIT,
-        Provider::GitHub { .. } | Provider::Local => crate::pr::github::BODY_LIMIT,
-    }
+/// The description, and the report comment when it is needed, within the provider's limits.
+fn describe(content: &body::PrContent, provider: &Provider) -> body::Description {
+    let limits = crate::pr::Limits::of(provider);
+    body::describe(content, limits.description, limits.comment)
 }
 
 /// Opens or updates the pull request through `client`.
@@ -468,13 +477,14 @@ fn open_pull_request(
     client: &PrClient,
     mapping: &Mapping,
     title: &str,
-    description: &str,
+    description: &body::Description,
 ) -> anyhow::Result<Option<PullRequest>> {
     let spec = PullRequestSpec {
         source_branch: mapping.repository.pr_branch.clone(),
         target_branch: mapping.repository.base_branch.clone(),
         title: title.to_string(),
-        body: description.to_string(),
+        body: description.body.clone(),
+        report: description.report.clone(),
         reviewers: mapping.reviewers.clone(),
         labels: mapping.labels.clone(),
     };
@@ -548,6 +558,7 @@ fn preview_with(
         ));
     }
     let title = body::title(&prepared.content);
+    let description = describe(&prepared.content, &mapping.provider);
     let report = PrReport {
         dry_run: true,
         osob: workspace.url(),
@@ -555,7 +566,8 @@ fn preview_with(
         pr_branch: &mapping.repository.pr_branch,
         files: file_reports(&prepared),
         title,
-        body: body::body(&prepared.content, body_limit(&mapping.provider)),
+        body: description.body,
+        report: description.report,
         content: &prepared.content,
         branch: None,
         pull_request: None,

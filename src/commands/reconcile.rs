@@ -120,6 +120,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         })?;
     } else {
         output.text(&plan::render_text(&plan))?;
+        output.text(&super::ledger_line(context))?;
         match &osob {
             Some(Ok(preview)) => output.text(&format!("\n{preview}"))?,
             Some(Err(error)) => output.note(&format!("OSOB preview skipped: {error}"))?,
@@ -256,6 +257,7 @@ fn apply(
         return Ok(code);
     }
     output.text(&render_applied(&applied))?;
+    output.text(&super::ledger_line(context))?;
     report_problems(output, &applied)?;
     if applied.timed_out {
         output.note(
@@ -895,6 +897,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
             ]);
         }
         output.text(&table.render())?;
+        output.text(&super::ledger_line(context))?;
         let skipped = adoptions.len() - adopted;
         output.note(&format!(
             "{} {} as built without a submission{}{}",

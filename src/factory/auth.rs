@@ -209,7 +209,9 @@ impl TokenSource {
             return Err(error);
         }
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = http::read_text(response, http::MAX_BODY_BYTES)
+            .await
+            .map_err(|error| FactoryError::body("POST", &self.token_url, sent.attempts, error))?;
         if !status.is_success() {
             let refusal: TokenErrorResponse = serde_json::from_str(&body).unwrap_or_default();
             return Err(FactoryError::Token {

@@ -181,15 +181,9 @@ impl FactoryClient {
                 return Err(error);
             }
             let status = response.status();
-            let text = response
-                .text()
+            let text = http::read_text(response, http::MAX_BODY_BYTES)
                 .await
-                .map_err(|source| FactoryError::Transport {
-                    method: method_name,
-                    url: url.to_string(),
-                    attempts: sent.attempts,
-                    source,
-                })?;
+                .map_err(|error| FactoryError::body(method_name, url, sent.attempts, error))?;
             tracing::debug!(%status, tries = sent.attempts, "{what}");
             if status == StatusCode::UNAUTHORIZED && rejected.is_none() {
                 tracing::info!("Image Factory refused the token; fetching a new one");

@@ -128,9 +128,37 @@ pub enum FactoryError {
 
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+
+    #[error("{method} {source}")]
+    TooLarge {
+        method: &'static str,
+        #[source]
+        source: crate::http::BodyError,
+    },
 }
 
 impl FactoryError {
+    /// The error for an answer to `method` on `url` whose body could not be read.
+    pub(crate) fn body(
+        method: &'static str,
+        url: &Url,
+        attempts: u32,
+        error: crate::http::BodyError,
+    ) -> Self {
+        match error {
+            crate::http::BodyError::Transport { source } => Self::Transport {
+                method,
+                url: url.to_string(),
+                attempts,
+                source,
+            },
+            too_large => Self::TooLarge {
+                method,
+                source: too_large,
+            },
+        }
+    }
+
     /// Worth asking again later: the service was unreachable, throttling or failing.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -142,7 +170,8 @@ impl FactoryError {
 
     /// The service may have acted on the request even though no answer arrived.
     pub fn answer_lost(&self) -> bool {
-        matches!(self, Self::Transport { .. })
+        // An answer too large to read is an answer all the same: the service may have acted.
+        matches!(self, Self::Transport { .. } | Self::TooLarge { .. })
             || matches!(self, Self::Status { status, .. } if *status >= 500)
     }
 }

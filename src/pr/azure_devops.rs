@@ -12,9 +12,11 @@ use azure_core::time::{Duration, OffsetDateTime};
 use azure_devops_rust_api::Credential;
 use azure_devops_rust_api::git;
 use azure_devops_rust_api::git::models::{
-    GitPullRequest, GitPullRequestCreateOptions, GitPullRequestList, GitPullRequestUpdateOptions,
-    IdentityId, IdentityRef, IdentityRefWithVoteList, PullRequestStatus,
-    WebApiCreateTagRequestData, WebApiTagDefinition, git_pull_request,
+    Comment, CommentThread, GitPullRequest, GitPullRequestCommentThread,
+    GitPullRequestCommentThreadList, GitPullRequestCreateOptions, GitPullRequestList,
+    GitPullRequestUpdateOptions, IdentityId, IdentityRef, IdentityRefWithVoteList,
+    PullRequestStatus, WebApiCreateTagRequestData, WebApiTagDefinition, comment, comment_thread,
+    git_pull_request,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -27,6 +29,10 @@ pub const SYSTEM_ACCESS_TOKEN_VAR: &str = "SYSTEM_ACCESSTOKEN";
 pub const PAT_VAR: &str = "AZURE_DEVOPS_PAT";
 /// Characters Azure DevOps accepts in a pull request description.
 pub const BODY_LIMIT: usize = 4_000;
+
+/// Characters imagegen puts in one pull request comment. Azure DevOps takes far longer
+/// comments; this keeps the report readable and the same size as on GitHub.
+pub const COMMENT_LIMIT: usize = 65_536;
 
 const PROVIDER: &str = "Azure DevOps";
 const DEFAULT_ENDPOINT: &str = "https://dev.azure.com";
@@ -107,7 +113,7 @@ impl TokenCredential for FixedBearerToken {
     }
 }
 
-/// The SDK's HTTP client, with every answer read to at most [`crate::pr::ANSWER_LIMIT`] bytes:
+/// The SDK's HTTP client, with every answer read to at most [`crate::http::MAX_BODY_BYTES`]:
 /// the SDK would otherwise collect any answer whole before imagegen sees it.
 #[derive(Debug)]
 struct CappedTransport {
@@ -121,7 +127,7 @@ impl HttpClient for CappedTransport {
         let (status, headers, body) = response.deconstruct();
         let mut shown_url = request.url().clone();
         shown_url.set_query(None);
-        let bytes = crate::pr::read_capped(body, crate::pr::ANSWER_LIMIT, shown_url.as_str())
+        let bytes = crate::http::read_stream(body, crate::http::MAX_BODY_BYTES, shown_url.as_str())
             .await
             .map_err(|message| azure_core::Error::with_message(ErrorKind::Io, message))?;
         Ok(AsyncRawResponse::from_bytes(status, headers, bytes))
@@ -240,6 +246,8 @@ impl AzureDevOpsProvider {
             },
         };
         let id = pull_request.pull_request_id;
+        self.keep_report(id, spec, action == PullRequestAction::Created)
+            .await?;
         Ok(PullRequest {
             number: u64::try_from(id).map_err(|_| PrError::Api {
                 provider: PROVIDER,
@@ -250,6 +258,114 @@ impl AzureDevOpsProvider {
             url: self.web_url(id)?,
             action,
         })
+    }
+
+    /// Posts the report as one closed thread (a closed thread never blocks completion under a
+    /// comment-resolution policy), or brings the one an earlier run posted up to date (found by
+    /// its heading); without a report, an earlier one says it is retired. `created`: the pull
+    /// request was opened by this run.
+    async fn keep_report(
+        &self,
+        id: i32,
+        spec: &PullRequestSpec,
+        created: bool,
+    ) -> Result<(), PrError> {
+        let operation = |what: &str| {
+            format!(
+                "{what} the report comment of pull request {id} from {}",
+                spec.source_branch
+            )
+        };
+        if created && spec.report.is_none() {
+            // A pull request created a moment ago has no comment to find or retire.
+            return Ok(());
+        }
+        let threads: GitPullRequestCommentThreadList = if created {
+            GitPullRequestCommentThreadList::default()
+        } else {
+            let answer = self
+                .client
+                .pull_request_threads_client()
+                .list(&self.organization, &self.repository, id, &self.project)
+                .send()
+                .await
+                .map_err(|error| api_error(operation("find"), &error))?;
+            decode(operation("find"), answer.into_raw_response())?
+        };
+        let existing = threads.value.iter().find_map(|thread| {
+            let thread = &thread.comment_thread;
+            let first = thread.comments.first()?;
+            let content = first.content.as_deref()?;
+            if thread.is_deleted == Some(true)
+                || first.is_deleted == Some(true)
+                || !super::is_report(content)
+            {
+                return None;
+            }
+            Some((
+                thread.id?,
+                i32::try_from(first.id?).ok()?,
+                content.to_owned(),
+            ))
+        });
+        let Some(wanted) = super::report_to_write(
+            spec.report.as_deref(),
+            existing.as_ref().map(|(_, _, content)| content.as_str()),
+        ) else {
+            return Ok(());
+        };
+        let text = |content: &str| {
+            let mut comment = Comment::new();
+            comment.content = Some(content.to_owned());
+            comment.comment_type = Some(comment::CommentType::Text);
+            comment
+        };
+        match existing {
+            Some((thread_id, comment_id, _)) => {
+                let answer = self
+                    .client
+                    .pull_request_thread_comments_client()
+                    .update(
+                        &self.organization,
+                        text(&wanted),
+                        &self.repository,
+                        id,
+                        thread_id,
+                        comment_id,
+                        &self.project,
+                    )
+                    .send()
+                    .await
+                    .map_err(|error| api_error(operation("update"), &error))?;
+                let _: Comment = decode(operation("update"), answer.into_raw_response())?;
+                Ok(())
+            }
+            None => {
+                let mut first = text(&wanted);
+                first.parent_comment_id = Some(0);
+                let mut thread = CommentThread::new();
+                thread.comments = vec![first];
+                thread.status = Some(comment_thread::Status::Closed);
+                let mut body = GitPullRequestCommentThread::new();
+                body.comment_thread = thread;
+                let answer = self
+                    .client
+                    .pull_request_threads_client()
+                    .create(
+                        &self.organization,
+                        body,
+                        &self.repository,
+                        id,
+                        &self.project,
+                    )
+                    .send()
+                    .await
+                    .map_err(|error| api_error(operation("post"), &error))?;
+                let _: GitPullRequestCommentThread =
+                    decode(operation("post"), answer.into_raw_response())?;
+                Ok(())
+            }
+        }
     }
 
     /// Where people open pull request `id`: the API's own `url` is the REST address.

@@ -77,12 +77,64 @@ pub fn title(content: &PrContent) -> String {
     title
 }
 
-/// Markdown for the description, at most `limit` characters: rows that do not fit are left
-/// out, and a note says how many and where to see them all.
-pub fn body(content: &PrContent, limit: usize) -> String {
-    let intro = "imagegen built new Helix images with Image Factory; this pull request points \
-                 OSOB at them. It changes image names, and the review dates of the entries \
-                 whose image changed, nothing else.\n";
+/// The first line of the report comment: providers find their one comment by it.
+pub const REPORT_HEADING: &str = "### imagegen: the full report";
+
+const INTRO: &str = "imagegen built new Helix images with Image Factory; this pull request points \
+                     OSOB at them. It changes image names, and the review dates of the entries \
+                     whose image changed, nothing else.\n";
+
+/// What the pull request says: its description and, when the description cannot hold the whole
+/// change, the full report that goes in one comment on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Description {
+    pub body: String,
+    /// Set only when the description leaves something out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// The description, at most `body_limit` characters: every table when they fit; otherwise a
+/// compact table of definition, old and new name, and the full report (variables, tracking
+/// ids, build times, review dates, not included) for one comment of at most `comment_limit`.
+pub fn describe(content: &PrContent, body_limit: usize, comment_limit: usize) -> Description {
+    let sections = full_sections(content);
+    let full = render(INTRO, &sections, usize::MAX, "");
+    if full.chars().count() <= body_limit {
+        return Description {
+            body: full,
+            report: None,
+        };
+    }
+    let compact_intro = format!(
+        "{INTRO}\n> The variables changed, tracking ids, build times, review dates moved and the \
+         definitions not included are in the comment **{}** below.\n",
+        REPORT_HEADING.trim_start_matches("### ")
+    );
+    let compact = [Section {
+        title: format!("\n### Images ({})\n\n", content.changes.len()),
+        heading: "| Definition | Old image | New image |\n| --- | --- | --- |\n".to_string(),
+        rows: content.changes.iter().map(compact_row).collect(),
+    }];
+    let report_intro = format!("{REPORT_HEADING}\n\n{INTRO}");
+    Description {
+        body: render(
+            &compact_intro,
+            &compact,
+            body_limit,
+            "this description is cut to the provider's limit",
+        ),
+        report: Some(render(
+            &report_intro,
+            &sections,
+            comment_limit,
+            "this report is cut to the provider's limit for a comment",
+        )),
+    }
+}
+
+/// Every table of the change: images, review dates, not included, files.
+fn full_sections(content: &PrContent) -> Vec<Section> {
     let mut sections: Vec<Section> = Vec::new();
     sections.push(Section {
         heading:
@@ -151,10 +203,16 @@ pub fn body(content: &PrContent, limit: usize) -> String {
                 .collect(),
         });
     }
+    sections
+}
+
+/// `intro` and `sections` in at most `limit` characters: rows that do not fit are left out,
+/// and a note says how many, why (`cut_because`) and where to see them all.
+fn render(intro: &str, sections: &[Section], limit: usize, cut_because: &str) -> String {
     let full: usize = intro.chars().count() + sections.iter().map(Section::length).sum::<usize>();
     if full <= limit {
         let mut text = intro.to_string();
-        for section in &sections {
+        for section in sections {
             section.write_all(&mut text);
         }
         return text;
@@ -163,16 +221,16 @@ pub fn body(content: &PrContent, limit: usize) -> String {
     let total_rows: usize = sections.iter().map(|section| section.rows.len()).sum();
     let note = |left_out: usize| {
         format!(
-            "\n> **{left_out} of {total_rows} rows are not shown**: this description is cut to the \
-             provider's limit of {limit} characters. The commit message lists every image; \
-             `imagegen pr --dry-run` shows everything.\n"
+            "\n> **{left_out} of {total_rows} rows are not shown**: {cut_because} of {limit} \
+             characters. The commit message lists every image; `imagegen pr --dry-run` shows \
+             everything.\n"
         )
     };
     let reserve = note(total_rows).chars().count();
     let mut text = intro.to_string();
     let mut used = text.chars().count();
     let mut shown = 0;
-    for section in &sections {
+    for section in sections {
         let head = section.title.chars().count() + section.heading.chars().count();
         if used + head + reserve > limit {
             break;
@@ -252,6 +310,20 @@ fn change_row(change: &ImageChange) -> String {
     )
 }
 
+fn compact_row(change: &ImageChange) -> String {
+    let old = change
+        .old_names
+        .iter()
+        .map(|name| format!("`{}`", cell(name)))
+        .collect::<Vec<_>>()
+        .join("<br>");
+    format!(
+        "| {} | {old} | `{}` |\n",
+        cell(&change.definition),
+        cell(&change.new_name),
+    )
+}
+
 /// Text safe inside a table cell: no pipe, no line break, no HTML.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|")
@@ -311,8 +383,10 @@ mod tests {
     }
 
     #[test]
-    fn the_body_has_every_table_and_no_html_comment() {
-        let text = body(&content(2), 65_536);
+    fn a_change_that_fits_is_described_whole_and_needs_no_report() {
+        let described = describe(&content(2), 65_536, 65_536);
+        let text = &described.body;
+        assert_eq!(described.report, None);
         assert!(text.contains("| vs2019-preview/image-1 | `Helix-Image-1_16_11_0_3` | `Helix-Image-1_16_11_0_4` | VS_2019_PREVIEW_VERSION 16_11_0_3 → 16_11_0_4 | job-1 | 2026-11-23 12:41 UTC, 2h 41m |"), "{text}");
         assert!(text.contains("### Not included (1)"));
         assert!(
@@ -326,16 +400,55 @@ mod tests {
         assert!(!text.contains("rows are not shown"));
     }
 
+    /// 30 of these images overflow Azure DevOps' 4,000 characters (16 of the shipped ones do,
+    /// see tests/osob_story.rs): the description keeps every image in a compact table, the
+    /// comment the rest.
     #[test]
-    fn a_long_body_is_cut_to_the_limit_with_a_visible_note() {
-        let text = body(&content(200), 4_000);
+    fn a_change_over_the_cap_keeps_every_name_and_moves_the_rest_to_the_report() {
+        let described = describe(&content(30), 4_000, 65_536);
+        let body = &described.body;
+        assert!(body.chars().count() <= 4_000, "{}", body.chars().count());
+        assert!(!body.contains("rows are not shown"), "{body}");
+        for index in 0..30 {
+            assert!(
+                body.contains(&format!("| `Helix-Image-{index}_16_11_0_4` |")),
+                "{body}"
+            );
+        }
+        assert!(body.contains("imagegen: the full report"));
+        assert!(!body.contains("job-3"), "tracking ids are in the report");
+        let report = described.report.expect("a report");
+        assert!(report.starts_with(REPORT_HEADING));
+        assert!(report.contains("| job-29 |"), "{report}");
+        assert!(report.contains("### Review dates moved (1)"));
+        assert!(report.contains("### Not included (1)"));
+        assert!(!report.contains("rows are not shown"));
+    }
+
+    #[test]
+    fn two_hundred_images_cut_the_description_with_a_note_and_keep_the_report_whole() {
+        let described = describe(&content(200), 4_000, 65_536);
+        let body = &described.body;
+        assert!(body.chars().count() <= 4_000, "{}", body.chars().count());
+        assert!(body.contains("rows are not shown"), "{body}");
+        assert!(body.contains("cut to the provider's limit of 4000 characters"));
+        assert!(body.contains("| vs2019-preview/image-0 |"));
+        let report = described.report.expect("a report");
+        assert!(report.chars().count() <= 65_536);
+        assert!(report.contains("| job-199 |"));
+        assert!(!report.contains("rows are not shown"));
+    }
+
+    #[test]
+    fn a_report_over_the_comment_limit_is_cut_with_a_visible_note() {
+        let report = describe(&content(600), 4_000, 65_536)
+            .report
+            .expect("a report");
+        assert!(report.chars().count() <= 65_536);
+        assert!(report.starts_with(REPORT_HEADING));
         assert!(
-            text.chars().count() <= 4_000,
-            "{} characters",
-            text.chars().count()
+            report.contains("limit for a comment of 65536 characters"),
+            "{report}"
         );
-        assert!(text.contains("rows are not shown"), "{text}");
-        assert!(text.contains("limit of 4000 characters"));
-        assert!(text.contains("| vs2019-preview/image-0 |"));
     }
 }

@@ -19,6 +19,9 @@ pub const GITHUB_TOKEN_VAR: &str = "GITHUB_TOKEN";
 /// Characters GitHub accepts in a pull request body.
 pub const BODY_LIMIT: usize = 65_536;
 
+/// Characters GitHub accepts in a comment.
+pub const COMMENT_LIMIT: usize = 65_536;
+
 const PROVIDER: &str = "GitHub";
 const DEFAULT_API_BASE: &str = "https://api.github.com";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,6 +162,12 @@ impl GitHubProvider {
         };
         self.request_missing_reviewers(&pull_request, spec).await?;
         self.add_missing_labels(&pull_request, spec).await?;
+        self.keep_report(
+            pull_request.number,
+            spec,
+            action == PullRequestAction::Created,
+        )
+        .await?;
         let url = pull_request
             .html_url
             .as_ref()
@@ -339,8 +348,78 @@ impl GitHubProvider {
         Ok(())
     }
 
+    /// Posts the report as one issue comment, or brings the one an earlier run posted up to
+    /// date (found by its heading); without a report, an earlier one says it is retired.
+    /// `created`: the pull request was opened by this run.
+    async fn keep_report(
+        &self,
+        number: u64,
+        spec: &PullRequestSpec,
+        created: bool,
+    ) -> Result<(), PrError> {
+        let operation = |what: &str| {
+            format!(
+                "{what} the report comment of pull request #{number} from {}",
+                spec.source_branch
+            )
+        };
+        // A pull request created a moment ago has no comment to find.
+        let existing = if created {
+            None
+        } else {
+            self.find_report_comment(number)
+                .await
+                .map_err(|failure| failure.into_error(operation("find")))?
+        };
+        let Some(wanted) = super::report_to_write(
+            spec.report.as_deref(),
+            existing.as_ref().map(|comment| comment.body.as_str()),
+        ) else {
+            return Ok(());
+        };
+        let (verb, route, what) = match existing {
+            Some(comment) => (
+                Verb::Patch,
+                format!("issues/comments/{}", comment.id),
+                "update",
+            ),
+            None => (Verb::Post, format!("issues/{number}/comments"), "post"),
+        };
+        let _: serde::de::IgnoredAny = self
+            .call(verb, &route, Some(&json!({ "body": wanted })))
+            .await
+            .map_err(|failure| failure.into_error(operation(what)))?;
+        Ok(())
+    }
+
+    /// The first comment that starts with the report heading, page by page.
+    async fn find_report_comment(&self, number: u64) -> Result<Option<IssueComment>, CallFailure> {
+        const PAGE: usize = 100;
+        // A bot's pull request with more than 2,000 comments is not one to keep scanning.
+        for page in 1..=20 {
+            let comments: Vec<IssueComment> = self
+                .call(
+                    Verb::Get,
+                    &format!("issues/{number}/comments?per_page={PAGE}&page={page}"),
+                    None,
+                )
+                .await?;
+            let last = comments.len() < PAGE;
+            if let Some(found) = comments
+                .into_iter()
+                .find(|comment| super::is_report(&comment.body))
+            {
+                return Ok(Some(found));
+            }
+            if last {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends one request under `/repos/{owner}/{repo}/` and reads its answer, at most
-    /// [`ANSWER_LIMIT`] bytes of it: octocrab's typed calls would read any answer whole.
+    /// [`crate::http::MAX_BODY_BYTES`] bytes of it: octocrab's typed calls would read any answer whole.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Verb,
@@ -359,9 +438,9 @@ impl GitHubProvider {
             "{}/repos/{}/{}/{route}",
             self.api_base, self.owner, self.repo
         );
-        let bytes = crate::pr::read_capped(
+        let bytes = crate::http::read_stream(
             http_body_util::BodyDataStream::new(response.into_body()),
-            ANSWER_LIMIT,
+            crate::http::MAX_BODY_BYTES,
             &shown_url,
         )
         .await
@@ -389,8 +468,13 @@ enum Verb {
     Patch,
 }
 
-/// Most answers are one pull request or a short list of them, a few kilobytes each.
-const ANSWER_LIMIT: usize = crate::pr::ANSWER_LIMIT;
+/// An issue comment, as much of it as imagegen reads.
+#[derive(Debug, Deserialize)]
+struct IssueComment {
+    id: u64,
+    #[serde(default)]
+    body: String,
+}
 
 /// GitHub's error document: a message, and for 422 "Validation Failed" what failed.
 #[derive(Debug, Deserialize)]

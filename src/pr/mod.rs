@@ -20,6 +20,58 @@ pub struct PullRequestSpec {
     /// GitHub logins, or Azure DevOps identity ids.
     pub reviewers: Vec<String>,
     pub labels: Vec<String>,
+    /// The full report for one comment on the pull request (found by
+    /// [`body::REPORT_HEADING`] and updated in place), when the description leaves things out;
+    /// `None` retires a report comment an earlier run posted.
+    pub report: Option<String>,
+}
+
+/// What an earlier report comment becomes once the description holds the whole change again.
+pub(crate) fn retired_report() -> String {
+    format!(
+        "{}\n\nThe description now holds the whole change; this report is no longer needed.\n",
+        body::REPORT_HEADING
+    )
+}
+
+/// What the report comment must say now, given what an earlier run left (`existing`): the
+/// report, the retired note when there is no report any more, or `None` when nothing is to be
+/// sent (no report and none left, or the comment already says it).
+pub(crate) fn report_to_write(wanted: Option<&str>, existing: Option<&str>) -> Option<String> {
+    let wanted = match (wanted, existing) {
+        (Some(report), _) => report.to_owned(),
+        (None, Some(_)) => retired_report(),
+        (None, None) => return None,
+    };
+    (existing != Some(wanted.as_str())).then_some(wanted)
+}
+
+/// Whether a comment is imagegen's report (current or retired).
+pub(crate) fn is_report(comment: &str) -> bool {
+    comment.starts_with(body::REPORT_HEADING)
+}
+
+/// What a provider accepts, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub description: usize,
+    pub comment: usize,
+}
+
+impl Limits {
+    /// The limits of the provider the mapping names; `local` prints what GitHub would take.
+    pub fn of(provider: &mapping::Provider) -> Self {
+        match provider {
+            mapping::Provider::AzureDevOps { .. } => Self {
+                description: azure_devops::BODY_LIMIT,
+                comment: azure_devops::COMMENT_LIMIT,
+            },
+            mapping::Provider::GitHub { .. } | mapping::Provider::Local => Self {
+                description: github::BODY_LIMIT,
+                comment: github::COMMENT_LIMIT,
+            },
+        }
+    }
 }
 
 /// What a provider did.
@@ -97,39 +149,6 @@ pub(crate) fn cap_body(body: &str, limit: usize, provider: &str) -> String {
         }
         None => body.to_owned(),
     }
-}
-
-/// The most imagegen reads of one answer from a pull-request service. Its answers are a pull
-/// request or a short list of them, a few kilobytes each; anything near this is not an answer.
-pub const ANSWER_LIMIT: usize = 4 * 1024 * 1024;
-
-/// Reads a response body of at most `limit` bytes, chunk by chunk, and stops at the first
-/// chunk past it: a server that answers without end costs `limit` bytes of memory, not all it
-/// sends. The error names `shown_url` (which must hold no secret) and the limit.
-pub(crate) async fn read_capped<S, E>(
-    mut body: S,
-    limit: usize,
-    shown_url: &str,
-) -> Result<Vec<u8>, String>
-where
-    S: futures_core::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let mut bytes = Vec::new();
-    while let Some(chunk) =
-        std::future::poll_fn(|context| std::pin::Pin::new(&mut body).poll_next(context)).await
-    {
-        let chunk = chunk.map_err(|error| format!("reading the answer of {shown_url}: {error}"))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(format!(
-                "the answer of {shown_url} is larger than {} MiB, more than any answer this \
-                 service gives; it was not read further",
-                limit / (1024 * 1024)
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// An error and its causes on one line, each cause once.

@@ -25,7 +25,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::file::parse_ledger;
-use super::{Ledger, Revision, Snapshot, StateError};
+use super::{Ledger, MissingLedger, Revision, Snapshot, StateError};
 use crate::http::{self, RetryPolicy, Timeouts};
 
 /// Environment variable that chooses the ledger: a path, or a blob URL.
@@ -160,6 +160,7 @@ pub struct BlobStore {
     sas: SecretString,
     retry: RetryPolicy,
     timeouts: Timeouts,
+    missing: MissingLedger,
     /// Built at the first request, then shared by every request so connections are reused.
     http: OnceLock<reqwest::Client>,
 }
@@ -258,8 +259,15 @@ impl BlobStore {
             sas: SecretString::from(sas),
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
+            missing: MissingLedger::Empty,
             http: OnceLock::new(),
         })
+    }
+
+    /// The same store, treating a missing blob as `missing` says.
+    pub fn with_missing(mut self, missing: MissingLedger) -> Self {
+        self.missing = missing;
+        self
     }
 
     /// The same store, trying requests again under `retry` instead of the default policy.
@@ -274,11 +282,12 @@ impl BlobStore {
     }
 
     /// Reads the ledger with the revision (the blob's ETag) a later [`save`](Self::save) must
-    /// find; a missing blob is an empty ledger whose revision says "does not exist".
+    /// find; a missing blob is an empty ledger whose revision says "does not exist" (unless
+    /// the store refuses a missing ledger).
     pub async fn load(&self) -> Result<Snapshot, StateError> {
         let Some((bytes, etag)) = self.download().await? else {
             return Ok(Snapshot {
-                ledger: Ledger::default(),
+                ledger: self.missing.empty_ledger(&self.display())?,
                 revision: Revision::absent(),
             });
         };

@@ -16,6 +16,9 @@ use crate::json;
 /// How often a run waiting for the lock tries again.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The most symbolic links followed from the ledger's path to its file.
+const MAX_LINKS: usize = 40;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read the ledger {path}")]
@@ -50,6 +53,20 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the ledger {location} does not exist. {}: a missing ledger there means a \
+         wrong setting (--state, IMAGEGEN_STATE), and planning against an empty one would submit \
+         every definition again. Check the setting; only for the very first run, pass \
+         --init-ledger to start an empty ledger (docs/ledger.md)",
+        crate::platform::CI_EXPLANATION
+    )]
+    Missing { location: String },
+    #[error(
+        "the folder {folder} of the ledger {path} does not exist; imagegen creates only its \
+         default folder .imagegen/, so check --state or IMAGEGEN_STATE for a typo, or create \
+         the folder"
+    )]
+    NoFolder { path: PathBuf, folder: PathBuf },
     #[error("cannot lock the ledger with {path}")]
     Lock {
         path: PathBuf,
@@ -119,6 +136,8 @@ pub struct Snapshot {
 pub struct LedgerLock {
     file: File,
     ledger_path: PathBuf,
+    /// The ledger's real path, which the lock is named after and writes go to.
+    real_path: PathBuf,
 }
 
 impl Drop for LedgerLock {
@@ -128,15 +147,62 @@ impl Drop for LedgerLock {
     }
 }
 
+/// What reading a ledger that does not exist means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingLedger {
+    /// An empty ledger: nothing was submitted yet (a first run, a fresh clone).
+    #[default]
+    Empty,
+    /// An error: the ledger should exist (a run on a CI platform, unless it says
+    /// `--init-ledger`).
+    Refuse,
+}
+
+impl MissingLedger {
+    /// The ledger to use when the one at `location` does not exist.
+    pub(crate) fn empty_ledger(self, location: &str) -> Result<Ledger, StateError> {
+        match self {
+            Self::Empty => Ok(Ledger::default()),
+            Self::Refuse => Err(StateError::Missing {
+                location: location.to_owned(),
+            }),
+        }
+    }
+}
+
 /// The ledger kept in one JSON file.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
+    /// The ledger's folder is created at the first write: true for imagegen's own default
+    /// place only, since a folder missing from a path someone gave means a typo.
+    create_folder: bool,
+    missing: MissingLedger,
 }
 
 impl FileStore {
+    /// The ledger at `path`, in imagegen's own place (such as `.imagegen/state.json` in the
+    /// repository): its folder is created at the first write.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            create_folder: true,
+            missing: MissingLedger::Empty,
+        }
+    }
+
+    /// The ledger at a path a person gave (`--state`, `IMAGEGEN_STATE`): its folder must exist.
+    pub fn given(path: impl Into<PathBuf>) -> Self {
+        Self {
+            create_folder: false,
+            ..Self::new(path)
+        }
+    }
+
+    /// The same store, treating a missing ledger as `missing` says.
+    pub fn with_missing(mut self, missing: MissingLedger) -> Self {
+        self.missing = missing;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -148,10 +214,37 @@ impl FileStore {
         self.path.display().to_string()
     }
 
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
+    /// The one path of this ledger's file, whatever path names it: the file's own symbolic
+    /// links followed, then its folder's real path (no `..`, no linked folder). Runs given a
+    /// link and the file, or `a/../state.json` and `state.json`, take one lock and write one
+    /// file. The file itself need not exist yet; its folder must.
+    fn real_path(&self) -> std::io::Result<PathBuf> {
+        let mut path = self.path.clone();
+        let mut links = 0;
+        // Link by link, since the last target may not exist yet (a first write).
+        while std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_LINKS} symbolic links lead from {} to the ledger",
+                    self.path.display()
+                )));
+            }
+            let target = std::fs::read_link(&path)?;
+            // A relative target is relative to its link's folder; an absolute one replaces it.
+            path = match path.parent() {
+                Some(folder) => folder.join(target),
+                None => target,
+            };
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?;
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        };
+        Ok(folder.canonicalize()?.join(name))
     }
 
     /// Reads the ledger with the revision a later [`save`](Self::save) must find; a missing
@@ -161,7 +254,7 @@ impl FileStore {
         let bytes = self.read_bytes()?;
         let ledger = match &bytes {
             Some(bytes) => parse_ledger(&self.location(), bytes)?,
-            None => Ledger::default(),
+            None => self.missing.empty_ledger(&self.location())?,
         };
         Ok(Snapshot {
             ledger,
@@ -174,14 +267,37 @@ impl FileStore {
     pub fn read(&self) -> Result<Ledger, StateError> {
         match self.read_bytes()? {
             Some(bytes) => parse_ledger(&self.location(), &bytes),
-            None => Ok(Ledger::default()),
+            None => self.missing.empty_ledger(&self.location()),
         }
     }
 
+    /// The folder the ledger lives in (`.` for a bare file name).
+    fn folder(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Fails when the ledger's folder does not exist and is not imagegen's to create.
+    fn check_folder(&self) -> Result<(), StateError> {
+        let folder = self.folder();
+        if self.create_folder || folder.is_dir() {
+            return Ok(());
+        }
+        Err(StateError::NoFolder {
+            path: self.path.clone(),
+            folder,
+        })
+    }
+
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, StateError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        match read_file(&self.path) {
+            Ok(Some(bytes)) => Ok(Some(bytes)),
+            Ok(None) => {
+                self.check_folder()?;
+                Ok(None)
+            }
             Err(source) => Err(StateError::Read {
                 path: self.path.clone(),
                 source,
@@ -192,14 +308,28 @@ impl FileStore {
     /// Takes the run lock, waiting up to `timeout` for another run to finish. `purpose` (such
     /// as "imagegen reconcile") is shown to runs that wait.
     pub fn lock(&self, timeout: Duration, purpose: &str) -> Result<LedgerLock, StateError> {
-        let lock_path = self.lock_path();
+        self.check_folder()?;
+        // A ledger that must exist is looked for before anything is created beside it.
+        if self.missing == MissingLedger::Refuse && !self.path.exists() {
+            return Err(StateError::Missing {
+                location: self.location(),
+            });
+        }
+        let unlockable = |source| StateError::Lock {
+            path: self.path.clone(),
+            source,
+        };
+        if self.create_folder {
+            std::fs::create_dir_all(self.folder()).map_err(unlockable)?;
+        }
+        let real_path = self.real_path().map_err(unlockable)?;
+        let mut lock_path = real_path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
         let lock_error = |source| StateError::Lock {
             path: lock_path.clone(),
             source,
         };
-        if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(lock_error)?;
-        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -240,6 +370,7 @@ impl FileStore {
         Ok(LedgerLock {
             file,
             ledger_path: self.path.clone(),
+            real_path,
         })
     }
 
@@ -255,29 +386,46 @@ impl FileStore {
             lock.ledger_path, self.path,
             "a ledger is saved under its own lock"
         );
-        let current = Revision::of(self.read_bytes()?.as_deref());
-        if &current != expected {
-            return Err(StateError::Conflict {
-                location: self.location(),
-            });
+        let conflict = || StateError::Conflict {
+            location: self.location(),
+        };
+        // Checked first to spare the write when the answer is already known, and again just
+        // before the rename: the write is a compare-and-swap, not a check and then a write.
+        let unchanged =
+            || read_file(&lock.real_path).map(|bytes| &Revision::of(bytes.as_deref()) == expected);
+        let read_error = |source| StateError::Read {
+            path: self.path.clone(),
+            source,
+        };
+        if !unchanged().map_err(read_error)? {
+            return Err(conflict());
         }
         let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
         bytes.push(b'\n');
-        self.write_atomically(&bytes)
-            .map_err(|source| StateError::Write {
+        let replaced = crate::atomic_file::replace_if(&lock.real_path, &bytes, unchanged).map_err(
+            |source| StateError::Write {
                 path: self.path.clone(),
                 source,
-            })?;
+            },
+        )?;
+        if !replaced {
+            return Err(conflict());
+        }
         Ok(Revision::of(Some(&bytes)))
     }
+}
 
-    fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
-        crate::atomic_file::replace(&self.path, bytes)
+/// A file's bytes, or `None` when there is no such file.
+fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
 /// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
-pub(super) fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
+pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
     let text = std::str::from_utf8(bytes).map_err(|error| {
         let (line, column) = json::line_column(
             &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),
@@ -428,6 +576,58 @@ mod tests {
         assert!(
             matches!(error, StateError::Locked { waited, .. } if waited >= Duration::from_millis(250))
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_name_of_one_ledger_takes_the_same_lock() {
+        let (folder, store) = store();
+        let real = store.path().parent().unwrap();
+        std::fs::create_dir_all(real).unwrap();
+        std::os::unix::fs::symlink(store.path(), folder.path().join("link.json")).unwrap();
+        std::os::unix::fs::symlink(real, folder.path().join("folder-link")).unwrap();
+        std::fs::create_dir(folder.path().join("other")).unwrap();
+        let _held = store.lock(Duration::ZERO, "imagegen reconcile").unwrap();
+        for name in [
+            "link.json",
+            "folder-link/state.json",
+            "other/../nested/state.json",
+            "nested/./state.json",
+        ] {
+            let error = FileStore::given(folder.path().join(name))
+                .lock(Duration::ZERO, "imagegen adopt")
+                .unwrap_err();
+            assert!(
+                matches!(error, StateError::Locked { .. }),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_save_through_a_link_writes_the_file_and_keeps_the_link() {
+        let (folder, store) = store();
+        std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        let link = folder.path().join("link.json");
+        // The link is made before the file exists: the first save must create the file, not
+        // put a file in the link's place.
+        std::os::unix::fs::symlink(store.path(), &link).unwrap();
+        let through_link = FileStore::given(&link);
+        let snapshot = through_link.load().unwrap();
+        let lock = through_link.lock(Duration::ZERO, "test").unwrap();
+        let mut ledger = snapshot.ledger;
+        ledger.definitions.insert("a".into(), entry());
+        through_link
+            .save(&lock, &snapshot.revision, &ledger)
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(store.read().unwrap(), ledger);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::definitions::{Payload, PayloadHash, Rendered};
 use crate::variables::ValueChange;
 
 pub use blob::BlobStore;
-pub use file::{FileStore, LedgerLock, Revision, Snapshot, StateError};
+pub use file::{
+    FileStore, LedgerLock, MissingLedger, Revision, Snapshot, StateError, parse_ledger,
+};
 pub use store::{LedgerWriter, Store};
 
 /// The ledger format this build reads and writes.

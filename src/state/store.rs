@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::blob::{self, BlobStore};
-use super::{FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, Revision, StateError};
+use super::{
+    FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, MissingLedger, Revision, StateError,
+};
 
 /// How many times one change is redone after losing a race before the run gives up.
 const CONFLICT_ATTEMPTS: u32 = 20;
@@ -24,14 +26,15 @@ pub enum Store {
 
 impl Store {
     /// The store `location` names: a blob URL (its SAS in the query, or else in
-    /// `IMAGEGEN_STATE_SAS`), or else a file path.
-    pub fn locate(location: &str) -> Result<Self, StateError> {
+    /// `IMAGEGEN_STATE_SAS`), or else a file path, whose folder must exist. `missing` says
+    /// what a ledger that does not exist is.
+    pub fn locate(location: &str, missing: MissingLedger) -> Result<Self, StateError> {
         if blob::is_blob_url(location) {
             let sas = std::env::var(blob::SAS_VAR).ok();
-            let store = BlobStore::from_url(location, sas.as_deref())?;
+            let store = BlobStore::from_url(location, sas.as_deref())?.with_missing(missing);
             return Ok(Self::Blob(Arc::new(store)));
         }
-        Ok(Self::File(FileStore::new(location)))
+        Ok(Self::File(FileStore::given(location).with_missing(missing)))
     }
 
     /// The ledger's location as shown to people (never with a secret in it).

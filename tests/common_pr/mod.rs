@@ -151,6 +151,18 @@ pub struct GitHubPull {
     pub open: bool,
     pub requested_reviewers: Vec<String>,
     pub labels: Vec<String>,
+    /// Issue comments, oldest first.
+    pub comments: Vec<PullComment>,
+}
+
+/// A comment on a pull request (an issue comment on GitHub, a thread's first comment on Azure
+/// DevOps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullComment {
+    pub id: u64,
+    pub body: String,
+    /// Azure DevOps only: the thread was created closed.
+    pub closed: bool,
 }
 
 impl GitHubPull {
@@ -164,6 +176,7 @@ impl GitHubPull {
             open: true,
             requested_reviewers: Vec::new(),
             labels: Vec::new(),
+            comments: Vec::new(),
         }
     }
 }
@@ -238,6 +251,14 @@ impl FakeGitHub {
             .route(
                 "/repos/{owner}/{repo}/issues/{number}/labels",
                 post(github_add_labels),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                get(github_list_comments).post(github_create_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{id}",
+                patch(github_update_comment),
             )
             .with_state(state.clone());
         let routes = if state.setup.prefix.is_empty() {
@@ -487,6 +508,7 @@ async fn github_create(
         open: true,
         requested_reviewers: Vec::new(),
         labels: Vec::new(),
+        comments: Vec::new(),
     };
     pulls.push(pull.clone());
     (StatusCode::CREATED, axum::Json(state.pull_json(&pull))).into_response()
@@ -572,6 +594,102 @@ async fn github_add_labels(
     }
 }
 
+fn github_comment_json(comment: &PullComment) -> Value {
+    json!({
+        "id": comment.id,
+        "node_id": format!("IC_{}", comment.id),
+        "body": comment.body,
+        "user": {"login": GITHUB_BOT_LOGIN, "id": 41898282},
+    })
+}
+
+async fn github_list_comments(
+    State(state): State<Arc<GitHubState>>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
+        return rejection;
+    }
+    let number_of = |name: &str, default: usize| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let (per_page, page) = (number_of("per_page", 30), number_of("page", 1).max(1));
+    match with_github_pull(&state, number, |_| {}) {
+        Some(pull) => axum::Json(Value::Array(
+            pull.comments
+                .iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(github_comment_json)
+                .collect(),
+        ))
+        .into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found", None),
+    }
+}
+
+async fn github_create_comment(
+    State(state): State<Arc<GitHubState>>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<Value>,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
+        return rejection;
+    }
+    let id = next_comment_id();
+    let body = request["body"].as_str().unwrap_or_default().to_owned();
+    let comment = PullComment {
+        id,
+        body,
+        closed: false,
+    };
+    let added = comment.clone();
+    match with_github_pull(&state, number, move |pull| pull.comments.push(added)) {
+        Some(_) => (
+            StatusCode::CREATED,
+            axum::Json(github_comment_json(&comment)),
+        )
+            .into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found", None),
+    }
+}
+
+async fn github_update_comment(
+    State(state): State<Arc<GitHubState>>,
+    Path((owner, repo, id)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<Value>,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &owner, &repo) {
+        return rejection;
+    }
+    let mut pulls = state.pulls.lock().unwrap();
+    let Some(comment) = pulls
+        .iter_mut()
+        .flat_map(|pull| pull.comments.iter_mut())
+        .find(|comment| comment.id == id)
+    else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found", None);
+    };
+    if let Some(body) = request["body"].as_str() {
+        comment.body = body.to_owned();
+    }
+    axum::Json(github_comment_json(comment)).into_response()
+}
+
+/// Comment ids are unique across every fake service of the test process, as GitHub's are.
+fn next_comment_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(9_000);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The strings of a JSON array: its items themselves, or each item's `field`.
 fn strings_in(list: &Value, field: Option<&str>) -> Vec<String> {
     list.as_array()
@@ -611,6 +729,8 @@ pub struct AdoPull {
     /// Identity ids.
     pub reviewers: Vec<String>,
     pub labels: Vec<String>,
+    /// Threads, each with its first comment, oldest first.
+    pub comments: Vec<PullComment>,
 }
 
 impl AdoPull {
@@ -624,6 +744,7 @@ impl AdoPull {
             status: "active".to_owned(),
             reviewers: Vec::new(),
             labels: Vec::new(),
+            comments: Vec::new(),
         }
     }
 }
@@ -733,6 +854,14 @@ impl FakeAzureDevOps {
             .route(
                 "/{organization}/{project}/_apis/git/repositories/{repository}/pullRequests/{id}/labels",
                 post(ado_add_label),
+            )
+            .route(
+                "/{organization}/{project}/_apis/git/repositories/{repository}/pullRequests/{id}/threads",
+                get(ado_list_threads).post(ado_create_thread),
+            )
+            .route(
+                "/{organization}/{project}/_apis/git/repositories/{repository}/pullRequests/{id}/threads/{thread}/comments/{comment}",
+                patch(ado_update_comment),
             )
             .with_state(state.clone());
         let server = serve(routes).await;
@@ -981,6 +1110,7 @@ async fn ado_create(
         status: "active".to_owned(),
         reviewers: strings_in(&request["reviewers"], Some("id")),
         labels: strings_in(&request["labels"], Some("name")),
+        comments: Vec::new(),
     };
     pulls.push(pull.clone());
     (StatusCode::CREATED, axum::Json(state.pull_json(&pull))).into_response()
@@ -1115,4 +1245,96 @@ fn repeated_slashes_collapse_to_one() {
         "/org/project/_apis"
     );
     assert_eq!(collapse_slashes("/plain/path"), "/plain/path");
+}
+
+fn ado_thread_json(comment: &PullComment) -> Value {
+    json!({
+        "id": comment.id,
+        "status": if comment.closed { "closed" } else { "active" },
+        "isDeleted": false,
+        "comments": [{
+            "id": 1,
+            "parentCommentId": 0,
+            "content": comment.body,
+            "commentType": "text",
+            "isDeleted": false,
+        }],
+    })
+}
+
+async fn ado_list_threads(
+    State(state): State<Arc<AdoState>>,
+    Path((organization, project, repository, id)): Path<PullPath>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &(organization, project, repository)) {
+        return rejection;
+    }
+    match with_ado_pull(&state, id, |_| {}) {
+        Some(pull) => {
+            let value: Vec<Value> = pull.comments.iter().map(ado_thread_json).collect();
+            axum::Json(json!({"count": value.len(), "value": value})).into_response()
+        }
+        None => ado_pull_not_found(),
+    }
+}
+
+async fn ado_create_thread(
+    State(state): State<Arc<AdoState>>,
+    Path((organization, project, repository, id)): Path<PullPath>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<Value>,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &(organization, project, repository)) {
+        return rejection;
+    }
+    let comment = PullComment {
+        id: next_comment_id(),
+        body: request["comments"][0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        closed: request["status"] == json!("closed"),
+    };
+    let added = comment.clone();
+    match with_ado_pull(&state, id, move |pull| pull.comments.push(added)) {
+        Some(_) => axum::Json(ado_thread_json(&comment)).into_response(),
+        None => ado_pull_not_found(),
+    }
+}
+
+async fn ado_update_comment(
+    State(state): State<Arc<AdoState>>,
+    Path((organization, project, repository, id, thread, comment)): Path<(
+        String,
+        String,
+        String,
+        i32,
+        u64,
+        u64,
+    )>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<Value>,
+) -> Response {
+    if let Some(rejection) = state.rejects(&headers, &(organization, project, repository)) {
+        return rejection;
+    }
+    let content = request["content"].as_str().unwrap_or_default().to_owned();
+    let mut found = None;
+    let updated = with_ado_pull(&state, id, |pull| {
+        if let Some(existing) = pull
+            .comments
+            .iter_mut()
+            .find(|existing| existing.id == thread && comment == 1)
+        {
+            existing.body = content.clone();
+            found = Some(existing.clone());
+        }
+    });
+    match (updated, found) {
+        (Some(_), Some(existing)) => {
+            axum::Json(ado_thread_json(&existing)["comments"][0].clone()).into_response()
+        }
+        _ => ado_pull_not_found(),
+    }
 }
