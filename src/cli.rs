@@ -28,11 +28,20 @@ Exit codes:
   1  an error (every problem is listed), or a job that failed
   2  changes planned or jobs still pending";
 
+/// `0.1.0 (abc123def456)`: the commit tells which build a pipeline ran; `, dirty` that the tree
+/// it was built from had changes no commit holds; `unknown commit` a build outside git.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("IMAGEGEN_BUILD_COMMIT"),
+    ")"
+);
+
 const ABOUT: &str = "Builds Helix's Windows base images with Image Factory from the definitions \
 committed in this repository, and keeps the OSOB configuration pointing at them.";
 
 #[derive(Debug, Parser)]
-#[command(name = "imagegen", version, about = ABOUT, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "imagegen", version = VERSION, about = ABOUT, after_help = EXIT_CODES, max_term_width = 100)]
 pub struct Cli {
     /// The repository holding definitions/ and variables.json
     #[arg(
@@ -777,6 +786,9 @@ fn check_given_settings(
 }
 
 #[cfg(test)]
+mod pipeline_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -972,12 +984,12 @@ mod tests {
         }
     }
 
-    /// Every command line in `text` that runs imagegen (its first word is `imagegen` or a path
-    /// ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
+    /// Every command line in `text` that runs imagegen (its first word after any `NAME=value`
+    /// is `imagegen` or a path ending in `/imagegen`), split into words as a shell would with simple quoting: `'...'`
     /// literal, `"..."` with `\` escapes, a `\` at the end of a line joining the next. A
     /// command ends at an unquoted `|`, `&`, `;`, `<`, `>` or a `#` comment. The first word is
     /// always `imagegen`, ready for `Cli::try_parse_from`.
-    fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
+    pub(super) fn imagegen_command_lines(text: &str) -> Vec<Vec<String>> {
         let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
         joined
             .lines()
@@ -985,6 +997,9 @@ mod tests {
                 let line = line.trim_start();
                 let line = line.strip_prefix("$ ").unwrap_or(line);
                 let mut words = shell_words(line);
+                // `RUST_LOG=debug imagegen ...` runs imagegen; `bin=.../imagegen` runs nothing.
+                let assignments = words.iter().take_while(|word| is_assignment(word)).count();
+                words.drain(..assignments);
                 let first = words.first()?;
                 if first != "imagegen" && !first.ends_with("/imagegen") {
                     return None;
@@ -995,8 +1010,18 @@ mod tests {
             .collect()
     }
 
+    /// `NAME=value`, a variable set for the command or in the shell.
+    fn is_assignment(word: &str) -> bool {
+        word.split_once('=').is_some_and(|(name, _)| {
+            name.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+
     /// The words of one command, up to the first unquoted operator or comment.
-    fn shell_words(line: &str) -> Vec<String> {
+    pub(super) fn shell_words(line: &str) -> Vec<String> {
         let mut words = Vec::new();
         let mut word: Option<String> = None;
         let mut chars = line.chars().peekable();
@@ -1047,7 +1072,9 @@ imagegen validate
 $ imagegen affected 'A B' \"C \\\"D\\\"\" # a comment
 imagegen reconcile --only \\
   'vs2022/*' 2>&1 | tee log
-imagegen status ID;echo done";
+imagegen status ID;echo done
+bin=\"$dir/imagegen\"
+RUST_LOG=debug \"$bin/imagegen\" --version";
         assert_eq!(
             imagegen_command_lines(text),
             [
@@ -1056,173 +1083,8 @@ imagegen status ID;echo done";
                 vec!["imagegen", "affected", "A B", "C \"D\""],
                 vec!["imagegen", "reconcile", "--only", "vs2022/*"],
                 vec!["imagegen", "status", "ID"],
+                vec!["imagegen", "--version"],
             ]
-        );
-    }
-
-    const PIPELINE: &str = include_str!("../eng/pipelines/imagegen.yml");
-
-    fn pipeline() -> serde_json::Value {
-        serde_saphyr::from_str::<serde_json::Value>(PIPELINE).expect("the pipeline is YAML")
-    }
-
-    #[test]
-    fn the_pipeline_runs_on_merges_touching_the_inputs_and_every_hour() {
-        let pipeline = pipeline();
-        let trigger = &pipeline["trigger"];
-        assert_eq!(trigger["batch"], true);
-        assert_eq!(trigger["branches"]["include"], serde_json::json!(["main"]));
-        assert_eq!(
-            trigger["paths"]["include"],
-            serde_json::json!(["variables.json", "definitions/", "osob-mapping/"])
-        );
-        assert_eq!(pipeline["pr"], "none");
-        let schedules = pipeline["schedules"].as_array().expect("a schedule");
-        assert_eq!(schedules.len(), 1);
-        assert_eq!(schedules[0]["cron"], "0 * * * *");
-        assert_eq!(schedules[0]["always"], true);
-        assert_eq!(
-            schedules[0]["branches"]["include"],
-            serde_json::json!(["main"])
-        );
-        assert_eq!(
-            pipeline["variables"][0]["group"], "imagegen-secrets",
-            "the secrets come from the key vault's variable group"
-        );
-    }
-
-    #[test]
-    fn every_imagegen_command_of_the_pipeline_parses() {
-        let mut found = Vec::new();
-        scripts_named(&pipeline(), "script", &mut found);
-        let commands: Vec<Vec<String>> = found
-            .iter()
-            .flat_map(|script| imagegen_command_lines(script))
-            .collect();
-        let names: Vec<&str> = commands
-            .iter()
-            .filter_map(|words| words.get(1).map(String::as_str))
-            .collect();
-        assert_eq!(names, ["validate", "reconcile"]);
-        for words in &commands {
-            if let Err(error) = Cli::try_parse_from(words) {
-                panic!("{words:?} does not parse: {error}");
-            }
-        }
-        let builds: Vec<&String> = found
-            .iter()
-            .filter(|script| script.contains("cargo build --release --locked"))
-            .collect();
-        assert_eq!(
-            builds.len(),
-            1,
-            "the tool is built from the commit: {found:?}"
-        );
-    }
-
-    /// What an unattended reconcile reads from its environment, besides the pull request's token.
-    const RECONCILE_SETTINGS: [&str; 7] = [
-        "IMAGE_FACTORY_URL",
-        imagegen::factory::auth::TENANT_ID_VAR,
-        imagegen::factory::auth::CLIENT_ID_VAR,
-        imagegen::factory::auth::CLIENT_SECRET_VAR,
-        imagegen::factory::auth::RESOURCE_ID_VAR,
-        "IMAGEGEN_STATE",
-        imagegen::state::blob::SAS_VAR,
-    ];
-
-    /// The GitHub Actions workflow docs/pipeline.md shows, parsed.
-    fn github_workflow() -> serde_json::Value {
-        let doc = include_str!("../docs/pipeline.md");
-        let section = &doc[doc.find("## GitHub Actions").expect("the section exists")..];
-        let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
-        let end = start + section[start..].find("```").expect("the block ends");
-        serde_saphyr::from_str::<serde_json::Value>(&section[start..end])
-            .expect("the workflow is YAML")
-    }
-
-    #[test]
-    fn the_github_workflow_in_the_docs_runs_like_the_pipeline() {
-        let workflow = github_workflow();
-        assert_eq!(
-            workflow["on"]["push"]["paths"],
-            serde_json::json!(["variables.json", "definitions/**", "osob-mapping/**"])
-        );
-        assert_eq!(workflow["on"]["schedule"][0]["cron"], "0 * * * *");
-        let mut found = Vec::new();
-        scripts_named(&workflow, "run", &mut found);
-        let commands: Vec<Vec<String>> = found
-            .iter()
-            .flat_map(|script| imagegen_command_lines(script))
-            .collect();
-        assert_eq!(commands.len(), 2, "{found:?}");
-        for words in &commands {
-            if let Err(error) = Cli::try_parse_from(words) {
-                panic!("{words:?} does not parse: {error}");
-            }
-        }
-        let steps = workflow["jobs"]["reconcile"]["steps"]
-            .as_array()
-            .expect("the job's steps");
-        let reconcile = steps
-            .iter()
-            .find(|step| step["name"] == "Reconcile")
-            .expect("a Reconcile step");
-        for name in RECONCILE_SETTINGS {
-            assert!(reconcile["env"].get(name).is_some(), "{name} is not mapped");
-        }
-    }
-
-    /// Every string under the key `key`, wherever it sits in the tree.
-    fn scripts_named(value: &serde_json::Value, key: &str, found: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (name, value) in map {
-                    match value {
-                        serde_json::Value::String(text) if name == key => found.push(text.clone()),
-                        _ => scripts_named(value, key, found),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for item in items {
-                    scripts_named(item, key, found);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    #[test]
-    fn the_reconcile_step_maps_every_variable_the_tool_reads_and_passes_on_pending_jobs() {
-        let pipeline = pipeline();
-        let steps = pipeline["jobs"][0]["steps"]
-            .as_array()
-            .expect("the job's steps");
-        let step = steps
-            .iter()
-            .find(|step| {
-                step["script"].as_str().is_some_and(|script| {
-                    imagegen_command_lines(script)
-                        .iter()
-                        .any(|words| words.get(1).is_some_and(|name| name == "reconcile"))
-                })
-            })
-            .expect("a step runs imagegen reconcile");
-        let env = step["env"]
-            .as_object()
-            .expect("the step maps its environment");
-        for name in RECONCILE_SETTINGS
-            .into_iter()
-            .chain([imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR])
-        {
-            assert!(env.contains_key(name), "{name} is not mapped: {env:?}");
-        }
-        assert_eq!(env["SYSTEM_ACCESSTOKEN"], "$(System.AccessToken)");
-        let script = step["script"].as_str().unwrap_or_default();
-        assert!(
-            script.contains("\"$status\" -eq 2") && script.contains("exit 0"),
-            "exit code 2 (jobs pending) passes the run: {script}"
         );
     }
 }

@@ -6,6 +6,11 @@ use serde_json::Value;
 
 mod common;
 
+// The build script's git questions, asked here of throw-away repositories.
+#[allow(dead_code)]
+#[path = "../build.rs"]
+mod build_script;
+
 use common::{Repo, json_of, stderr_of, stdout_of};
 
 // --- The shipped repository -------------------------------------------------------------------
@@ -653,6 +658,96 @@ fn a_usage_error_exits_1_not_2_which_means_pending() {
         stderr_of(&output)
     );
     repo.run(&["--version"], 0);
+}
+
+// --- The version ----------------------------------------------------------------------------
+
+#[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let output = Repo::empty().run(&["--version"], 0);
+    let stdout = stdout_of(&output);
+    let build = stdout
+        .strip_prefix(&format!("imagegen {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{stdout:?}"));
+    // The build script runs again whenever HEAD moves, so the binary names the commit git
+    // names now. Whether it is dirty may lag until git's next operation: not compared.
+    let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    match build_script::describe(checkout) {
+        Some(now) => assert!(
+            build == now.commit || build == format!("{}, dirty", now.commit),
+            "{stdout:?}, HEAD is {}",
+            now.commit
+        ),
+        None => assert_eq!(build, build_script::UNKNOWN_COMMIT),
+    }
+}
+
+/// A git repository with one commit of `file.txt`, made with the author and signing settings
+/// of no one's machine.
+fn committed_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("create a temporary folder");
+    std::fs::write(dir.path().join("file.txt"), "one\n").expect("write a file");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "file.txt"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "one",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    }
+    dir
+}
+
+#[test]
+fn the_build_describes_a_clean_tree_by_its_commit_alone() {
+    let repo = committed_repo();
+    // An untracked file is no change to what is built.
+    std::fs::write(repo.path().join("notes.txt"), "x").expect("write a file");
+    let build = build_script::describe(repo.path()).expect("git describes the repository");
+    assert_eq!(build.commit.len(), 12, "{}", build.commit);
+    assert!(build.commit.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(build.description(), build.commit);
+    assert!(
+        build.watched.iter().any(|path| path.ends_with("HEAD")),
+        "{:?}",
+        build.watched
+    );
+}
+
+#[test]
+fn the_build_marks_a_tree_with_uncommitted_changes_dirty() {
+    let repo = committed_repo();
+    std::fs::write(repo.path().join("file.txt"), "two\n").expect("change a tracked file");
+    let build = build_script::describe(repo.path()).expect("git describes the repository");
+    assert_eq!(build.description(), format!("{}, dirty", build.commit));
+}
+
+#[test]
+fn the_build_of_a_tree_outside_git_names_no_commit() {
+    let plain = tempfile::tempdir().expect("create a temporary folder");
+    assert!(build_script::describe(plain.path()).is_none());
+    // A source tarball unpacked inside some other repository is not that repository's commit.
+    let repo = committed_repo();
+    std::fs::create_dir(repo.path().join("unpacked")).expect("mkdir");
+    assert!(build_script::describe(&repo.path().join("unpacked")).is_none());
+    assert_eq!(build_script::UNKNOWN_COMMIT, "unknown commit");
 }
 
 #[test]
