@@ -417,6 +417,11 @@ fn check_reconcile_step(file: &str, step: &Value, settings: &[&str]) {
 
 /// The step whose script runs `imagegen reconcile`.
 fn reconcile_step<'a>(file: &str, pipeline: &'a Value) -> &'a Value {
+    imagegen_step(file, pipeline, "reconcile")
+}
+
+/// The step whose script runs `imagegen <command>`.
+fn imagegen_step<'a>(file: &str, pipeline: &'a Value, command: &str) -> &'a Value {
     steps(pipeline)
         .into_iter()
         .find(|step| {
@@ -424,11 +429,23 @@ fn reconcile_step<'a>(file: &str, pipeline: &'a Value) -> &'a Value {
                 step[key].as_str().is_some_and(|script| {
                     imagegen_command_lines(script)
                         .iter()
-                        .any(|words| words.get(1).is_some_and(|name| name == "reconcile"))
+                        .any(|words| words.get(1).is_some_and(|name| name == command))
                 })
             })
         })
-        .unwrap_or_else(|| panic!("{file}: no step runs imagegen reconcile"))
+        .unwrap_or_else(|| panic!("{file}: no step runs imagegen {command}"))
+}
+
+/// The doctor step checks what the reconcile will use: it maps the same environment, and runs
+/// under the same condition (after a failed validate, never without the checked binary).
+fn check_doctor_step(file: &str, pipeline: &Value, condition_key: &str) {
+    let doctor = imagegen_step(file, pipeline, "doctor");
+    let reconcile = reconcile_step(file, pipeline);
+    assert_eq!(
+        doctor["env"], reconcile["env"],
+        "{file}: the doctor checks the settings the reconcile uses"
+    );
+    assert_eq!(doctor[condition_key], reconcile[condition_key], "{file}");
 }
 
 #[test]
@@ -471,7 +488,7 @@ fn production_runs_the_binary_ci_built_on_main_once_its_sha256_matches() {
         .into_iter()
         .filter_map(|words| words.get(1).cloned())
         .collect();
-    assert_eq!(names, ["--version", "validate", "reconcile"]);
+    assert_eq!(names, ["--version", "validate", "doctor", "reconcile"]);
     // The artifact of ci.yml's latest successful run on main, and no CI run starts a reconcile.
     let ci = yaml(CI, "ci.yml");
     let published = steps(&ci)
@@ -567,6 +584,7 @@ fn production_reconcile_step_maps_every_setting_and_passes_on_pending_jobs() {
         .chain([azure_token])
         .collect();
     check_reconcile_step("imagegen.yml", step, &settings);
+    check_doctor_step("imagegen.yml", &pipeline, "condition");
     assert_eq!(step["env"][azure_token], "$(System.AccessToken)");
     // Runs after a failed validate, never without the checked binary.
     assert_eq!(
@@ -668,7 +686,7 @@ fn the_github_reconcile_workflow_in_the_docs_runs_the_binary_ci_uploaded_from_ma
         .into_iter()
         .filter_map(|words| words.get(1).cloned())
         .collect();
-    assert_eq!(names, ["--version", "validate", "reconcile"]);
+    assert_eq!(names, ["--version", "validate", "doctor", "reconcile"]);
     // The artifact of the latest successful CI run for a push to main.
     let uploaded = steps(&github_workflow("ci"))
         .last()
@@ -711,6 +729,7 @@ fn the_github_reconcile_workflow_in_the_docs_runs_the_binary_ci_uploaded_from_ma
         ])
         .collect();
     check_reconcile_step(file, reconcile, &settings);
+    check_doctor_step(file, &workflow, "if");
     assert_eq!(
         reconcile["if"],
         "${{ !cancelled() && steps.install.outcome == 'success' }}"
