@@ -4,12 +4,12 @@
 //! them and the ledger ([`state`]) into plain data; [`commands`] runs a request and writes its
 //! results through [`output`].
 
+pub mod apply;
 pub mod atomic_file;
 pub mod catalog;
 pub mod commands;
 pub mod definitions;
 pub mod diagnostics;
-pub mod doctor;
 pub mod duration;
 pub mod exit;
 pub mod factory;
@@ -20,12 +20,10 @@ pub mod output;
 pub mod plan;
 pub mod platform;
 pub mod pr;
-pub mod publish;
-pub mod reconcile;
+pub mod preflight;
 pub mod runtime;
 pub mod selection;
 pub mod settings;
 pub mod state;
-pub mod submission;
 pub mod suggest;
 pub mod variables;

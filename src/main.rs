@@ -71,9 +71,9 @@ fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<u8> {
         Command::Affected { variables } => commands::affected(context, variables),
         Command::Reconcile(reconcile) => commands::reconcile(context, reconcile.request()),
         Command::Adopt(adopt) => commands::adopt(context, adopt.request()),
-        Command::Status(status) => commands::jobs::status(context, status.request()),
-        Command::Submit(submit) => commands::jobs::submit(context, submit.request()),
-        Command::Pr(pr) => commands::osob::pr(context, pr.request()),
+        Command::Status(status) => commands::status::status(context, status.request()),
+        Command::Submit(submit) => commands::submit::submit(context, submit.request()),
+        Command::Pr(pr) => commands::pr::pr(context, pr.request()),
         Command::Vars(vars) => commands::vars::vars(context, vars.request()),
         Command::Doctor(doctor) => {
             commands::doctor::doctor(context, doctor.request(cli.state.clone()))

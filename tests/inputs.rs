@@ -19,6 +19,7 @@ use std::fmt::Debug;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use imagegen::apply::submission::record_state;
 use imagegen::catalog::{Catalog, DefinitionSource, Sources};
 use imagegen::definitions::Definition;
 use imagegen::factory::wire::{
@@ -26,7 +27,6 @@ use imagegen::factory::wire::{
 };
 use imagegen::plan::{self, PlanOptions};
 use imagegen::state::{Ledger, LedgerEntry, parse_ledger};
-use imagegen::submission::record_state;
 use imagegen::variables::{self, Variables};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

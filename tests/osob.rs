@@ -451,11 +451,11 @@ fn a_push_that_loses_a_race_is_redone_from_a_fresh_fetch() {
     let (mapping, problems) = imagegen::osob::mapping::load(repo.path(), &repo.definition_ids());
     assert!(problems.is_empty(), "{problems:?}");
     let mapping = mapping.unwrap();
-    let (targets, not_included, errors) = imagegen::publish::targets(
+    let (targets, not_included, errors) = imagegen::osob::publish::targets(
         &catalog,
         &ledger,
         &mapping,
-        imagegen::publish::Assume::Built,
+        imagegen::osob::publish::Assume::Built,
     );
     assert!(errors.is_empty());
     let cache = tempfile::tempdir().unwrap();
@@ -465,15 +465,15 @@ fn a_push_that_loses_a_race_is_redone_from_a_fresh_fetch() {
     let base = osob.tip("main").unwrap();
     let mut raced = None;
     let mut retries = Vec::new();
-    let (_, outcome) = imagegen::publish::update_branch(
+    let (_, outcome) = imagegen::osob::publish::update_branch(
         &workspace,
         &mapping,
         &targets,
         &not_included,
-        imagegen::publish::BranchOptions {
+        imagegen::osob::publish::BranchOptions {
             dry_run: false,
             take_over: false,
-            today: imagegen::publish::today(),
+            today: imagegen::osob::publish::today(),
         },
         |attempt| {
             // Another run pushes the branch between this run's fetch and its push.
@@ -498,7 +498,7 @@ fn a_push_that_loses_a_race_is_redone_from_a_fresh_fetch() {
     );
     let tip = osob.tip(BRANCH).unwrap();
     assert!(
-        matches!(outcome, Some(imagegen::publish::BranchOutcome::Pushed { replaced: Some(ref old), .. }) if *old == raced.unwrap().to_string()),
+        matches!(outcome, Some(imagegen::osob::publish::BranchOutcome::Pushed { replaced: Some(ref old), .. }) if *old == raced.unwrap().to_string()),
         "the second try replaced the other run's bot-only branch: {outcome:?}"
     );
     assert_eq!(

@@ -11,15 +11,15 @@ use anyhow::{Context as _, bail};
 use include_dir::{Dir, include_dir};
 use regex::Regex;
 
-use super::jobs::FactoryOptions;
-use super::osob::PrRequest;
+use super::factory_options::FactoryOptions;
+use super::pr::PrRequest;
 use super::vars::{self, SetRequest};
 use super::{AdoptRequest, Context, ReconcileRequest};
+use crate::apply::WaitOptions;
 use crate::exit;
 use crate::factory::emulator::{Emulator, EmulatorConfig};
 use crate::osob::mapping::MAPPING_FILE;
 use crate::plan::PlanOptions;
-use crate::reconcile::WaitOptions;
 use crate::state::DEFAULT_STATE_PATH;
 use crate::variables::{self, VARIABLES_FILE};
 

@@ -8,13 +8,13 @@ use anstyle::{AnsiColor, Style};
 use serde_json::json;
 
 use super::Context;
-use super::jobs::FactoryOptions;
+use super::factory_options::FactoryOptions;
 use crate::catalog::Catalog;
-use crate::doctor::{self, Check, Outcome};
 use crate::exit;
 use crate::osob::mapping::{self, MAPPING_FILE};
 use crate::output::{SHOWN_MESSAGE_CHARS, shown_within};
 use crate::platform::Annotation;
+use crate::preflight::{self, Check, Outcome};
 use crate::state::MissingLedger;
 
 /// What `imagegen doctor` is asked to do.
@@ -54,7 +54,7 @@ pub fn doctor(context: &Context, request: DoctorRequest) -> anyhow::Result<u8> {
     .map(|located| located.store)
     .map_err(|error| format!("{error:#}"));
     let catalog = Arc::new(Catalog::load(&context.repo));
-    let settings = Arc::new(doctor::Settings {
+    let settings = Arc::new(preflight::Settings {
         repo: context.repo.clone(),
         store,
         missing_ledger_fails: missing == MissingLedger::Refuse,
@@ -64,9 +64,9 @@ pub fn doctor(context: &Context, request: DoctorRequest) -> anyhow::Result<u8> {
         osob_url: request.osob_url,
         timeout: request.timeout,
     });
-    let checks = crate::runtime::block_on(doctor::run(settings))?;
+    let checks = crate::runtime::block_on(preflight::run(settings))?;
     annotate(context, &checks)?;
-    let failed = doctor::any_failed(&checks);
+    let failed = preflight::any_failed(&checks);
     if output.is_json() {
         output.json(&json!({ "ok": !failed, "checks": checks }))?;
     } else {
@@ -177,13 +177,13 @@ mod tests {
     #[test]
     fn each_check_is_one_line_with_its_fix_under_it() {
         let checks = [
-            Check::pass(doctor::AZURE_AD, "a token was issued"),
+            Check::pass(preflight::AZURE_AD, "a token was issued"),
             Check::fail(
-                doctor::OSOB_FILES,
+                preflight::OSOB_FILES,
                 "a.yml: no image\nb.yml: no image",
                 "fix the mapping",
             ),
-            Check::skip(doctor::PR_PROVIDER, "not checked"),
+            Check::skip(preflight::PR_PROVIDER, "not checked"),
         ];
         let text = anstream::adapter::strip_str(&render(&checks)).to_string();
         assert_eq!(

@@ -1,14 +1,18 @@
 //! The commands: each turns its request into loading, rendering or planning, and its results
 //! into output and an exit code. Nothing here knows about argv.
 
+pub mod adopt;
 pub mod demo;
 pub mod doctor;
-pub mod jobs;
-pub mod osob;
+pub mod factory_options;
+pub mod pr;
 pub mod reconcile;
+pub mod status;
+pub mod submit;
 pub mod vars;
 
-pub use reconcile::{AdoptRequest, ReconcileRequest, adopt, reconcile};
+pub use adopt::{AdoptRequest, adopt};
+pub use reconcile::{ReconcileRequest, reconcile};
 
 use std::path::{Path, PathBuf};
 

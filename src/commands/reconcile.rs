@@ -1,6 +1,5 @@
-//! `imagegen reconcile` (the plan, printed with `--dry-run` or carried out, then the OSOB pull
-//! request once every job has ended) and `imagegen adopt` (images that exist already, recorded
-//! as built).
+//! `imagegen reconcile`: the plan, printed with `--dry-run` or carried out, then the OSOB pull
+//! request once every job has ended.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write as _};
@@ -12,9 +11,11 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-use super::jobs::{FactoryOptions, runtime};
-use super::osob::{self, PrRequest};
+use super::factory_options::FactoryOptions;
+use super::pr::{self as pr_step, PrRequest};
 use super::{Context, count};
+use crate::apply::submission::Outcome;
+use crate::apply::{self, Applied, ApplyOptions, JobRow, Phase, Progress, WaitOptions};
 use crate::catalog::Catalog;
 use crate::diagnostics::Diagnostics;
 use crate::duration;
@@ -23,10 +24,8 @@ use crate::factory::FactoryError;
 use crate::output::{self, Output, Table};
 use crate::plan::{self, PlanOptions};
 use crate::platform::{Annotation, markdown_cell};
-use crate::reconcile::{self, Applied, ApplyOptions, JobRow, Phase, Progress, WaitOptions};
 use crate::selection::Selection;
-use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter};
-use crate::submission::Outcome;
+use crate::state::{JobStatus, LedgerKey};
 use crate::variables::VARIABLES_FILE;
 
 /// What `imagegen reconcile` is asked to do.
@@ -103,7 +102,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
     if !selection.is_all() {
         plan.select(|id| selection.matches(id));
     }
-    let osob = osob::preview(context, &catalog, &ledger, request.pr.osob_url.as_deref());
+    let osob = pr_step::preview(context, &catalog, &ledger, request.pr.osob_url.as_deref());
     output.diagnostics(&catalog.diagnostics)?;
     report_refusals(output, &plan)?;
     if output.is_json() {
@@ -160,7 +159,7 @@ struct ApplyReport<'a> {
 struct PollErrorReport<'a> {
     ledger: &'a LedgerKey,
     #[serde(flatten)]
-    error: &'a reconcile::PollError,
+    error: &'a apply::PollError,
 }
 
 fn apply(
@@ -179,8 +178,8 @@ fn apply(
         wait: request.wait,
     };
     let progress = Reporter::new(output);
-    let runtime = runtime()?;
-    let applied = runtime.block_on(reconcile::apply(
+    let runtime = crate::runtime::shared()?;
+    let applied = runtime.block_on(apply::apply(
         catalog,
         &context.store,
         client,
@@ -205,8 +204,8 @@ fn apply(
         output.group_start("OSOB pull request")?;
         // The jobs are recorded whatever happens here: a failing OSOB step is reported with
         // them, not instead of them.
-        let result = osob::publish(context, &request.pr, catalog, &applied.ledger)
-            .unwrap_or_else(|error| osob::PrResult::failed(format!("{error:#}")));
+        let result = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
+            .unwrap_or_else(|error| pr_step::PrResult::failed(format!("{error:#}")));
         output.group_end()?;
         if result.code == exit::ERROR {
             code = exit::ERROR;
@@ -403,7 +402,7 @@ fn failed_job_annotation(job: &JobRow) -> Annotation {
 
 /// The run as markdown for the platform's summary: the job table, the failures with their
 /// messages, and the pull request or why there is none. Made from the same rows as the text.
-fn render_summary(applied: &Applied, pr: &Result<osob::PrResult, String>, code: u8) -> String {
+fn render_summary(applied: &Applied, pr: &Result<pr_step::PrResult, String>, code: u8) -> String {
     let mut text = String::from("## imagegen reconcile\n\n");
     text.push_str(match code {
         exit::OK => "**Done**: nothing is pending.",
@@ -753,176 +752,6 @@ impl Progress for Reporter {
             }
         }
     }
-}
-
-/// What `imagegen adopt` is asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct AdoptRequest {
-    pub only: Vec<String>,
-    pub except: Vec<String>,
-    pub dry_run: bool,
-    pub lock_timeout: Duration,
-}
-
-/// Whether a definition is adopted, or why not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum AdoptAction {
-    Adopt,
-    /// The ledger has this payload built already.
-    Built,
-    /// A job is in flight: adopting would lose track of it.
-    InFlight,
-}
-
-/// What adopting does with one definition.
-#[derive(Debug, Clone, Serialize)]
-struct Adoption {
-    definition: String,
-    action: AdoptAction,
-    image_names: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tracking_id: Option<String>,
-}
-
-/// `imagegen adopt`: records the current rendered payloads as built, without submitting, so
-/// that the first reconcile does not rebuild images that exist already.
-pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
-    let selection = Selection::new(&request.only, &request.except)?;
-    let catalog = Catalog::load(&context.repo);
-    let output = &context.output;
-    if catalog.blocks_planning() || catalog.diagnostics.has_errors() {
-        output.diagnostics(&catalog.diagnostics)?;
-        if output.is_json() {
-            output.json(&json!({ "adopted": [], "diagnostics": catalog.diagnostics }))?;
-        } else {
-            output.note("nothing was adopted: fix the errors above first")?;
-        }
-        return Ok(exit::ERROR);
-    }
-    selection.check(&catalog.ids())?;
-    let chosen: Vec<_> = catalog
-        .rendered
-        .iter()
-        .filter(|rendered| selection.matches(&rendered.id))
-        .collect();
-    let decide = |entry: Option<&LedgerEntry>, rendered: &crate::definitions::Rendered| {
-        let (action, tracking_id) = match entry {
-            Some(entry) if entry.status.is_pending() => {
-                (AdoptAction::InFlight, entry.tracking_id.clone())
-            }
-            Some(entry)
-                if entry.payload_hash == rendered.hash && entry.status == JobStatus::Succeeded =>
-            {
-                (AdoptAction::Built, entry.tracking_id.clone())
-            }
-            _ => (AdoptAction::Adopt, None),
-        };
-        Adoption {
-            definition: rendered.id.clone(),
-            action,
-            image_names: rendered.image_names.clone(),
-            tracking_id,
-        }
-    };
-    let adoptions: Vec<Adoption> = if request.dry_run {
-        let ledger = context.store.read_blocking()?;
-        chosen
-            .iter()
-            .map(|rendered| decide(ledger.definitions.get(&rendered.id), rendered))
-            .collect()
-    } else {
-        let runtime = runtime()?;
-        runtime.block_on(async {
-            let mut writer =
-                LedgerWriter::open(&context.store, request.lock_timeout, "imagegen adopt").await?;
-            let now = Timestamp::now();
-            writer
-                .update(|ledger| {
-                    chosen
-                        .iter()
-                        .map(|rendered| {
-                            let adoption = decide(ledger.definitions.get(&rendered.id), rendered);
-                            if adoption.action == AdoptAction::Adopt {
-                                ledger.definitions.insert(
-                                    rendered.id.clone(),
-                                    LedgerEntry {
-                                        payload_hash: rendered.hash.clone(),
-                                        payload: rendered.payload.clone(),
-                                        variables: rendered.variables.clone(),
-                                        idempotency_key: None,
-                                        tracking_id: None,
-                                        status: JobStatus::Succeeded,
-                                        message: None,
-                                        image_names: rendered.image_names.clone(),
-                                        submitted_at: None,
-                                        updated_at: now,
-                                        completed_at: Some(now),
-                                        adopted: true,
-                                        same_name_allowed: None,
-                                    },
-                                );
-                            }
-                            adoption
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .await
-        })?
-    };
-    let adopted = adoptions
-        .iter()
-        .filter(|a| a.action == AdoptAction::Adopt)
-        .count();
-    if output.is_json() {
-        output.json(&json!({
-            "dry_run": request.dry_run,
-            "state": context.store.describe(),
-            "adopted": adopted,
-            "definitions": adoptions,
-        }))?;
-    } else {
-        let mut table = Table::new(&["definition", &format!("{:9}", "action"), "images"]);
-        for adoption in &adoptions {
-            let action = match (adoption.action, request.dry_run) {
-                (AdoptAction::Adopt, true) => "would adopt",
-                (AdoptAction::Adopt, false) => "adopted",
-                (AdoptAction::Built, _) => "built",
-                (AdoptAction::InFlight, _) => "in flight",
-            };
-            table.row(&[
-                adoption.definition.as_str(),
-                action,
-                &adoption.image_names.join(", "),
-            ]);
-        }
-        output.text(&table.render())?;
-        output.text(&super::ledger_line(context))?;
-        let skipped = adoptions.len() - adopted;
-        output.note(&format!(
-            "{} {} as built without a submission{}{}",
-            count(adopted, "definition"),
-            if request.dry_run {
-                "would be recorded"
-            } else {
-                "recorded"
-            },
-            if skipped > 0 {
-                format!(
-                    "; {skipped} left as they were (built already, or a job in flight: adopting \
-                     would lose track of it)"
-                )
-            } else {
-                String::new()
-            },
-            if request.dry_run {
-                "; dry run: the ledger was not changed"
-            } else {
-                ""
-            }
-        ))?;
-    }
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

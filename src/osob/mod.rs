@@ -1,7 +1,9 @@
 //! OSOB, the repository that defines Helix queues: the mapping from definitions to its files,
 //! the pure edit that swaps image names (and review dates) in them, and the git workspace that
-//! reads its base branch and pushes the pull-request branch.
+//! reads its base branch and pushes the pull-request branch; `publish` runs the whole OSOB
+//! step on them.
 
 pub mod edit;
 pub mod mapping;
+pub mod publish;
 pub mod workspace;

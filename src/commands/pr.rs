@@ -9,9 +9,9 @@ use super::Context;
 use crate::catalog::Catalog;
 use crate::exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
+use crate::osob::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::osob::workspace::Workspace;
 use crate::pr::{PrClient, PullRequest, PullRequestSpec, body};
-use crate::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::state::Ledger;
 
 /// What `imagegen pr` is asked to do.

@@ -2,6 +2,8 @@
 //! what the plan marks, and with `--wait` follows this run's jobs until they end. Every step
 //! goes through the ledger writer, so a run killed at any instant is resumed by the next one.
 
+pub mod submission;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use self::submission::{Candidate, Outcome, SharedWriter};
 use crate::catalog::Catalog;
 use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
 use crate::plan::{self, Plan, PlanOptions, SubmitReason};
 use crate::selection::Selection;
 use crate::state::{JobStatus, Ledger, LedgerKey, LedgerWriter, StateError, Store};
-use crate::submission::{self, Candidate, Outcome, SharedWriter};
 
 /// The longest wait between two polls, however long the jobs take.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);

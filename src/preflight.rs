@@ -15,15 +15,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::commands::jobs::FactoryOptions;
+use crate::commands::factory_options::FactoryOptions;
 use crate::duration;
 use crate::factory::auth::{CLIENT_ID_VAR, CLIENT_SECRET_VAR, RESOURCE_ID_VAR, TENANT_ID_VAR};
 use crate::factory::client::{NO_SUCH_JOB, status_without_token};
 use crate::factory::{AUTHORITY_VAR, FactoryError, TOKEN_VERSION_VAR, URL_VAR};
 use crate::osob::mapping::{MAPPING_FILE, Mapping, Provider};
+use crate::osob::publish::{self, Assume};
 use crate::osob::workspace::Workspace;
 use crate::pr::{PrClient, PrError};
-use crate::publish::{self, Assume};
 use crate::state::blob::{NEEDED_PERMISSIONS, SAS_VAR, STATE_VAR};
 use crate::state::{Ledger, Rewrite, StateError, Store};
 
