@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
 use imagegen::commands;
+use imagegen::exit::Exit;
 use imagegen::platform::Platform;
 use tracing_subscriber::EnvFilter;
 
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
             // clap exits 2 on a usage error, but 2 means "changes planned" here: a mistyped
             // flag in a pipeline must fail it, not look like pending work.
             return if error.use_stderr() {
-                ExitCode::from(imagegen::exit::ERROR)
+                ExitCode::from(Exit::Error.code())
             } else {
                 ExitCode::SUCCESS
             };
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: cannot write the completion script: {error}");
-                ExitCode::from(imagegen::exit::ERROR)
+                ExitCode::from(Exit::Error.code())
             }
         };
     }
@@ -53,17 +54,17 @@ fn main() -> ExitCode {
         .context(output.clone(), &matches)
         .and_then(|context| run(&cli, &context));
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(outcome) => ExitCode::from(outcome.code()),
         // A reader that stopped early (`imagegen affected X | head -1`) is not a failure.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             imagegen::output::fatal(&output, &error);
-            ExitCode::from(imagegen::exit::ERROR)
+            ExitCode::from(Exit::Error.code())
         }
     }
 }
 
-fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<u8> {
+fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<Exit> {
     match &cli.command {
         Command::Demo(demo) => commands::demo::demo(context, demo.request()),
         Command::Validate => commands::validate(context),
@@ -80,7 +81,7 @@ fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<u8> {
         }
         Command::Completions { shell } => {
             print_completions(*shell)?;
-            Ok(imagegen::exit::OK)
+            Ok(Exit::Ok)
         }
     }
 }

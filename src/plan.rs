@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::catalog::{Catalog, parallel_map};
 use crate::definitions::{PayloadHash, Rendered};
-use crate::exit;
+use crate::exit::Exit;
 pub use crate::state::SameName;
 use crate::state::{JobStatus, Ledger, LedgerEntry};
 use crate::variables::{self, ValueChange};
@@ -241,13 +241,13 @@ impl Plan {
 
     /// 1 when a job failed or a submission is refused, 2 when anything is to submit or
     /// pending, 0 otherwise (see ARCHITECTURE.md, "Exit codes").
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> Exit {
         if !self.failed.is_empty() || !self.refused.is_empty() {
-            exit::ERROR
+            Exit::Error
         } else if !self.is_settled() {
-            exit::PENDING
+            Exit::Pending
         } else {
-            exit::OK
+            Exit::Ok
         }
     }
 }
@@ -744,7 +744,7 @@ mod tests {
                 .iter()
                 .all(|s| s.reason == SubmitReason::NeverSubmitted)
         );
-        assert_eq!(plan.exit_code(), 2);
+        assert_eq!(plan.exit_code(), Exit::Pending);
     }
 
     #[test]
@@ -757,7 +757,7 @@ mod tests {
         let plan = plan(&catalog, &ledger, PlanOptions::default());
         assert_eq!(plan.unchanged, ["a", "b"]);
         assert!(plan.is_settled());
-        assert_eq!(plan.exit_code(), 0);
+        assert_eq!(plan.exit_code(), Exit::Ok);
     }
 
     #[test]
@@ -799,7 +799,7 @@ mod tests {
         let plan = plan(&catalog, &ledger, FORCED);
         assert!(plan.submit.is_empty());
         assert_eq!(ids(&plan.pending, |p| &p.definition), ["a", "b"]);
-        assert_eq!(plan.exit_code(), 2);
+        assert_eq!(plan.exit_code(), Exit::Pending);
     }
 
     #[test]
@@ -845,7 +845,7 @@ mod tests {
              content), or run again with --allow-same-name to rebuild it under the same name on \
              purpose"
         );
-        assert_eq!(plan.exit_code(), 1);
+        assert_eq!(plan.exit_code(), Exit::Error);
         assert_eq!(plan.summary().refused, 2);
         let text = anstream::adapter::strip_str(&render_text(&plan)).to_string();
         assert!(
@@ -891,7 +891,7 @@ mod tests {
         let plan_default = plan(&catalog, &ledger, PlanOptions::default());
         assert!(plan_default.submit.is_empty());
         assert_eq!(plan_default.failed[0].message.as_deref(), Some("disk full"));
-        assert_eq!(plan_default.exit_code(), 1);
+        assert_eq!(plan_default.exit_code(), Exit::Error);
         let forced = plan(&catalog, &ledger, FORCED);
         assert_eq!(forced.submit[0].reason, SubmitReason::Forced);
         assert_eq!(forced.submit[0].diff, None);

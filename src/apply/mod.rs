@@ -154,7 +154,7 @@ mod seconds {
 impl Applied {
     /// 1 if any job of this run failed, a payload was refused, or a submission or poll had a
     /// lasting problem; else 2 if anything is still pending; else 0.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> crate::exit::Exit {
         let failed = self.jobs.iter().any(|job| job.status.is_unsuccessful())
             || !self.plan.refused.is_empty()
             || self.outcomes.iter().any(|(_, outcome)| {
@@ -165,11 +165,11 @@ impl Applied {
             })
             || self.poll_errors.values().any(|error| !error.transient);
         if failed {
-            crate::exit::ERROR
+            crate::exit::Exit::Error
         } else if self.is_pending() {
-            crate::exit::PENDING
+            crate::exit::Exit::Pending
         } else {
-            crate::exit::OK
+            crate::exit::Exit::Ok
         }
     }
 

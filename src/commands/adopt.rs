@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Context, count};
 use crate::catalog::Catalog;
-use crate::exit;
+use crate::exit::Exit;
 use crate::output::Table;
 use crate::selection::Selection;
 use crate::state::{JobStatus, LedgerEntry, LedgerWriter};
@@ -46,7 +46,7 @@ struct Adoption {
 
 /// `imagegen adopt`: records the current rendered payloads as built, without submitting, so
 /// that the first reconcile does not rebuild images that exist already.
-pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
+pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<Exit> {
     let selection = Selection::new(&request.only, &request.except)?;
     let catalog = Catalog::load(&context.repo);
     let output = &context.output;
@@ -57,7 +57,7 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
         } else {
             output.note("nothing was adopted: fix the errors above first")?;
         }
-        return Ok(exit::ERROR);
+        return Ok(Exit::Error);
     }
     selection.check(&catalog.ids())?;
     let chosen: Vec<_> = catalog
@@ -181,5 +181,5 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<u8> {
             }
         ))?;
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }

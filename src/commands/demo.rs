@@ -16,7 +16,7 @@ use super::pr::PrRequest;
 use super::vars::{self, SetRequest};
 use super::{AdoptRequest, Context, ReconcileRequest};
 use crate::apply::WaitOptions;
-use crate::exit;
+use crate::exit::Exit;
 use crate::factory::emulator::{Emulator, EmulatorConfig};
 use crate::osob::mapping::MAPPING_FILE;
 use crate::plan::PlanOptions;
@@ -68,10 +68,13 @@ struct Expectations {
 }
 
 impl Expectations {
-    fn exit(&mut self, step: &str, code: u8, expected: u8) {
+    fn exit(&mut self, step: &str, code: Exit, expected: Exit) {
         if code != expected {
-            self.problems
-                .push(format!("{step} exited {code}, expected {expected}"));
+            self.problems.push(format!(
+                "{step} exited {}, expected {}",
+                code.code(),
+                expected.code()
+            ));
         }
     }
 
@@ -85,7 +88,7 @@ impl Expectations {
 /// `imagegen demo`: runs the weekly update end to end against local stand-ins and checks that
 /// it came out as it should (one build failed and shown, the pull request printed, nothing
 /// submitted twice). Exit code 0 when it did.
-pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
+pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<Exit> {
     if context.output.is_json() {
         bail!(
             "the demo has no JSON form: it tells a story for people; run the commands it shows \
@@ -135,7 +138,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
             ..AdoptRequest::default()
         },
     )?;
-    expect.exit("imagegen adopt", code, exit::OK);
+    expect.exit("imagegen adopt", code, Exit::Ok);
 
     let assignment = format!("{BUMPED}={this_week}");
     heading(
@@ -151,7 +154,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
             dry_run: false,
         },
     )?;
-    expect.exit("imagegen vars set", code, exit::OK);
+    expect.exit("imagegen vars set", code, Exit::Ok);
 
     heading(
         context,
@@ -176,7 +179,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
             ..reconcile.clone()
         },
     )?;
-    expect.exit("imagegen reconcile --dry-run", code, exit::PENDING);
+    expect.exit("imagegen reconcile --dry-run", code, Exit::Pending);
     let affected = affected_count(&stage.repo);
 
     heading(
@@ -196,7 +199,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
         },
     )?;
     // One image fails on purpose: the run says so with exit code 1.
-    expect.exit("imagegen reconcile --wait", code, exit::ERROR);
+    expect.exit("imagegen reconcile --wait", code, Exit::Error);
     let jobs_first = emulator.job_count();
     expect.check(jobs_first == affected, || {
         format!("the reconcile started {jobs_first} jobs, but {affected} definitions use {BUMPED}")
@@ -213,7 +216,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
     )?;
     let code = super::reconcile(&demo, reconcile.clone())?;
     // The failed build is reported again, and not resubmitted without --retry-failed.
-    expect.exit("the second imagegen reconcile", code, exit::ERROR);
+    expect.exit("the second imagegen reconcile", code, Exit::Error);
     let jobs_second = emulator.job_count() - jobs_first;
     expect.check(jobs_second == 0, || {
         format!("the second reconcile started {jobs_second} jobs, expected none")
@@ -238,7 +241,7 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<u8> {
             kept.join("repo").display()
         ))?;
     }
-    Ok(exit::OK)
+    Ok(Exit::Ok)
 }
 
 /// The demo's folder: the repository copy and the bare OSOB repository beside it.

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::Context;
 use super::factory_options::FactoryOptions;
 use crate::catalog::Catalog;
-use crate::exit;
+use crate::exit::Exit;
 use crate::osob::mapping::{self, MAPPING_FILE};
 use crate::output::{SHOWN_MESSAGE_CHARS, shown_within};
 use crate::platform::Annotation;
@@ -40,7 +40,7 @@ const FAIL: Style = AnsiColor::Red.on_default().bold();
 const SKIP: Style = Style::new().dimmed();
 
 /// `imagegen doctor`: every check, then exit 0 when none failed (warnings pass), 1 otherwise.
-pub fn doctor(context: &Context, request: DoctorRequest) -> anyhow::Result<u8> {
+pub fn doctor(context: &Context, request: DoctorRequest) -> anyhow::Result<Exit> {
     let output = &context.output;
     // The run's rule for a missing ledger (refused on a CI platform unless --init-ledger),
     // taken from the store the command line made.
@@ -72,7 +72,7 @@ pub fn doctor(context: &Context, request: DoctorRequest) -> anyhow::Result<u8> {
     } else {
         output.text(&render(&checks))?;
     }
-    Ok(if failed { exit::ERROR } else { exit::OK })
+    Ok(if failed { Exit::Error } else { Exit::Ok })
 }
 
 /// The mapping, or why the OSOB and pull-request checks have none to work with.

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::catalog::{self, Catalog};
 use crate::definitions::{DEFINITIONS_DIR, Definition, Rendered};
 use crate::diagnostics::Diagnostics;
-use crate::exit;
+use crate::exit::Exit;
 use crate::osob::mapping;
 use crate::output::{Output, Table};
 use crate::state::{DEFAULT_STATE_PATH, FileStore, MissingLedger, Store};
@@ -83,16 +83,18 @@ pub(crate) fn ledger_line(context: &Context) -> String {
     format!("Ledger: {}\n", context.store.describe())
 }
 
-fn exit_for(diagnostics: &Diagnostics) -> u8 {
+/// An error when any problem is one, done otherwise: the part the committed files play in a
+/// command's outcome.
+fn exit_for(diagnostics: &Diagnostics) -> Exit {
     if diagnostics.has_errors() {
-        exit::ERROR
+        Exit::Error
     } else {
-        exit::OK
+        Exit::Ok
     }
 }
 
 /// `imagegen validate`: loads and renders everything and reports every problem.
-pub fn validate(context: &Context) -> anyhow::Result<u8> {
+pub fn validate(context: &Context) -> anyhow::Result<Exit> {
     let catalog = Catalog::load(&context.repo);
     let mut diagnostics = catalog.diagnostics.clone();
     let (_, mapping_problems) = mapping::load(&context.repo, &catalog.ids());
@@ -148,7 +150,7 @@ fn count(count: usize, noun: &str) -> String {
 }
 
 /// `imagegen render <definition-id-or-path>`: prints one rendered payload.
-pub fn render(context: &Context, target: &str) -> anyhow::Result<u8> {
+pub fn render(context: &Context, target: &str) -> anyhow::Result<Exit> {
     let target = resolve_render_target(&context.repo, target)?;
     let (rendered, diagnostics) = render_target(&context.repo, &target);
     let output = &context.output;
@@ -313,7 +315,7 @@ fn check_variable_names(catalog: &Catalog, names: &[String]) -> anyhow::Result<(
 }
 
 /// `imagegen affected <VAR>...`: the definitions that use any of the variables.
-pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<u8> {
+pub fn affected(context: &Context, names: &[String]) -> anyhow::Result<Exit> {
     let catalog = Catalog::load(&context.repo);
     check_variable_names(&catalog, names)?;
     let affected = catalog.affected_by(names);

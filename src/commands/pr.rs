@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::catalog::Catalog;
-use crate::exit;
+use crate::exit::Exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::osob::workspace::Workspace;
@@ -80,7 +80,7 @@ struct FileReport<'a> {
 /// problems that stopped it).
 #[derive(Debug)]
 pub struct PrResult {
-    pub code: u8,
+    pub code: Exit,
     pub json: serde_json::Value,
     pub text: String,
     /// One line standing for `text` when the run changed nothing in OSOB, so a scheduled
@@ -99,7 +99,7 @@ impl PrResult {
 
     fn problems(problems: Vec<String>) -> Self {
         Self {
-            code: exit::ERROR,
+            code: Exit::Error,
             json: json!({ "errors": problems }),
             text: String::new(),
             unchanged: None,
@@ -109,7 +109,7 @@ impl PrResult {
     }
 
     fn done(
-        code: u8,
+        code: Exit,
         json: serde_json::Value,
         text: String,
         pull_request: Option<PullRequest>,
@@ -178,7 +178,7 @@ impl PrResult {
 
 /// `imagegen pr`: edits OSOB for every image built from the current definitions, pushes the
 /// branch and opens or updates the pull request.
-pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
+pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<Exit> {
     let catalog = Catalog::load(&context.repo);
     let ledger = context.store.read_blocking()?;
     let result = publish(context, &request, &catalog, &ledger)?;
@@ -186,7 +186,7 @@ pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<u8> {
     if !context.output.is_json() {
         context.output.text(&super::ledger_line(context))?;
     }
-    if request.dry_run && result.problems.is_empty() && result.code == exit::PENDING {
+    if request.dry_run && result.problems.is_empty() && result.code == Exit::Pending {
         context
             .output
             .note("dry run: nothing was pushed and no pull request was touched")?;
@@ -275,7 +275,7 @@ pub fn publish(
             print_not_included(context, &prepared)?;
         }
         return Ok(PrResult::done(
-            exit::OK,
+            Exit::Ok,
             json!({
                 "dry_run": request.dry_run,
                 "osob": workspace.url(),
@@ -323,9 +323,9 @@ pub fn publish(
     };
     let mut result = PrResult::done(
         if request.dry_run {
-            exit::PENDING
+            Exit::Pending
         } else {
-            exit::OK
+            Exit::Ok
         },
         serde_json::to_value(&report)?,
         render_report(&report, &mapping),

@@ -19,7 +19,7 @@ use crate::apply::{self, Applied, ApplyOptions, JobRow, Phase, Progress, WaitOpt
 use crate::catalog::Catalog;
 use crate::diagnostics::Diagnostics;
 use crate::duration;
-use crate::exit;
+use crate::exit::Exit;
 use crate::factory::FactoryError;
 use crate::output::{self, Output, Table};
 use crate::plan::{self, PlanOptions};
@@ -63,7 +63,7 @@ struct DryRunReport<'a> {
 
 /// `imagegen reconcile`: plans from the committed files and the ledger; prints the plan with
 /// `--dry-run`, carries it out otherwise.
-pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result<u8> {
+pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result<Exit> {
     let selection = Selection::new(&request.only, &request.except)?;
     let store = &context.store;
     // The ledger is read while the catalog loads: both are large in a big repository.
@@ -91,7 +91,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
                 "nothing was planned: fix {VARIABLES_FILE} first, every definition depends on it"
             ))?;
         }
-        return Ok(exit::ERROR);
+        return Ok(Exit::Error);
     }
     selection.check(&catalog.ids())?;
     let Some(ledger) = ledger else {
@@ -127,11 +127,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         }
         output.note("dry run: nothing was submitted and the ledger was not changed")?;
     }
-    Ok(if catalog.diagnostics.has_errors() {
-        exit::ERROR
-    } else {
-        plan.exit_code()
-    })
+    Ok(plan.exit_code().max(super::exit_for(&catalog.diagnostics)))
 }
 
 /// `reconcile` as JSON: the plan carried out, the jobs, and the OSOB step.
@@ -151,7 +147,7 @@ struct ApplyReport<'a> {
     /// The OSOB step's report, or why it did not run.
     pr: serde_json::Value,
     diagnostics: &'a Diagnostics,
-    exit_code: u8,
+    exit_code: Exit,
 }
 
 /// A job the service could not be asked about, with the entry it belongs to.
@@ -167,7 +163,7 @@ fn apply(
     request: &ReconcileRequest,
     catalog: &Catalog,
     selection: &Selection,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let output = &context.output;
     let client = Arc::new(request.factory.client()?);
     output.diagnostics(&catalog.diagnostics)?;
@@ -190,10 +186,9 @@ fn apply(
     // Closed before anything else is printed, and also when the run stopped on an error.
     progress.close_group();
     let applied = applied?;
-    let mut code = applied.exit_code();
-    if catalog.diagnostics.has_errors() {
-        code = exit::ERROR;
-    }
+    let mut code = applied
+        .exit_code()
+        .max(super::exit_for(&catalog.diagnostics));
     // The pull request is opened once every job of the batch has ended: reviewers see one
     // change, not one a job.
     let pr = if request.no_pr {
@@ -207,9 +202,7 @@ fn apply(
         let result = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
             .unwrap_or_else(|error| pr_step::PrResult::failed(format!("{error:#}")));
         output.group_end()?;
-        if result.code == exit::ERROR {
-            code = exit::ERROR;
-        }
+        code = code.max(result.code);
         Ok(result)
     };
     if output.platform.is_some() {
@@ -278,7 +271,7 @@ fn apply(
         }
         Err(_) => {}
     }
-    if code == exit::PENDING && request.wait.is_none() {
+    if code == Exit::Pending && request.wait.is_none() {
         output.note(
             "jobs are still being built: run imagegen reconcile again later (the pipeline's \
              schedule does), or pass --wait",
@@ -402,11 +395,11 @@ fn failed_job_annotation(job: &JobRow) -> Annotation {
 
 /// The run as markdown for the platform's summary: the job table, the failures with their
 /// messages, and the pull request or why there is none. Made from the same rows as the text.
-fn render_summary(applied: &Applied, pr: &Result<pr_step::PrResult, String>, code: u8) -> String {
+fn render_summary(applied: &Applied, pr: &Result<pr_step::PrResult, String>, code: Exit) -> String {
     let mut text = String::from("## imagegen reconcile\n\n");
     text.push_str(match code {
-        exit::OK => "**Done**: nothing is pending.",
-        exit::PENDING => "**Pending**: jobs are still being built; the schedule polls again.",
+        Exit::Ok => "**Done**: nothing is pending.",
+        Exit::Pending => "**Pending**: jobs are still being built; the schedule polls again.",
         _ => "**Failed**: see the problems below.",
     });
     text.push_str("\n\n");
@@ -791,7 +784,7 @@ mod tests {
             ],
             Vec::new(),
         );
-        let markdown = render_summary(&applied, &Err("--no-pr".into()), exit::ERROR);
+        let markdown = render_summary(&applied, &Err("--no-pr".into()), Exit::Error);
         assert_eq!(
             markdown,
             "## imagegen reconcile\n\n\

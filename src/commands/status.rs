@@ -12,7 +12,7 @@ use super::Context;
 use super::factory_options::FactoryOptions;
 use crate::apply::submission::{self};
 use crate::duration;
-use crate::exit;
+use crate::exit::Exit;
 use crate::factory::{JobState, RemoteStatus};
 use crate::output::{SHOWN_MESSAGE_CHARS, shown, shown_within};
 use crate::platform::Annotation;
@@ -73,7 +73,7 @@ fn without_images(state: &JobState) -> bool {
 }
 
 /// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
-pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<u8> {
+pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
     let client = request.factory.client()?;
     // The ledger only names the jobs it knows; without one, the ids speak for themselves.
     let runtime = crate::runtime::shared()?;
@@ -253,7 +253,7 @@ fn status_annotation(report: &JobReport) -> Option<Annotation> {
 
 /// 1 if any job failed, was canceled, is unknown or succeeded without images; else 2 if any is
 /// still going; else 0.
-fn status_exit_code(reports: &[JobReport]) -> u8 {
+fn status_exit_code(reports: &[JobReport]) -> Exit {
     let failed = reports.iter().any(|report| match &report.state {
         Some(state) => {
             matches!(state.status, RemoteStatus::Failed | RemoteStatus::Canceled)
@@ -262,11 +262,11 @@ fn status_exit_code(reports: &[JobReport]) -> u8 {
         None => true,
     });
     if failed {
-        exit::ERROR
+        Exit::Error
     } else if reports.iter().all(JobReport::is_terminal) {
-        exit::OK
+        Exit::Ok
     } else {
-        exit::PENDING
+        Exit::Pending
     }
 }
 

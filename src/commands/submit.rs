@@ -12,7 +12,7 @@ use super::{Context, count, render_target, resolve_render_target};
 use crate::apply::submission::{self, Candidate, Outcome};
 use crate::catalog::Catalog;
 use crate::diagnostics::Diagnostics;
-use crate::exit;
+use crate::exit::Exit;
 use crate::factory::FactoryError;
 use crate::factory::wire::IDEMPOTENCY_KEY_HEADER;
 use crate::output::{Table, shown};
@@ -45,7 +45,7 @@ pub struct SubmitRequest {
 }
 
 /// `imagegen submit`: renders, records the intent, sends, records the tracking id.
-pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
+pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit> {
     let (candidates, diagnostics) = match &request.target {
         SubmitTarget::File(target) => {
             let target = resolve_render_target(&context.repo, target)?;
@@ -70,7 +70,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         } else {
             output.note("nothing was submitted: fix the errors above first")?;
         }
-        return Ok(exit::ERROR);
+        return Ok(Exit::Error);
     }
     if candidates.is_empty() {
         if let SubmitTarget::Variables(names) = &request.target {
@@ -82,7 +82,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         if output.is_json() {
             output.json(&json!({ "submitted": [], "diagnostics": diagnostics }))?;
         }
-        return Ok(exit::OK);
+        return Ok(Exit::Ok);
     }
     let candidates: Vec<Candidate> = candidates
         .into_iter()
@@ -143,9 +143,9 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<u8> {
         }
     }
     Ok(if results.iter().any(|(_, outcome)| outcome.is_problem()) {
-        exit::ERROR
+        Exit::Error
     } else {
-        exit::OK
+        Exit::Ok
     })
 }
 
@@ -249,7 +249,7 @@ fn print_dry_run(
     context: &Context,
     request: &SubmitRequest,
     candidates: &[Candidate],
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Exit> {
     let jobs_url = match request.factory.settings() {
         Ok(settings) => settings.jobs_url().to_string(),
         Err(FactoryError::MissingUrl) => "$IMAGE_FACTORY_URL/api/jobs".to_string(),
@@ -325,5 +325,5 @@ fn print_dry_run(
         output.text(&text)?;
         output.note("dry run: nothing was submitted and the ledger was not changed")?;
     }
-    Ok(if refused { exit::ERROR } else { exit::OK })
+    Ok(if refused { Exit::Error } else { Exit::Ok })
 }

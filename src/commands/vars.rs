@@ -2,6 +2,7 @@
 //! changed in place with every other byte kept (`set`), and compared with a git revision
 //! (`diff`), each naming the definitions a change rebuilds.
 
+use crate::exit::Exit;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,7 @@ pub struct DiffRequest {
 }
 
 /// Runs one `imagegen vars` subcommand.
-pub fn vars(context: &Context, request: VarsRequest) -> anyhow::Result<u8> {
+pub fn vars(context: &Context, request: VarsRequest) -> anyhow::Result<Exit> {
     match request {
         VarsRequest::List => list(context),
         VarsRequest::Set(request) => set(context, &request),
@@ -76,7 +77,7 @@ struct ListedVariable<'a> {
 }
 
 /// `imagegen vars list`: every variable in file order, with how many definitions use it.
-pub fn list(context: &Context) -> anyhow::Result<u8> {
+pub fn list(context: &Context) -> anyhow::Result<Exit> {
     let catalog = Catalog::load(&context.repo);
     let errors = errors_of(&catalog);
     let listed: Vec<ListedVariable> = catalog
@@ -137,7 +138,7 @@ struct SetReport<'a> {
 
 /// `imagegen vars set`: changes values in variables.json in place (or shows the change with
 /// `--dry-run`), then lists the definitions that the change rebuilds.
-pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<u8> {
+pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     let path = context.repo.join(VARIABLES_FILE);
     let sources = catalog::read_sources(&context.repo);
     let text = match &sources.variables {
@@ -251,7 +252,7 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<u8> {
     Ok(if broken.is_empty() {
         exit_for(&errors)
     } else {
-        crate::exit::ERROR
+        crate::exit::Exit::Error
     })
 }
 
@@ -384,7 +385,7 @@ struct DiffEntry<'a> {
 /// `imagegen vars diff <REV>`: what changed in variables.json since a git revision, compared
 /// with the file in the working tree. A revision without variables.json counts every variable
 /// as added.
-pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<u8> {
+pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<Exit> {
     let revision = request.revision.as_str();
     let old = read_at_revision(&context.repo, revision)?;
     let catalog = Catalog::load(&context.repo);
