@@ -89,6 +89,9 @@ pub struct PrResult {
     pub problems: Vec<String>,
     /// The pull request opened or updated, when the provider has one.
     pub pull_request: Option<PullRequest>,
+    /// One line for a run's summary, said where the result is made: the pull request, or what
+    /// became of OSOB.
+    pub headline: String,
 }
 
 impl PrResult {
@@ -103,6 +106,10 @@ impl PrResult {
             json: json!({ "errors": problems }),
             text: String::new(),
             unchanged: None,
+            headline: format!(
+                "the OSOB step failed, nothing was pushed: {}",
+                problems.join("; ")
+            ),
             problems,
             pull_request: None,
         }
@@ -112,6 +119,7 @@ impl PrResult {
         code: Exit,
         json: serde_json::Value,
         text: String,
+        headline: String,
         pull_request: Option<PullRequest>,
     ) -> Self {
         Self {
@@ -121,33 +129,7 @@ impl PrResult {
             unchanged: None,
             problems: Vec::new(),
             pull_request,
-        }
-    }
-
-    /// One line for a run's summary: the pull request, or why there is none.
-    pub fn headline(&self) -> String {
-        if !self.problems.is_empty() {
-            return format!(
-                "the OSOB step failed, nothing was pushed: {}",
-                self.problems.join("; ")
-            );
-        }
-        match &self.pull_request {
-            Some(pull_request) => format!(
-                "pull request #{} {}: {}",
-                pull_request.number,
-                action_word(pull_request.action),
-                pull_request.url
-            ),
-            None => self
-                .unchanged
-                .as_deref()
-                .unwrap_or(&self.text)
-                .lines()
-                .map(str::trim)
-                .find(|line| !line.is_empty())
-                .unwrap_or("no pull request")
-                .to_string(),
+            headline,
         }
     }
 
@@ -283,6 +265,7 @@ pub fn publish(
                 "built": built,
                 "not_included": not_included,
             }),
+            text.trim_end().to_string(),
             text,
             None,
         ));
@@ -321,6 +304,10 @@ pub fn publish(
         branch: outcome.clone(),
         pull_request: pull_request.clone(),
     };
+    let headline = match &pull_request {
+        Some(pull_request) => pull_request_line(pull_request),
+        None => report_headline(&report),
+    };
     let mut result = PrResult::done(
         if request.dry_run {
             Exit::Pending
@@ -329,23 +316,23 @@ pub fn publish(
         },
         serde_json::to_value(&report)?,
         render_report(&report, &mapping),
+        headline,
         pull_request,
     );
     if let Some(BranchOutcome::UpToDate { commit }) = &report.branch {
-        result.unchanged = Some(format!(
+        let line = format!(
             "OSOB: {} already holds this change ({}): nothing pushed{}\n",
             report.pr_branch,
             &commit[..12],
             match &report.pull_request {
-                Some(pull_request) => format!(
-                    "; pull request #{} {}: {}",
-                    pull_request.number,
-                    action_word(pull_request.action),
-                    pull_request.url
-                ),
+                Some(pull_request) => format!("; {}", pull_request_line(pull_request)),
                 None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
             }
-        ));
+        );
+        if result.pull_request.is_none() {
+            result.headline = line.trim_end().to_string();
+        }
+        result.unchanged = Some(line);
     }
     Ok(result)
 }
@@ -391,10 +378,20 @@ fn file_reports(prepared: &Prepared) -> Vec<FileReport<'_>> {
         .collect()
 }
 
-fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
-    let mut text = String::new();
-    text.push_str(&format!(
-        "OSOB {} ({}): {} to change on {}\n\n",
+/// `pull request #N updated: URL`.
+fn pull_request_line(pull_request: &PullRequest) -> String {
+    format!(
+        "pull request #{} {}: {}",
+        pull_request.number,
+        action_word(pull_request.action),
+        pull_request.url
+    )
+}
+
+/// The report's first line: which OSOB, and how many files change on which branch.
+fn report_headline(report: &PrReport<'_>) -> String {
+    format!(
+        "OSOB {} ({}): {} to change on {}",
         report.osob,
         report.base_branch,
         match report.files.len() {
@@ -402,7 +399,11 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
             n => format!("{n} files"),
         },
         report.pr_branch
-    ));
+    )
+}
+
+fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
+    let mut text = format!("{}\n\n", report_headline(report));
     for file in &report.files {
         text.push_str(&file.diff);
         if !file.diff.ends_with('\n') {
@@ -428,10 +429,9 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
     }
     match (&report.pull_request, &mapping.provider, report.dry_run) {
         (Some(pull_request), _, _) => text.push_str(&format!(
-            "pull request #{} {}: {}\n",
-            pull_request.number,
-            action_word(pull_request.action),
-            pull_request.url
+            "{}
+",
+            pull_request_line(pull_request)
         )),
         (None, provider, dry_run) => {
             let verb = if dry_run || matches!(provider, Provider::Local) {

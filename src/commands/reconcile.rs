@@ -192,9 +192,9 @@ fn apply(
     // The pull request is opened once every job of the batch has ended: reviewers see one
     // change, not one a job.
     let pr = if request.no_pr {
-        Err("--no-pr".to_string())
+        OsobStep::Skipped(Skipped::NoPr)
     } else if applied.is_pending() {
-        Err("jobs are still being built; a later run opens or updates the pull request".into())
+        OsobStep::Skipped(Skipped::JobsPending)
     } else {
         output.group_start("OSOB pull request")?;
         // The jobs are recorded whatever happens here: a failing OSOB step is reported with
@@ -203,7 +203,7 @@ fn apply(
             .unwrap_or_else(|error| pr_step::PrResult::failed(format!("{error:#}")));
         output.group_end()?;
         code = code.max(result.code);
-        Ok(result)
+        OsobStep::Ran(Box::new(result))
     };
     if output.platform.is_some() {
         output.summary(&render_summary(&applied, &pr, code))?;
@@ -211,7 +211,7 @@ fn apply(
     if output.is_json() {
         // Silent off a platform (the document carries them); its annotations on one.
         report_problems(output, &applied)?;
-        if let Ok(result) = &pr {
+        if let OsobStep::Ran(result) = &pr {
             for problem in &result.problems {
                 output.error(problem)?;
             }
@@ -240,8 +240,8 @@ fn apply(
                 .collect(),
             timed_out: applied.timed_out,
             pr: match &pr {
-                Ok(result) => result.json.clone(),
-                Err(reason) => json!({ "skipped": reason }),
+                OsobStep::Ran(result) => result.json.clone(),
+                OsobStep::Skipped(reason) => json!({ "skipped": reason.to_string() }),
             },
             diagnostics: &catalog.diagnostics,
             exit_code: code,
@@ -258,7 +258,7 @@ fn apply(
         )?;
     }
     match &pr {
-        Ok(result) => {
+        OsobStep::Ran(result) => {
             if !result.problems.is_empty() {
                 output.note("OSOB pull request:")?;
             } else {
@@ -266,10 +266,11 @@ fn apply(
             }
             result.print_brief(context)?;
         }
-        Err(reason) if !request.no_pr => {
-            output.note(&format!("OSOB pull request: not yet, {reason}"))?
-        }
-        Err(_) => {}
+        OsobStep::Skipped(Skipped::JobsPending) => output.note(&format!(
+            "OSOB pull request: not yet, {}",
+            Skipped::JobsPending
+        ))?,
+        OsobStep::Skipped(Skipped::NoPr) => {}
     }
     if code == Exit::Pending && request.wait.is_none() {
         output.note(
@@ -278,6 +279,33 @@ fn apply(
         )?;
     }
     Ok(code)
+}
+
+/// What became of the OSOB step of a run.
+enum OsobStep {
+    /// It ran: the pull request, or the problems that stopped it.
+    Ran(Box<pr_step::PrResult>),
+    Skipped(Skipped),
+}
+
+/// Why a run left OSOB alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skipped {
+    /// The run said `--no-pr`.
+    NoPr,
+    /// Some job of the batch is still being built: reviewers get one change, not one a job.
+    JobsPending,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoPr => "--no-pr",
+            Self::JobsPending => {
+                "jobs are still being built; a later run opens or updates the pull request"
+            }
+        })
+    }
 }
 
 /// The run's problems: `error:` lines and notes in text output; on a platform each error is
@@ -395,7 +423,7 @@ fn failed_job_annotation(job: &JobRow) -> Annotation {
 
 /// The run as markdown for the platform's summary: the job table, the failures with their
 /// messages, and the pull request or why there is none. Made from the same rows as the text.
-fn render_summary(applied: &Applied, pr: &Result<pr_step::PrResult, String>, code: Exit) -> String {
+fn render_summary(applied: &Applied, pr: &OsobStep, code: Exit) -> String {
     let mut text = String::from("## imagegen reconcile\n\n");
     text.push_str(match code {
         Exit::Ok => "**Done**: nothing is pending.",
@@ -478,16 +506,18 @@ fn render_summary(applied: &Applied, pr: &Result<pr_step::PrResult, String>, cod
     }
     text.push_str("\n### Pull request\n\n");
     text.push_str(&match pr {
-        Ok(result) => match &result.pull_request {
+        OsobStep::Ran(result) => match &result.pull_request {
             Some(pull_request) => format!(
                 "[#{}]({}): {}\n",
                 pull_request.number,
                 pull_request.url,
-                markdown_cell(&result.headline())
+                markdown_cell(&result.headline)
             ),
-            None => format!("No pull request: {}\n", markdown_cell(&result.headline())),
+            None => format!("No pull request: {}\n", markdown_cell(&result.headline)),
         },
-        Err(reason) => format!("No pull request: {}\n", markdown_cell(reason)),
+        OsobStep::Skipped(reason) => {
+            format!("No pull request: {}\n", markdown_cell(&reason.to_string()))
+        }
     });
     text
 }
@@ -784,7 +814,7 @@ mod tests {
             ],
             Vec::new(),
         );
-        let markdown = render_summary(&applied, &Err("--no-pr".into()), Exit::Error);
+        let markdown = render_summary(&applied, &OsobStep::Skipped(Skipped::NoPr), Exit::Error);
         assert_eq!(
             markdown,
             "## imagegen reconcile\n\n\
