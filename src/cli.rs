@@ -317,7 +317,8 @@ copies the shipped definitions into a throw-away folder, and goes through this w
 Studio update with the commands a person would type: adopt last week's images, vars set,
 reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
 submits nothing. The pull request is printed, not opened. Nothing outside the throw-away
-folder is read or changed, and nothing leaves the machine.
+folder is read or changed, and nothing leaves the machine. A build without the default
+features (the production pipeline's) has no emulator: there the command says so and exits 1.
 Exit codes: 0 the story came out as it should, 1 it did not.";
 
 #[derive(Debug, Args)]

@@ -573,6 +573,7 @@ fn the_sas_signing_hmac_matches_rfc_4231() {
 
 /// The binary with the ledger in a blob, end to end: one process reads, records and polls
 /// through the same blob client across all its steps, and the next run picks up where it left.
+#[cfg(feature = "emulator")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reconciles_with_the_ledger_in_a_blob() {
     let azurite = Azurite::start();

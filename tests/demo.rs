@@ -1,12 +1,13 @@
 //! `imagegen demo` end to end: the binary, from an empty folder, tells the whole weekly update
 //! against its in-process emulator and bare OSOB repository, and its output shows each part of
-//! the story.
+//! the story. A build without the emulator keeps the command, which says why it has no demo.
 
 mod common;
 
 use common::{Repo, stderr_of, stdout_of};
 
 /// The text between a step's heading and the next one.
+#[cfg(feature = "emulator")]
 fn step<'a>(stdout: &'a str, number: &str) -> &'a str {
     let heading = format!("── {number}. ");
     let start = stdout
@@ -19,6 +20,7 @@ fn step<'a>(stdout: &'a str, number: &str) -> &'a str {
     &rest[..end]
 }
 
+#[cfg(feature = "emulator")]
 #[test]
 fn the_demo_shows_one_failure_the_pull_request_and_a_second_run_that_submits_nothing() {
     let folder = Repo::empty();
@@ -105,6 +107,7 @@ fn the_demo_shows_one_failure_the_pull_request_and_a_second_run_that_submits_not
     );
 }
 
+#[cfg(feature = "emulator")]
 #[test]
 fn the_demo_changes_nothing_outside_its_folder() {
     let folder = Repo::empty();
@@ -115,6 +118,7 @@ fn the_demo_changes_nothing_outside_its_folder() {
     assert!(left.is_empty(), "the demo wrote into its working folder");
 }
 
+#[cfg(feature = "emulator")]
 #[test]
 fn the_demo_keeps_its_folder_when_asked() {
     let folder = Repo::empty();
@@ -136,6 +140,7 @@ fn the_demo_keeps_its_folder_when_asked() {
     std::fs::remove_dir_all(kept).expect("clean up the kept folder");
 }
 
+#[cfg(feature = "emulator")]
 #[test]
 fn the_demo_has_no_json_form() {
     let folder = Repo::empty();
@@ -145,4 +150,20 @@ fn the_demo_has_no_json_form() {
     let document: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("the error is one JSON document");
     assert!(document["error"]["message"].is_string());
+}
+
+/// The production pipeline's build leaves the emulator out: `imagegen demo` is still there, and
+/// says why it shows nothing and what to run instead.
+#[cfg(not(feature = "emulator"))]
+#[test]
+fn without_the_emulator_the_demo_says_where_to_run_it() {
+    let folder = Repo::empty();
+    let output = folder.run(&["demo"], 1);
+    assert_eq!(stdout_of(&output), "");
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("built without the Image Factory emulator")
+            && stderr.contains("cargo run --locked -- demo"),
+        "{stderr}"
+    );
 }

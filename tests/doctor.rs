@@ -4,6 +4,9 @@
 //! Every stand-in passing first, for each provider; then one failure per check, each named with
 //! its fix while the other checks still run; and no secret in any output.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 // The pull-request services; this crate uses their main routes only.
 #[allow(dead_code)]

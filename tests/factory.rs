@@ -1,6 +1,9 @@
 //! Image Factory over real HTTP: the client against the emulator the tests start, and the
 //! `submit` and `status` commands of the binary against it, down to the emulator's request log.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 
 use std::sync::Arc;

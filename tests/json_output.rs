@@ -2,6 +2,9 @@
 //! talks to the service (and the ones around it) writes exactly one JSON document, and exits
 //! with the code its text output exits with for the same fault.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 
 use std::sync::Mutex;

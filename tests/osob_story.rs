@@ -5,6 +5,9 @@
 //! nothing, a dry run touches nothing, and a reviewer's commit on the branch is left alone.
 //! And a service that answers without end is cut off at the answer limit.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 // The pull-request services; this crate uses their main routes only.
 #[allow(dead_code)]

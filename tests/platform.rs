@@ -2,6 +2,9 @@
 //! Actions (annotations, groups, the run summary) appear only when the platform's variables
 //! say the run is there, and never spoil stdout's JSON document.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 
 use common::{Repo, emulator_failing, imagegen_against, json_of, stderr_of, stdout_of};

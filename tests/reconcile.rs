@@ -2,6 +2,9 @@
 //! emulator over real HTTP, with the ledger in real files. Each scenario checks the emulator's
 //! request log, so "submitted nothing" means no POST reached the service.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,6 +3,9 @@
 //! a CI platform. Each is refused before anything is read or sent, and every report names the
 //! ledger it read.
 
+// The emulator is a default feature: without it, these tests have nothing to run against.
+#![cfg(feature = "emulator")]
+
 mod common;
 
 use common::{Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of};

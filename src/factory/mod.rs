@@ -1,9 +1,12 @@
 //! Image Factory, the service that builds the images: its wire format, Azure AD sign-in, the
 //! client, and an emulator that serves the same contract on loopback. Everything the contract
 //! fixes lives under this module, so a difference in the real service is a change here only.
+//! The emulator is built only with the `emulator` feature (on by default): production never
+//! runs it, so its release build leaves the server and its dependencies out.
 
 pub mod auth;
 pub mod client;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod wire;
 

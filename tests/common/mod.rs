@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use imagegen::catalog::Catalog;
+#[cfg(feature = "emulator")]
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, LoggedRequest};
 use imagegen::state::{FileStore, JobStatus, Ledger, LedgerEntry};
 use serde_json::Value;
@@ -200,6 +201,7 @@ pub fn json_of(output: &std::process::Output) -> Value {
 }
 
 /// An emulator whose jobs finish within a second.
+#[cfg(feature = "emulator")]
 pub fn fast_emulator() -> Emulator {
     Emulator::start_in_background(EmulatorConfig {
         queued_for: std::time::Duration::from_millis(200),
@@ -211,6 +213,7 @@ pub fn fast_emulator() -> Emulator {
 
 /// A fast emulator whose build of `definition`'s image (as `repo` renders it) fails, and that
 /// image's name.
+#[cfg(feature = "emulator")]
 pub fn emulator_failing(repo: &Repo, definition: &str) -> (Emulator, String) {
     let rendered = repo.run(&["render", definition, "--output", "json"], 0);
     let image = json_of(&rendered)["image_names"][0]
@@ -230,11 +233,13 @@ pub fn emulator_failing(repo: &Repo, definition: &str) -> (Emulator, String) {
 }
 
 /// The binary in `repo`, with the emulator's settings in its environment.
+#[cfg(feature = "emulator")]
 pub fn imagegen_against(repo: &Repo, emulator: &Emulator) -> Command {
     Command::from_std(process_against(repo, emulator))
 }
 
 /// The same, as a process to spawn (and kill).
+#[cfg(feature = "emulator")]
 pub fn process_against(repo: &Repo, emulator: &Emulator) -> std::process::Command {
     let mut command = repo.process();
     for (name, value) in emulator.environment() {
@@ -245,6 +250,7 @@ pub fn process_against(repo: &Repo, emulator: &Emulator) -> std::process::Comman
 }
 
 /// Runs the binary in `repo` against the emulator, checks its exit code, returns its output.
+#[cfg(feature = "emulator")]
 pub fn run_against(
     repo: &Repo,
     emulator: &Emulator,
@@ -260,6 +266,7 @@ pub fn run_against(
 }
 
 /// Every job submission the emulator received, in order.
+#[cfg(feature = "emulator")]
 pub fn posts(emulator: &Emulator) -> Vec<LoggedRequest> {
     emulator
         .requests()
