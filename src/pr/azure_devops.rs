@@ -673,7 +673,7 @@ fn api_error(operation: String, error: &azure_core::Error) -> PrError {
                     None => text,
                 }
             }),
-        _ => crate::pr::error_chain(error),
+        _ => crate::output::error_chain(error),
     };
     PrError::Api {
         provider: PROVIDER,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::platform::markdown_cell;
+
 /// One image name that changes in OSOB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageChange {
@@ -155,11 +157,11 @@ fn full_sections(content: &PrContent) -> Vec<Section> {
                 .map(|date| {
                     format!(
                         "| `{}` | {} | {} | {} | {} |\n",
-                        cell(&date.file),
+                        markdown_cell(&date.file),
                         date.line,
-                        cell(&date.key),
-                        cell(&date.old),
-                        cell(&date.new)
+                        markdown_cell(&date.key),
+                        markdown_cell(&date.old),
+                        markdown_cell(&date.new)
                     )
                 })
                 .collect(),
@@ -178,9 +180,9 @@ fn full_sections(content: &PrContent) -> Vec<Section> {
                 .map(|item| {
                     format!(
                         "| {} | {} | {} |\n",
-                        cell(&item.definition),
-                        cell(&item.status),
-                        cell(&item.reason)
+                        markdown_cell(&item.definition),
+                        markdown_cell(&item.status),
+                        markdown_cell(&item.reason)
                     )
                 })
                 .collect(),
@@ -196,7 +198,7 @@ fn full_sections(content: &PrContent) -> Vec<Section> {
                 .map(|(file, names)| {
                     format!(
                         "- `{}`: {names} name{}\n",
-                        cell(file),
+                        markdown_cell(file),
                         if *names == 1 { "" } else { "s" }
                     )
                 })
@@ -288,7 +290,7 @@ fn change_row(change: &ImageChange) -> String {
     let old = change
         .old_names
         .iter()
-        .map(|name| format!("`{}`", cell(name)))
+        .map(|name| format!("`{}`", markdown_cell(name)))
         .collect::<Vec<_>>()
         .join("<br>");
     let variables = if change.variables.is_empty() {
@@ -297,16 +299,29 @@ fn change_row(change: &ImageChange) -> String {
         change
             .variables
             .iter()
-            .map(|(name, old, new)| format!("{} {} → {}", cell(name), cell(old), cell(new)))
+            .map(|(name, old, new)| {
+                format!(
+                    "{} {} → {}",
+                    markdown_cell(name),
+                    markdown_cell(old),
+                    markdown_cell(new)
+                )
+            })
             .collect::<Vec<_>>()
             .join("<br>")
     };
     format!(
         "| {} | {old} | `{}` | {variables} | {} | {} |\n",
-        cell(&change.definition),
-        cell(&change.new_name),
-        change.tracking_id.as_deref().map_or("-".to_string(), cell),
-        change.built.as_deref().map_or("-".to_string(), cell),
+        markdown_cell(&change.definition),
+        markdown_cell(&change.new_name),
+        change
+            .tracking_id
+            .as_deref()
+            .map_or("-".to_string(), markdown_cell),
+        change
+            .built
+            .as_deref()
+            .map_or("-".to_string(), markdown_cell),
     )
 }
 
@@ -314,22 +329,14 @@ fn compact_row(change: &ImageChange) -> String {
     let old = change
         .old_names
         .iter()
-        .map(|name| format!("`{}`", cell(name)))
+        .map(|name| format!("`{}`", markdown_cell(name)))
         .collect::<Vec<_>>()
         .join("<br>");
     format!(
         "| {} | {old} | `{}` |\n",
-        cell(&change.definition),
-        cell(&change.new_name),
+        markdown_cell(&change.definition),
+        markdown_cell(&change.new_name),
     )
-}
-
-/// Text safe inside a table cell: no pipe, no line break, no HTML.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
-        .replace(['\r', '\n'], " ")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl GitHubProvider {
             .map_err(|error| {
                 PrError::Configuration(format!(
                     "cannot build the GitHub client: {}",
-                    crate::pr::error_chain(&error)
+                    crate::output::error_chain(&error)
                 ))
             })?;
         Ok(Self {
@@ -454,7 +454,7 @@ impl GitHubProvider {
             Verb::Post => self.client._post(uri, body).await,
             Verb::Patch => self.client._patch(uri, body).await,
         }
-        .map_err(|error| CallFailure::Transport(crate::pr::error_chain(&error)))?;
+        .map_err(|error| CallFailure::Transport(crate::output::error_chain(&error)))?;
         let status = response.status().as_u16();
         let bytes = crate::http::read_stream(
             http_body_util::BodyDataStream::new(response.into_body()),

@@ -161,21 +161,6 @@ pub(crate) fn cap_body(body: &str, limit: usize, provider: &str) -> String {
     }
 }
 
-/// An error and its causes on one line, each cause once.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// The provider the mapping names, ready to call: built, with its token checked, before
 /// anything is pushed, so a missing token stops a run before it changes OSOB.
 ///

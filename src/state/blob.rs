@@ -657,14 +657,7 @@ fn transport_cause(error: &azure_core::Error) -> String {
         }
         current = cause.source();
     }
-    let mut text = error.to_string();
-    let mut current = std::error::Error::source(error);
-    while let Some(cause) = current {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        current = cause.source();
-    }
-    text
+    crate::output::error_chain(error)
 }
 
 #[cfg(test)]
