@@ -529,14 +529,17 @@ fn read_holder(file: &mut File) -> String {
     }
 }
 
+/// The machine's name as the operating system gives it: `HOSTNAME` is a shell variable, unset
+/// in most pipelines' environments, and `/proc` exists on Linux only.
 fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "this machine".to_string())
+    let name = gethostname::gethostname();
+    let name = name.to_string_lossy();
+    let name = name.trim();
+    if name.is_empty() {
+        "this machine".to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 #[cfg(test)]
