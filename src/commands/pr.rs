@@ -265,8 +265,8 @@ pub fn publish(
                 "built": built,
                 "not_included": not_included,
             }),
+            text.clone(),
             text.trim_end().to_string(),
-            text,
             None,
         ));
     }
