@@ -24,9 +24,9 @@ use azure_storage_blob::{BlobClient, BlobClientOptions, StorageError};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::file::{parse_ledger, written_form};
-use super::store::Rewrite;
-use super::{Ledger, MissingLedger, Revision, Snapshot, StateError};
+use super::{
+    Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError, parse_ledger, written_form,
+};
 use crate::http::{self, RetryPolicy, Timeouts};
 
 /// Environment variable that chooses the ledger: a path, or a blob URL.

@@ -7,129 +7,15 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-
-use super::store::Rewrite;
-use super::{LEDGER_FORMAT_VERSION, Ledger};
-use crate::json;
+use super::{
+    Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError, parse_ledger, written_form,
+};
 
 /// How often a run waiting for the lock tries again.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The most symbolic links followed from the ledger's path to its file.
 const MAX_LINKS: usize = 40;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot read the ledger {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the ledger {location} is damaged at line {line}, column {column}: {message}; restore \
-         it from a backup or from the pipeline's copy"
-    )]
-    Parse {
-        /// The file's path or the blob's URL (never with its SAS).
-        location: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error(
-        "the ledger {location} has format version {found}, but this imagegen understands only \
-         version {supported}; use a newer imagegen"
-    )]
-    UnsupportedVersion {
-        location: String,
-        found: u32,
-        supported: u32,
-    },
-    #[error("cannot write the ledger {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the ledger {location} does not exist. {}: a missing ledger there means a \
-         wrong setting (--state, IMAGEGEN_STATE), and planning against an empty one would submit \
-         every definition again. Check the setting; only for the very first run, pass \
-         --init-ledger to start an empty ledger (docs/ledger.md)",
-        crate::platform::CI_EXPLANATION
-    )]
-    Missing { location: String },
-    #[error(
-        "the folder {folder} of the ledger {path} does not exist; imagegen creates only its \
-         default folder .imagegen/, so check --state or IMAGEGEN_STATE for a typo, or create \
-         the folder"
-    )]
-    NoFolder { path: PathBuf, folder: PathBuf },
-    #[error("cannot lock the ledger with {path}")]
-    Lock {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the ledger is locked by another run ({holder}); gave up after waiting {waited:?}. \
-         If no such run is alive, the lock is already free: try again"
-    )]
-    Locked {
-        path: PathBuf,
-        holder: String,
-        waited: Duration,
-    },
-    #[error(
-        "the ledger {location} changed since this run read it; nothing was written. Run again \
-         to plan from the new ledger"
-    )]
-    Conflict { location: String },
-    #[error(transparent)]
-    Blob(#[from] super::blob::BlobError),
-    #[error("cannot start the async runtime to read the ledger: {0}")]
-    Runtime(String),
-}
-
-/// Identifies one version of the ledger file's content; `None` inside means "no file yet".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision(Option<String>);
-
-impl Revision {
-    /// A revision the store names itself, such as a blob's ETag.
-    pub(crate) fn tagged(tag: impl Into<String>) -> Self {
-        Self(Some(tag.into()))
-    }
-
-    /// The revision of a ledger that does not exist yet.
-    pub(crate) fn absent() -> Self {
-        Self(None)
-    }
-
-    /// The store's name for this revision; `None` when the ledger does not exist yet.
-    pub(crate) fn tag(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-
-    fn of(bytes: Option<&[u8]>) -> Self {
-        Self(bytes.map(|bytes| {
-            Sha256::digest(bytes)
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect()
-        }))
-    }
-}
-
-/// A ledger as read, with the revision a later write must still find.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub ledger: Ledger,
-    pub revision: Revision,
-}
 
 /// Proof that this process holds the ledger's run lock; released when dropped (or when the
 /// process dies, since the operating system drops the lock with the file).
@@ -145,29 +31,6 @@ impl Drop for LedgerLock {
     fn drop(&mut self) {
         // Clear the holder's description so a waiter never names a finished run.
         let _ = self.file.set_len(0);
-    }
-}
-
-/// What reading a ledger that does not exist means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MissingLedger {
-    /// An empty ledger: nothing was submitted yet (a first run, a fresh clone).
-    #[default]
-    Empty,
-    /// An error: the ledger should exist (a run on a CI platform, unless it says
-    /// `--init-ledger`).
-    Refuse,
-}
-
-impl MissingLedger {
-    /// The ledger to use when the one at `location` does not exist.
-    pub(crate) fn empty_ledger(self, location: &str) -> Result<Ledger, StateError> {
-        match self {
-            Self::Empty => Ok(Ledger::default()),
-            Self::Refuse => Err(StateError::Missing {
-                location: location.to_owned(),
-            }),
-        }
     }
 }
 
@@ -467,53 +330,6 @@ impl FileStore {
             _ => Rewrite::ChangedAfter,
         })
     }
-}
-
-/// The bytes a store writes for `ledger`.
-pub(super) fn written_form(ledger: &Ledger) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
-    bytes.push(b'\n');
-    bytes
-}
-
-/// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
-pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
-    let text = std::str::from_utf8(bytes).map_err(|error| {
-        let (line, column) = json::line_column(
-            &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),
-            error.valid_up_to(),
-        );
-        StateError::Parse {
-            location: location.to_owned(),
-            line,
-            column,
-            message: "the file is not UTF-8".into(),
-        }
-    })?;
-    let text = json::strip_bom(text);
-    #[derive(Deserialize)]
-    struct VersionOnly {
-        version: u32,
-    }
-    // A newer format may not parse as this one: check the version first to say so clearly.
-    if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(text)
-        && version != LEDGER_FORMAT_VERSION
-    {
-        return Err(StateError::UnsupportedVersion {
-            location: location.to_owned(),
-            found: version,
-            supported: LEDGER_FORMAT_VERSION,
-        });
-    }
-    serde_json::from_str::<Ledger>(text).map_err(|error| {
-        let error = json::json_error(text, &error);
-        StateError::Parse {
-            location: location.to_owned(),
-            line: error.line,
-            column: error.column,
-            message: error.message,
-        }
-    })
 }
 
 fn read_holder(file: &mut File) -> String {

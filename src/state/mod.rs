@@ -1,25 +1,31 @@
 //! The ledger: what was last submitted for each definition, and what became of the job.
 //!
 //! The ledger is the memory that keeps imagegen from submitting one payload twice. Its format is
-//! plain versioned JSON; [`file::FileStore`] keeps it on disk with atomic writes and a run lock.
+//! plain versioned JSON. This module holds what every store shares: the format, its parsing and
+//! written form, revisions, snapshots and the error type. The stores are leaves that import only
+//! from here: [`file::FileStore`] keeps it on disk with atomic writes and a run lock,
+//! [`blob::BlobStore`] in an Azure blob under its ETag; [`store`] chooses one and holds a run's
+//! writer.
 
 pub mod blob;
 pub mod file;
 pub mod store;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
+use crate::json;
 use crate::variables::ValueChange;
 
 pub use blob::BlobStore;
-pub use file::{
-    FileStore, LedgerLock, MissingLedger, Revision, Snapshot, StateError, parse_ledger,
-};
-pub use store::{LedgerWriter, Rewrite, Store};
+pub use file::{FileStore, LedgerLock};
+pub use store::{LedgerWriter, Store};
 
 /// The ledger format this build reads and writes.
 pub const LEDGER_FORMAT_VERSION: u32 = 1;
@@ -291,4 +297,200 @@ impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the ledger {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the ledger {location} is damaged at line {line}, column {column}: {message}; restore \
+         it from a backup or from the pipeline's copy"
+    )]
+    Parse {
+        /// The file's path or the blob's URL (never with its SAS).
+        location: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "the ledger {location} has format version {found}, but this imagegen understands only \
+         version {supported}; use a newer imagegen"
+    )]
+    UnsupportedVersion {
+        location: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot write the ledger {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the ledger {location} does not exist. {}: a missing ledger there means a \
+         wrong setting (--state, IMAGEGEN_STATE), and planning against an empty one would submit \
+         every definition again. Check the setting; only for the very first run, pass \
+         --init-ledger to start an empty ledger (docs/ledger.md)",
+        crate::platform::CI_EXPLANATION
+    )]
+    Missing { location: String },
+    #[error(
+        "the folder {folder} of the ledger {path} does not exist; imagegen creates only its \
+         default folder .imagegen/, so check --state or IMAGEGEN_STATE for a typo, or create \
+         the folder"
+    )]
+    NoFolder { path: PathBuf, folder: PathBuf },
+    #[error("cannot lock the ledger with {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the ledger is locked by another run ({holder}); gave up after waiting {waited:?}. \
+         If no such run is alive, the lock is already free: try again"
+    )]
+    Locked {
+        path: PathBuf,
+        holder: String,
+        waited: Duration,
+    },
+    #[error(
+        "the ledger {location} changed since this run read it; nothing was written. Run again \
+         to plan from the new ledger"
+    )]
+    Conflict { location: String },
+    #[error(transparent)]
+    Blob(#[from] blob::BlobError),
+    #[error("cannot start the async runtime to read the ledger: {0}")]
+    Runtime(String),
+}
+
+/// Identifies one version of the ledger file's content; `None` inside means "no file yet".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(Option<String>);
+
+impl Revision {
+    /// A revision the store names itself, such as a blob's ETag.
+    pub(crate) fn tagged(tag: impl Into<String>) -> Self {
+        Self(Some(tag.into()))
+    }
+
+    /// The revision of a ledger that does not exist yet.
+    pub(crate) fn absent() -> Self {
+        Self(None)
+    }
+
+    /// The store's name for this revision; `None` when the ledger does not exist yet.
+    pub(crate) fn tag(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    pub(crate) fn of(bytes: Option<&[u8]>) -> Self {
+        Self(bytes.map(|bytes| {
+            Sha256::digest(bytes)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        }))
+    }
+}
+
+/// A ledger as read, with the revision a later write must still find.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub ledger: Ledger,
+    pub revision: Revision,
+}
+
+/// What reading a ledger that does not exist means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingLedger {
+    /// An empty ledger: nothing was submitted yet (a first run, a fresh clone).
+    #[default]
+    Empty,
+    /// An error: the ledger should exist (a run on a CI platform, unless it says
+    /// `--init-ledger`).
+    Refuse,
+}
+
+impl MissingLedger {
+    /// The ledger to use when the one at `location` does not exist.
+    pub(crate) fn empty_ledger(self, location: &str) -> Result<Ledger, StateError> {
+        match self {
+            Self::Empty => Ok(Ledger::default()),
+            Self::Refuse => Err(StateError::Missing {
+                location: location.to_owned(),
+            }),
+        }
+    }
+}
+
+/// What saving the ledger unchanged showed ([`store::Store::rewrite_unchanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// There is no ledger: nothing was written, so that checking never creates one.
+    Missing,
+    /// Saved as it was, on the condition that it still held what had been read, and read back
+    /// byte for byte the same.
+    Unchanged { bytes: usize },
+    /// Not written: its text is not what imagegen writes for it (edited by hand, or by another
+    /// tool), so saving it would have changed its bytes.
+    NotAsWritten,
+    /// Saved, but another writer changed it right after, before it was read back.
+    ChangedAfter,
+}
+
+/// The bytes a store writes for `ledger`.
+pub(crate) fn written_form(ledger: &Ledger) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Parses a ledger's bytes; `location` (a path or a URL) names it in errors.
+pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| {
+        let (line, column) = json::line_column(
+            &String::from_utf8_lossy(&bytes[..error.valid_up_to()]),
+            error.valid_up_to(),
+        );
+        StateError::Parse {
+            location: location.to_owned(),
+            line,
+            column,
+            message: "the file is not UTF-8".into(),
+        }
+    })?;
+    let text = json::strip_bom(text);
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    // A newer format may not parse as this one: check the version first to say so clearly.
+    if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(text)
+        && version != LEDGER_FORMAT_VERSION
+    {
+        return Err(StateError::UnsupportedVersion {
+            location: location.to_owned(),
+            found: version,
+            supported: LEDGER_FORMAT_VERSION,
+        });
+    }
+    serde_json::from_str::<Ledger>(text).map_err(|error| {
+        let error = json::json_error(text, &error);
+        StateError::Parse {
+            location: location.to_owned(),
+            line: error.line,
+            column: error.column,
+            message: error.message,
+        }
+    })
 }

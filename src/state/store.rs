@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::blob::{self, BlobStore};
 use super::{
-    FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, MissingLedger, Revision, StateError,
+    FileStore, Ledger, LedgerEntry, LedgerKey, LedgerLock, MissingLedger, Revision, Rewrite,
+    StateError,
 };
 
 /// How many times one change is redone after losing a race before the run gives up.
@@ -99,21 +100,6 @@ impl Store {
                 .map_err(|error| StateError::Runtime(error.to_string()))?,
         }
     }
-}
-
-/// What saving the ledger unchanged showed ([`Store::rewrite_unchanged`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rewrite {
-    /// There is no ledger: nothing was written, so that checking never creates one.
-    Missing,
-    /// Saved as it was, on the condition that it still held what had been read, and read back
-    /// byte for byte the same.
-    Unchanged { bytes: usize },
-    /// Not written: its text is not what imagegen writes for it (edited by hand, or by another
-    /// tool), so saving it would have changed its bytes.
-    NotAsWritten,
-    /// Saved, but another writer changed it right after, before it was read back.
-    ChangedAfter,
 }
 
 /// What a writer holds: the file's run lock, or nothing but the revision it read (a blob is
