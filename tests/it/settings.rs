@@ -3,10 +3,11 @@
 //! a CI platform. Each is refused before anything is read or sent, and every report names the
 //! ledger it read.
 
-mod common;
-
-use common::{Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
+
+use crate::common::{
+    self, Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of,
+};
 
 // --- Macros a pipeline left unexpanded --------------------------------------------------------
 

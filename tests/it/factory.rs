@@ -1,15 +1,10 @@
 //! Image Factory over real HTTP: the client against the emulator the tests start, and the
 //! `submit` and `status` commands of the binary against it, down to the emulator's request log.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{
-    Repo, fast_emulator, imagegen_against, json_of, posts, run_against, stderr_of, stdout_of,
-};
 use imagegen::catalog::Catalog;
 use imagegen::definitions::Payload;
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
@@ -18,6 +13,10 @@ use imagegen::http::RetryPolicy;
 use imagegen::state::JobStatus;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+use crate::common::{
+    Repo, fast_emulator, imagegen_against, json_of, posts, run_against, stderr_of, stdout_of,
+};
 
 /// Retries fast enough for tests, with the same shape as the real policy.
 fn quick_retries() -> RetryPolicy {

@@ -3,18 +3,17 @@
 //! of megabytes. Each test runs the real binary and asks that it neither panic nor flood its
 //! output, and that it says what it refused.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use common::raw_server::{Answer, raw_server};
-use common::{Repo, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
 use serde_json::json;
+
+use crate::common::raw_server::{Answer, raw_server};
+use crate::common::{Repo, stderr_of, stdout_of};
 
 /// A stand-in for Image Factory and Azure AD answering whatever `router` answers, on a thread
 /// of its own; stops with the test.
