@@ -1,7 +1,5 @@
 //! What the end-to-end tests share: throw-away repositories (copies of the shipped one or of a
 //! fixture) and the imagegen binary run inside them.
-// Each test crate uses a part of this module.
-#![allow(dead_code)]
 
 pub mod azurite;
 pub mod git_https;
