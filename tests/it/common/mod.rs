@@ -5,6 +5,7 @@ pub mod azurite;
 pub mod git_https;
 pub mod osob;
 pub mod raw_server;
+pub mod router_server;
 
 use std::path::{Path, PathBuf};
 
