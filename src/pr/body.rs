@@ -408,7 +408,7 @@ mod tests {
     }
 
     /// 30 of these images overflow Azure DevOps' 4,000 characters (16 of the shipped ones do,
-    /// see tests/osob_story.rs): the description keeps every image in a compact table, the
+    /// see tests/it/osob_story.rs): the description keeps every image in a compact table, the
     /// comment the rest.
     #[test]
     fn a_change_over_the_cap_keeps_every_name_and_moves_the_rest_to_the_report() {

@@ -1,18 +1,10 @@
 //! Image Factory over real HTTP: the client against the emulator the tests start, and the
 //! `submit` and `status` commands of the binary against it, down to the emulator's request log.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{
-    Repo, fast_emulator, imagegen_against, json_of, posts, run_against, stderr_of, stdout_of,
-};
 use imagegen::catalog::Catalog;
 use imagegen::definitions::Payload;
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
@@ -21,6 +13,11 @@ use imagegen::http::RetryPolicy;
 use imagegen::state::JobStatus;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+use crate::common::router_server::RouterServer;
+use crate::common::{
+    Repo, fast_emulator, imagegen_against, json_of, posts, run_against, stderr_of, stdout_of,
+};
 
 /// Retries fast enough for tests, with the same shape as the real policy.
 fn quick_retries() -> RetryPolicy {
@@ -947,25 +944,6 @@ fn an_unreachable_service_is_named_as_such() {
     );
 }
 
-/// Serves `router` on 127.0.0.1 from a thread with its own runtime, for as long as the test
-/// process lives; its base URL.
-fn serve_in_background(router: axum::Router) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, router).await.unwrap();
-        });
-    });
-    url
-}
-
 #[test]
 fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
     let repo = Repo::shipped();
@@ -973,7 +951,7 @@ fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
     // Another host (another port is another origin) that would gladly take the payload.
     let received = Arc::new(AtomicUsize::new(0));
     let counter = received.clone();
-    let elsewhere = serve_in_background(axum::Router::new().fallback(move || {
+    let elsewhere = RouterServer::start(axum::Router::new().fallback(move || {
         let counter = counter.clone();
         async move {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -983,8 +961,8 @@ fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
             )
         }
     }));
-    let target = format!("{elsewhere}api/jobs?sig=secret-in-the-location");
-    let redirecting = serve_in_background(axum::Router::new().fallback(move || {
+    let target = format!("{}api/jobs?sig=secret-in-the-location", elsewhere.url());
+    let redirecting = RouterServer::start(axum::Router::new().fallback(move || {
         let target = target.clone();
         async move {
             (
@@ -994,7 +972,7 @@ fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
         }
     }));
     let output = imagegen_against(&repo, &emulator)
-        .env("IMAGE_FACTORY_URL", &redirecting)
+        .env("IMAGE_FACTORY_URL", redirecting.url())
         .args(["submit", "vs2022/server-2022-enterprise"])
         .assert()
         .code(1)
@@ -1004,7 +982,9 @@ fn a_redirect_to_another_host_is_refused_and_the_payload_never_goes_there() {
     assert_eq!(received.load(Ordering::SeqCst), 0, "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "POST {redirecting}api/jobs was redirected (307) to {elsewhere}api/jobs, another host"
+            "POST {}api/jobs was redirected (307) to {}api/jobs, another host",
+            redirecting.url(),
+            elsewhere.url()
         )),
         "{stdout}"
     );
@@ -1048,9 +1028,9 @@ fn a_redirect_within_the_same_host_is_followed() {
                 }
             }),
         );
-    let url = serve_in_background(router);
+    let server = RouterServer::start(router);
     imagegen_against(&repo, &emulator)
-        .env("IMAGE_FACTORY_URL", &url)
+        .env("IMAGE_FACTORY_URL", server.url())
         .args(["submit", "vs2022/server-2022-enterprise"])
         .assert()
         .code(0);

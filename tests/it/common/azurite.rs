@@ -336,8 +336,8 @@ fn read_log(path: &Path) -> String {
 }
 
 /// The `azurite-blob` program: `AZURITE_BIN`, or the copy under `target/test-tools`, installed
-/// with npm the first time. A file lock keeps test binaries running at once from installing it
-/// twice over each other.
+/// with npm the first time, once per process; a file lock keeps test processes running at once
+/// (two `cargo test` runs of one checkout) from installing it twice over each other.
 fn azurite_blob() -> PathBuf {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM

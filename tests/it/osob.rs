@@ -2,14 +2,11 @@
 //! binary's `imagegen pr` (local provider) editing it, and the branch rules checked on the
 //! pushed result.
 
-mod common;
-// The pull-request services; this crate uses the Azure DevOps one only.
-#[allow(dead_code)]
-mod common_pr;
-
-use common::osob::{BOT_EMAIL, BRANCH, Osob};
-use common::{Repo, json_of, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
+
+use crate::common::osob::{BOT_EMAIL, BRANCH, Osob};
+use crate::common::{Repo, json_of, stderr_of, stdout_of};
+use crate::common_pr;
 
 /// The shipped repository with the shipped mapping (its provider made `local`) and a ledger
 /// saying every definition was built as it is now.
@@ -544,7 +541,7 @@ fn use_azure_devops(repo: &Repo, service: &common_pr::FakeAzureDevOps) {
 /// before anything is pushed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pr_opens_one_azure_devops_pull_request_and_updates_it_later() {
-    use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps};
+    use crate::common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps};
     let pat = "canary-pat-31f9";
     let service = FakeAzureDevOps::start(AdoSetup::new(
         "dnceng",

@@ -2,9 +2,7 @@
 //! against its in-process emulator and bare OSOB repository, and its output shows each part of
 //! the story. A build without the emulator keeps the command, which says why it has no demo.
 
-mod common;
-
-use common::{Repo, stderr_of, stdout_of};
+use crate::common::{Repo, stderr_of, stdout_of};
 
 /// The text between a step's heading and the next one.
 #[cfg(feature = "emulator")]

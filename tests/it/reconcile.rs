@@ -2,22 +2,19 @@
 //! emulator over real HTTP, with the ledger in real files. Each scenario checks the emulator's
 //! request log, so "submitted nothing" means no POST reached the service.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::osob::Osob;
-use common::{
-    Repo, fast_emulator, imagegen_against, json_of, posts, process_against, run_against, stdout_of,
-};
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
 use imagegen::state::JobStatus;
 use serde_json::Value;
+
+use crate::common::osob::Osob;
+use crate::common::{
+    self, Repo, fast_emulator, imagegen_against, json_of, posts, process_against, run_against,
+    stdout_of,
+};
 
 /// `reconcile --wait` as the tests run it: no pull request, quick polls.
 const WAIT: &[&str] = &["reconcile", "--no-pr", "--wait", "--poll-interval", "100ms"];

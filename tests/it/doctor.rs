@@ -4,24 +4,17 @@
 //! Every stand-in passing first, for each provider; then one failure per check, each named with
 //! its fix while the other checks still run; and no secret in any output.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-// The pull-request services; this crate uses their main routes only.
-#[allow(dead_code)]
-mod common_pr;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::azurite::{self, Azurite};
-use common::git_https::GitHttpsServer;
-use common::osob::Osob;
-use common::{Repo, imagegen_against, json_of, stderr_of, stdout_of};
-use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubSetup};
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
 use serde_json::{Value, json};
+
+use crate::common::azurite::{self, Azurite};
+use crate::common::git_https::GitHttpsServer;
+use crate::common::osob::Osob;
+use crate::common::{self, Repo, imagegen_against, json_of, stderr_of, stdout_of};
+use crate::common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubSetup};
 
 /// Every secret of these tests holds this, so that a leak anywhere in the output is caught.
 const CANARY: &str = "canary-3d7e";

@@ -3,71 +3,31 @@
 //! of megabytes. Each test runs the real binary and asks that it neither panic nor flood its
 //! output, and that it says what it refused.
 
-mod common;
-
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use common::raw_server::{Answer, raw_server};
-use common::{Repo, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
 use serde_json::json;
 
-/// A stand-in for Image Factory and Azure AD answering whatever `router` answers, on a thread
-/// of its own; stops with the test.
-struct FakeService {
-    address: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+use crate::common::raw_server::{Answer, raw_server};
+use crate::common::router_server::RouterServer;
+use crate::common::{Repo, stderr_of, stdout_of};
 
-impl FakeService {
-    fn start(router: Router) -> Self {
-        let (ready, address) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime starts");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind a loopback port");
-                ready
-                    .send(listener.local_addr().expect("a bound address"))
-                    .expect("the test waits for the address");
-                let serve = axum::serve(listener, router);
-                tokio::select! {
-                    _ = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
-        Self {
-            address: address.recv().expect("the fake service starts"),
-            _stop: stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.address)
-    }
-
-    /// The binary in `repo`, pointed at this service with made-up credentials.
-    fn imagegen(&self, repo: &Repo) -> assert_cmd::Command {
-        let mut command = repo.imagegen();
-        command
-            .env("IMAGE_FACTORY_URL", self.url())
-            .env("IMAGE_FACTORY_AUTHORITY", self.url())
-            .env("IMAGE_FACTORY_TENANT_ID", "tenant")
-            .env("IMAGE_FACTORY_CLIENT_ID", "client")
-            .env("IMAGE_FACTORY_CLIENT_SECRET", "secret")
-            .env("IMAGE_FACTORY_RESOURCE_ID", "api://factory");
-        command
-    }
+/// The binary in `repo`, pointed at `service` (standing in for Image Factory and Azure AD) with
+/// made-up credentials.
+fn imagegen_against_service(repo: &Repo, service: &RouterServer) -> assert_cmd::Command {
+    let mut command = repo.imagegen();
+    command
+        .env("IMAGE_FACTORY_URL", service.url())
+        .env("IMAGE_FACTORY_AUTHORITY", service.url())
+        .env("IMAGE_FACTORY_TENANT_ID", "tenant")
+        .env("IMAGE_FACTORY_CLIENT_ID", "client")
+        .env("IMAGE_FACTORY_CLIENT_SECRET", "secret")
+        .env("IMAGE_FACTORY_RESOURCE_ID", "api://factory");
+    command
 }
 
 fn token_answer() -> axum::Json<serde_json::Value> {
@@ -126,10 +86,9 @@ fn a_tracking_id_of_70000_characters_from_the_service_leaves_every_later_reconci
                 axum::Json(json!({"trackingId": id, "status": "Running"}))
             }),
         );
-    let service = FakeService::start(router);
+    let service = RouterServer::start(router);
     let repo = Repo::fixture("small");
-    service
-        .imagegen(&repo)
+    imagegen_against_service(&repo, &service)
         .args(["reconcile", "--no-pr", "--only", "vs/server-2022"])
         .assert()
         .code(2);
@@ -137,8 +96,7 @@ fn a_tracking_id_of_70000_characters_from_the_service_leaves_every_later_reconci
     assert_eq!(entry.tracking_id.as_deref(), Some(long_id.as_str()));
     assert_eq!(entry.status, JobStatus::Queued);
     // The next runs poll the job, print it in their table and plan: none may panic.
-    let output = service
-        .imagegen(&repo)
+    let output = imagegen_against_service(&repo, &service)
         .args(["reconcile", "--no-pr", "--only", "vs/server-2022"])
         .assert()
         .code(2)

@@ -1,18 +1,18 @@
 //! The ledger as a blob, over real HTTP against Azurite: reading, conditional writes and races,
 //! damaged blobs, refused and expired SAS tokens, and the SAS never shown in an error or a log.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::azurite::{self, Azurite};
 use imagegen::definitions::{Payload, PayloadHash};
 use imagegen::http::RetryPolicy;
 use imagegen::state::blob::BlobError;
 use imagegen::state::{BlobStore, JobStatus, Ledger, LedgerEntry, MissingLedger, StateError};
 use serde_json::json;
+
+use crate::common;
+use crate::common::azurite::{self, Azurite};
 
 const BLOB: &str = "imagegen/state.json";
 

@@ -42,6 +42,7 @@ impl Osob {
     }
 
     /// The folder holding `osob.git`, for a server that serves it.
+    #[cfg(feature = "emulator")]
     pub fn root(&self) -> &Path {
         self._dir.path()
     }
@@ -100,6 +101,7 @@ impl Osob {
     }
 
     /// A file on a branch, or `None` when the branch or the file does not exist.
+    #[cfg(feature = "emulator")]
     pub fn read_on(&self, branch: &str, path: &str) -> Option<String> {
         let repo = self.repo();
         let tip = repo.refname_to_id(&format!("refs/heads/{branch}")).ok()?;

@@ -2,13 +2,9 @@
 //! Actions (annotations, groups, the run summary) appear only when the platform's variables
 //! say the run is there, and never spoil stdout's JSON document.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-
-use common::{Repo, emulator_failing, imagegen_against, json_of, stderr_of, stdout_of};
 use imagegen::factory::emulator::Emulator;
+
+use crate::common::{Repo, emulator_failing, imagegen_against, json_of, stderr_of, stdout_of};
 
 const AZURE: &[(&str, &str)] = &[("TF_BUILD", "True")];
 const GITHUB: &[(&str, &str)] = &[("GITHUB_ACTIONS", "true")];

@@ -24,8 +24,6 @@ pub struct GitRequest {
     pub method: String,
     /// The path and query, such as `/osob.git/info/refs?service=git-receive-pack`.
     pub target: String,
-    /// Whether it carried the expected user and token.
-    pub authorized: bool,
 }
 
 impl GitRequest {
@@ -194,7 +192,6 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .push(GitRequest {
             method: request.method().to_string(),
             target,
-            authorized,
         });
     if !authorized {
         return Response::builder()

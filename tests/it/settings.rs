@@ -3,13 +3,12 @@
 //! a CI platform. Each is refused before anything is read or sent, and every report names the
 //! ledger it read.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-
-use common::{Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of};
 use imagegen::state::JobStatus;
+
+use crate::common::osob::Osob;
+use crate::common::{
+    Repo, fast_emulator, imagegen_against, posts, run_against, stderr_of, stdout_of,
+};
 
 // --- Macros a pipeline left unexpanded --------------------------------------------------------
 
@@ -315,62 +314,15 @@ fn every_text_report_names_the_ledger_it_read() {
     }
 }
 
-/// A bare OSOB repository whose `main` holds tests/fixtures/osob, at `folder/osob.git`.
-fn bare_osob(folder: &std::path::Path) -> std::path::PathBuf {
-    fn add(repo: &git2::Repository, dir: &std::path::Path, tree: &mut git2::TreeBuilder) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let name = entry.file_name();
-            if entry.path().is_dir() {
-                let mut sub = repo.treebuilder(None).unwrap();
-                add(repo, &entry.path(), &mut sub);
-                let id = sub.write().unwrap();
-                tree.insert(name, id, 0o040000).unwrap();
-            } else {
-                let id = repo.blob(&std::fs::read(entry.path()).unwrap()).unwrap();
-                tree.insert(name, id, 0o100644).unwrap();
-            }
-        }
-    }
-    let path = folder.join("osob.git");
-    let repo = git2::Repository::init_bare(&path).unwrap();
-    let mut tree = repo.treebuilder(None).unwrap();
-    add(
-        &repo,
-        &common::manifest_dir().join("tests/fixtures/osob"),
-        &mut tree,
-    );
-    let tree = repo.find_tree(tree.write().unwrap()).unwrap();
-    let signature = git2::Signature::now("OSOB", "maintainer@osob.invalid").unwrap();
-    repo.commit(
-        Some("refs/heads/main"),
-        &signature,
-        &signature,
-        "OSOB as it stands",
-        &tree,
-        &[],
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn the_pr_report_names_the_ledger_it_read() {
     let repo = Repo::shipped();
-    let mapping =
-        std::fs::read_to_string(common::manifest_dir().join("osob-mapping/osob.json")).unwrap();
-    let mut mapping: serde_json::Value = serde_json::from_str(&mapping).unwrap();
-    mapping["provider"] = serde_json::json!({"kind": "local"});
-    repo.write(
-        "osob-mapping/osob.json",
-        &serde_json::to_string_pretty(&mapping).unwrap(),
-    );
-    let osob = tempfile::tempdir().unwrap();
-    let osob = bare_osob(osob.path());
+    repo.map_to_local_osob();
+    let osob = Osob::new();
     let output = repo
         .imagegen()
         .args(["pr", "--dry-run"])
-        .env("IMAGEGEN_OSOB_URL", &osob)
+        .env("IMAGEGEN_OSOB_URL", osob.url())
         .assert()
         .code(0)
         .get_output()

@@ -4,13 +4,12 @@
 // The emulator is a default feature: without it, these tests have nothing to run against.
 #![cfg(all(unix, feature = "emulator"))]
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{Repo, fast_emulator, process_against, stderr_of};
 use imagegen::state::{FileStore, JobStatus};
+
+use crate::common::{Repo, fast_emulator, process_against, stderr_of};
 
 /// A repository whose ledger lives in `ledgers/state.json`, also named by the link
 /// `link.json` and by `other/../ledgers/state.json`.

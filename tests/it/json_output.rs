@@ -2,19 +2,15 @@
 //! talks to the service (and the ones around it) writes exactly one JSON document, and exits
 //! with the code its text output exits with for the same fault.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::osob::Osob;
-use common::{Repo, process_against};
 use imagegen::factory::emulator::{Emulator, EmulatorConfig, Fault, Route};
 use imagegen::state::JobStatus;
 use serde_json::Value;
+
+use crate::common::osob::Osob;
+use crate::common::{Repo, process_against};
 
 /// Tracked by the ledger as a job in flight (or, with a failing build, failed).
 const IN_FLIGHT: &str = "vs2022/server-2022-enterprise";

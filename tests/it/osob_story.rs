@@ -5,19 +5,12 @@
 //! nothing, a dry run touches nothing, and a reviewer's commit on the branch is left alone.
 //! And a service that answers without end is cut off at the answer limit.
 
-// The emulator is a default feature: without it, these tests have nothing to run against.
-#![cfg(feature = "emulator")]
-
-mod common;
-// The pull-request services; this crate uses their main routes only.
-#[allow(dead_code)]
-mod common_pr;
-
-use common::git_https::GitHttpsServer;
-use common::osob::{BRANCH, Osob};
-use common::{Repo, fast_emulator, imagegen_against, stderr_of, stdout_of};
-use common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubSetup};
 use imagegen::factory::emulator::Emulator;
+
+use crate::common::git_https::GitHttpsServer;
+use crate::common::osob::{BRANCH, Osob};
+use crate::common::{self, Repo, fast_emulator, imagegen_against, stderr_of, stdout_of};
+use crate::common_pr::{AdoCredential, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubSetup};
 
 /// Every token of the story holds this, so a leak anywhere in the output is caught.
 const TOKEN: &str = "canary-token-5e2d";
@@ -435,7 +428,7 @@ async fn local_over_https() {
 /// A pull-request service that answers without end: the binary stops reading at the limit,
 /// says which URL answered too much, and reports the branch it pushed.
 async fn a_service_answering_without_end_is_cut_off(provider: Provider) {
-    use common::raw_server::{Answer, raw_server};
+    use crate::common::raw_server::{Answer, raw_server};
     let address = raw_server(|_, _| Answer::Huge {
         size: 200 << 20,
         announced: false,

@@ -5,9 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-mod common;
-
-use common::{Repo, json_of, stderr_of, stdout_of};
+use crate::common::{self, Repo, json_of, stderr_of, stdout_of};
 
 /// Commits every file below `root` as the first commit of a new git repository there.
 fn commit_everything(root: &Path) {

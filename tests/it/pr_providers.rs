@@ -1,12 +1,6 @@
 //! The GitHub and Azure DevOps providers over real HTTP: octocrab and azure_devops_rust_api
 //! against fake services the tests start on 127.0.0.1, down to the requests they received.
 
-mod common_pr;
-
-use common_pr::{
-    AdoCredential, AdoPull, AdoRejection, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubPull,
-    GitHubSetup, RecordedRequest,
-};
 use imagegen::pr::azure_devops::{
     AzureDevOpsProvider, AzureDevOpsToken, PAT_VAR, SYSTEM_ACCESS_TOKEN_VAR,
 };
@@ -14,6 +8,11 @@ use imagegen::pr::github::{GITHUB_TOKEN_VAR, GitHubProvider};
 use imagegen::pr::{Access, PrClient, PrError, PullRequestAction, PullRequestSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+
+use crate::common_pr::{
+    AdoCredential, AdoPull, AdoRejection, AdoSetup, FakeAzureDevOps, FakeGitHub, GitHubPull,
+    GitHubSetup, RecordedRequest,
+};
 
 const OWNER: &str = "dotnet";
 const REPO: &str = "helix-osob";

@@ -4,14 +4,12 @@
 use imagegen::state::JobStatus;
 use serde_json::Value;
 
-mod common;
+use crate::common::{Repo, json_of, stderr_of, stdout_of};
 
 // The build script's git questions, asked here of throw-away repositories.
 #[allow(dead_code)]
-#[path = "../build.rs"]
+#[path = "../../build.rs"]
 mod build_script;
-
-use common::{Repo, json_of, stderr_of, stdout_of};
 
 // --- The shipped repository -------------------------------------------------------------------
 

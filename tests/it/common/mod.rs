@@ -1,12 +1,13 @@
 //! What the end-to-end tests share: throw-away repositories (copies of the shipped one or of a
 //! fixture) and the imagegen binary run inside them.
-// Each test crate uses a part of this module.
-#![allow(dead_code)]
 
 pub mod azurite;
+// Serves OSOB over https to the scenarios that run the emulator too.
+#[cfg(feature = "emulator")]
 pub mod git_https;
 pub mod osob;
 pub mod raw_server;
+pub mod router_server;
 
 use std::path::{Path, PathBuf};
 
