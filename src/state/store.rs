@@ -120,6 +120,26 @@ pub struct LedgerWriter {
     /// did not claim, was changed by another run.
     at_open: Ledger,
     claimed: std::collections::BTreeSet<LedgerKey>,
+    /// What this run has written to the store so far, for `RUST_LOG=imagegen=debug` and the
+    /// benchmarks.
+    written: WriteCount,
+}
+
+/// Writes a run made to its ledger store, and their bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCount {
+    pub writes: u64,
+    pub bytes: u64,
+}
+
+impl Drop for LedgerWriter {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "ledger writes: {} writes, {} bytes written",
+            self.written.writes,
+            self.written.bytes
+        );
+    }
 }
 
 impl LedgerWriter {
@@ -152,6 +172,7 @@ impl LedgerWriter {
             at_open: snapshot.ledger.clone(),
             ledger: snapshot.ledger,
             claimed: Default::default(),
+            written: WriteCount::default(),
         })
     }
 
@@ -167,6 +188,17 @@ impl LedgerWriter {
         } else {
             self.at_open.entry(key)
         }
+    }
+
+    /// What this run has written to the store so far.
+    pub fn written(&self) -> WriteCount {
+        self.written
+    }
+
+    /// Replaces the whole ledger with `ledger` (an import), under the same compare-and-swap as
+    /// any change.
+    pub async fn replace_all(&mut self, ledger: Ledger) -> Result<(), StateError> {
+        self.update(|current| *current = ledger.clone()).await
     }
 
     /// Marks the entry under `key` as this run's own (it recorded an intent there).
@@ -187,6 +219,8 @@ impl LedgerWriter {
             let result = change(&mut next);
             match self.save(&next).await {
                 Ok(revision) => {
+                    self.written.writes += 1;
+                    self.written.bytes += super::written_form(&next).len() as u64;
                     self.revision = revision;
                     self.ledger = next;
                     return Ok(result);
