@@ -189,7 +189,11 @@ fn write_ledger(root: &Path, settings: &Settings) -> u64 {
         .lock(Duration::ZERO, "benchmark")
         .expect("lock the ledger");
     store
-        .save(&lock, &snapshot.revision, &ledger)
+        .save(
+            &lock,
+            &snapshot.revision,
+            &imagegen::state::written_form(&ledger),
+        )
         .expect("save the ledger");
     std::fs::write(root.join("variables.json"), variables_json(settings, 10, 2))
         .expect("write this week's variables");

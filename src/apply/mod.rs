@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use self::submission::{Candidate, Outcome, SharedWriter};
+use self::submission::{Candidate, Outcome};
 use crate::catalog::Catalog;
 use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
 use crate::plan::{self, Plan, PlanOptions, SubmitReason};
@@ -189,7 +189,7 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> anyhow::Result<Applied> {
     let writer = LedgerWriter::open(store, options.lock_timeout, "imagegen reconcile").await?;
-    let writer = Arc::new(SharedWriter::new(writer));
+    let writer = Arc::new(writer);
     let chosen = |key: &LedgerKey| match key {
         LedgerKey::Definition(id) => selection.matches(id),
         LedgerKey::Manual(_) => selection.is_all(),
@@ -197,14 +197,13 @@ pub async fn apply(
 
     // 1. What the ledger holds as in flight may have moved on since the last run, and a job
     // that ended without its images may list them now.
-    let in_flight: Vec<LedgerKey> = writer
-        .lock()
-        .await
-        .ledger()
-        .entries()
-        .filter(|(key, entry)| entry.status.is_tracked() && chosen(key))
-        .map(|(key, _)| key)
-        .collect();
+    let in_flight: Vec<LedgerKey> = writer.with_ledger(|ledger| {
+        ledger
+            .entries()
+            .filter(|(key, entry)| entry.status.is_tracked() && chosen(key))
+            .map(|(key, _)| key)
+            .collect()
+    });
     progress.phase(Phase::Polling {
         jobs: in_flight.len(),
     });
@@ -214,7 +213,7 @@ pub async fn apply(
 
     // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
     // recorded without an answer are sent again with their key.
-    let mut plan = plan::plan(catalog, writer.lock().await.ledger(), options.plan);
+    let mut plan = writer.with_ledger(|ledger| plan::plan(catalog, ledger, options.plan));
     if !selection.is_all() {
         plan.select(|id| selection.matches(id));
     }
@@ -276,7 +275,7 @@ pub async fn apply(
     // 3. With --wait, follow them until they end.
     let mut timed_out = false;
     if let Some(wait) = options.wait {
-        let jobs = rows(&*writer.lock().await, &tracked)
+        let jobs = rows(&writer, &tracked)
             .iter()
             .filter(|job| job.status.is_pending())
             .count();
@@ -284,7 +283,7 @@ pub async fn apply(
         let deadline = Instant::now() + wait.timeout;
         let mut interval = wait.poll_interval;
         loop {
-            let pending = rows(&*writer.lock().await, &tracked)
+            let pending = rows(&writer, &tracked)
                 .into_iter()
                 .filter(|job| job.status.is_pending())
                 .collect::<Vec<_>>();
@@ -336,7 +335,7 @@ pub async fn apply(
         }
         progress.finished();
     }
-    let writer = writer.lock().await;
+    writer.finish().await;
     let jobs = rows(&writer, &tracked);
     Ok(Applied {
         plan,
@@ -345,7 +344,7 @@ pub async fn apply(
         poll_errors,
         unnamed_statuses,
         timed_out,
-        ledger: writer.ledger().clone(),
+        ledger: writer.ledger(),
     })
 }
 
@@ -354,16 +353,15 @@ pub async fn apply(
 /// status the contract does not name.
 async fn poll(
     client: &Arc<FactoryClient>,
-    writer: &Arc<SharedWriter>,
+    writer: &Arc<LedgerWriter>,
     keys: &[LedgerKey],
     concurrency: usize,
     progress: &dyn Progress,
 ) -> Result<Polled, StateError> {
-    let asked: Vec<(LedgerKey, String, JobRow)> = {
-        let writer = writer.lock().await;
+    let asked: Vec<(LedgerKey, String, JobRow)> = writer.with_ledger(|ledger| {
         keys.iter()
             .filter_map(|key| {
-                let entry = writer.ledger().entry(key)?;
+                let entry = ledger.entry(key)?;
                 let tracking_id = entry.tracking_id.clone()?;
                 entry
                     .status
@@ -371,7 +369,7 @@ async fn poll(
                     .then(|| (key.clone(), tracking_id, row(key, entry, Timestamp::now())))
             })
             .collect()
-    };
+    });
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (_, tracking_id, _)) in asked.iter().enumerate() {
@@ -421,7 +419,6 @@ async fn poll(
     if states.is_empty() {
         return Ok(polled);
     }
-    let mut writer = writer.lock().await;
     let now = Timestamp::now();
     writer
         .update(|ledger| {
@@ -437,10 +434,10 @@ async fn poll(
         })
         .await?;
     for (key, _, before) in &states {
-        if let Some(entry) = writer.ledger().entry(key)
+        if let Some(entry) = writer.entry(key)
             && entry.status != *before
         {
-            progress.changed(&row(key, entry, now), *before);
+            progress.changed(&row(key, &entry, now), *before);
         }
     }
     Ok(polled)
@@ -448,9 +445,11 @@ async fn poll(
 
 fn rows(writer: &LedgerWriter, keys: &[LedgerKey]) -> Vec<JobRow> {
     let now = Timestamp::now();
-    keys.iter()
-        .filter_map(|key| Some(row(key, writer.ledger().entry(key)?, now)))
-        .collect()
+    writer.with_ledger(|ledger| {
+        keys.iter()
+            .filter_map(|key| Some(row(key, ledger.entry(key)?, now)))
+            .collect()
+    })
 }
 
 fn row(key: &LedgerKey, entry: &crate::state::LedgerEntry, now: Timestamp) -> JobRow {

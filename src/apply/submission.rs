@@ -196,15 +196,12 @@ impl Outcome {
     }
 }
 
-/// The ledger as one run holds it, shared by its concurrent submissions.
-pub type SharedWriter = tokio::sync::Mutex<LedgerWriter>;
-
 /// Decides for a candidate within a run: like [`decide`], except that an intent recorded by
 /// another run since this one read the ledger belongs to that run, which is sending it now.
 fn decide_in_run(writer: &LedgerWriter, candidate: &Candidate, force: bool) -> Decision {
     decide_against(
-        writer.ledger().entry(&candidate.key),
-        writer.entry_at_open(&candidate.key),
+        writer.entry(&candidate.key).as_ref(),
+        writer.entry_at_open(&candidate.key).as_ref(),
         candidate,
         force,
     )
@@ -230,26 +227,19 @@ fn decide_against(
 /// the ledger stops before anything is sent, or is reported with the tracking id to record.
 pub async fn submit(
     client: &FactoryClient,
-    writer: &SharedWriter,
+    writer: &LedgerWriter,
     candidate: &Candidate,
     force: bool,
 ) -> Result<Outcome, StateError> {
     let key = &candidate.key;
     // Each decision is taken on an entry (`basis`); the intent is recorded only if the entry is
     // still that one when it is saved, or else decided again.
-    let (mut decision, mut basis) = {
-        let writer = writer.lock().await;
-        (
-            decide_in_run(&writer, candidate, force),
-            writer.ledger().entry(key).cloned(),
-        )
-    };
+    let (mut decision, mut basis) = (decide_in_run(writer, candidate, force), writer.entry(key));
     // The ledger may be behind: ask how the job in flight is doing before calling it so.
     let mut unknown_job = None;
     if let Decision::InFlight { tracking_id } = &decision {
         match client.job(tracking_id).await {
             Ok(state) => {
-                let mut writer = writer.lock().await;
                 writer
                     .update(|ledger| {
                         if let Some(entry) = ledger.entry_mut(key)
@@ -259,8 +249,8 @@ pub async fn submit(
                         }
                     })
                     .await?;
-                decision = decide_in_run(&writer, candidate, force);
-                basis = writer.ledger().entry(key).cloned();
+                decision = decide_in_run(writer, candidate, force);
+                basis = writer.entry(key);
             }
             // The service does not know the job: it cannot be building it. Only a deliberate
             // --force starts another, since a wrong service URL looks the same.
@@ -293,8 +283,7 @@ pub async fn submit(
     let mut previous = None;
     if let Decision::Send { resume: false, .. } = decision {
         let now = Timestamp::now();
-        let mut writer = writer.lock().await;
-        let at_open = writer.entry_at_open(key).cloned();
+        let at_open = writer.entry_at_open(key);
         (decision, previous) = writer
             .update(|ledger| {
                 let current = ledger.entry(key).cloned();
@@ -399,7 +388,6 @@ pub async fn submit(
             } else {
                 None
             };
-            let mut writer = writer.lock().await;
             writer
                 .update(|ledger| {
                     if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
@@ -417,7 +405,6 @@ pub async fn submit(
                 })
                 .await?;
             let status = writer
-                .ledger()
                 .entry(key)
                 .filter(|entry| entry.tracking_id.as_deref() == Some(&submitted.tracking_id))
                 .map_or(hinted_status(&submitted.status), |entry| entry.status);
@@ -431,8 +418,6 @@ pub async fn submit(
         Err(FactoryError::Rejected { message, code, .. }) => {
             let message = format!("Image Factory rejected the payload ({code}): {message}");
             writer
-                .lock()
-                .await
                 .update(|ledger| {
                     if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
                         let now = Timestamp::now();
@@ -453,8 +438,6 @@ pub async fn submit(
             // from the truth (a resumed intent stays, as it was already there).
             if !resume {
                 writer
-                    .lock()
-                    .await
                     .update(|ledger| {
                         if !ledger.entry(key).is_some_and(&ours) {
                             return;
@@ -482,7 +465,7 @@ pub async fn submit(
 /// started so far named, so none is lost from sight.
 pub async fn submit_all(
     client: Arc<FactoryClient>,
-    writer: Arc<SharedWriter>,
+    writer: Arc<LedgerWriter>,
     candidates: Vec<(Candidate, bool)>,
     concurrency: usize,
 ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::exit::Exit;
 use crate::output::Table;
 use crate::selection::Selection;
-use crate::state::{JobStatus, LedgerEntry, LedgerWriter};
+use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter};
 
 /// What `imagegen adopt` is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -93,18 +93,19 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<Exit> {
     } else {
         let runtime = crate::runtime::shared()?;
         runtime.block_on(async {
-            let mut writer =
+            let writer =
                 LedgerWriter::open(&context.store, request.lock_timeout, "imagegen adopt").await?;
             let now = Timestamp::now();
-            writer
+            let adoptions = writer
                 .update(|ledger| {
                     chosen
                         .iter()
                         .map(|rendered| {
-                            let adoption = decide(ledger.definitions.get(&rendered.id), rendered);
+                            let key = LedgerKey::Definition(rendered.id.clone());
+                            let adoption = decide(ledger.entry(&key), rendered);
                             if adoption.action == AdoptAction::Adopt {
-                                ledger.definitions.insert(
-                                    rendered.id.clone(),
+                                ledger.insert(
+                                    &key,
                                     LedgerEntry {
                                         payload_hash: rendered.hash.clone(),
                                         payload: rendered.payload.clone(),
@@ -126,7 +127,9 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<Exit> {
                         })
                         .collect::<Vec<_>>()
                 })
-                .await
+                .await;
+            writer.finish().await;
+            adoptions
         })?
     };
     let adopted = adoptions

@@ -193,7 +193,7 @@ async fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Resu
     }
     let opened =
         LedgerWriter::open(&context.store, Duration::from_secs(5), "imagegen status").await;
-    let mut writer = match opened {
+    let writer = match opened {
         Ok(writer) => writer,
         Err(error) => {
             context
@@ -216,6 +216,7 @@ async fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Resu
             }
         })
         .await?;
+    writer.finish().await;
     Ok(())
 }
 

@@ -100,17 +100,17 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit>
             "imagegen submit",
         ))
         .context("cannot record the submission in the ledger, so nothing was submitted")?;
-    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let writer = Arc::new(writer);
     let candidates = candidates
         .into_iter()
         .map(|candidate| (candidate, request.force))
         .collect();
-    let results = runtime.block_on(submission::submit_all(
-        client,
-        writer,
-        candidates,
-        request.concurrency,
-    ))?;
+    let results = runtime.block_on(async {
+        let results =
+            submission::submit_all(client, writer.clone(), candidates, request.concurrency).await;
+        writer.finish().await;
+        results
+    })?;
     // On a platform, each payload not submitted is an error in the run's issues; off one, the
     // table below says it.
     for (key, outcome) in &results {

@@ -19,14 +19,24 @@ use azure_core::http::{
     ClientOptions, Etag, ExponentialRetryOptions, RequestContent, RetryOptions, Transport,
     UserAgentOptions,
 };
-use azure_storage_blob::models::BlobClientUploadOptions;
+use azure_storage_blob::models::{
+    AppendBlobClientAppendBlockOptions, AppendBlobClientAppendBlockResultHeaders,
+    AppendBlobClientCreateOptions, AppendBlobClientCreateResultHeaders, BlobClientDeleteOptions,
+    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
+};
 use azure_storage_blob::{BlobClient, BlobClientOptions, StorageError};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::journal::{self, Folded, Header, Record};
 use super::{
-    Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError, parse_ledger, written_form,
+    Base, LEDGER_FORMAT_VERSION, Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError,
+    assemble, parse_snapshot, snapshot_form,
 };
+
+/// How many times a reader reads again when the snapshot was replaced while it read the
+/// journal (another run's compaction).
+const READ_ATTEMPTS: usize = 5;
 use crate::http::{self, RetryPolicy, Timeouts};
 
 /// Environment variable that chooses the ledger: a path, or a blob URL.
@@ -289,23 +299,218 @@ impl BlobStore {
 
     /// Reads the ledger with the revision (the blob's ETag) a later [`save`](Self::save) must
     /// find; a missing blob is an empty ledger whose revision says "does not exist" (unless
-    /// the store refuses a missing ledger).
+    /// the store refuses a missing ledger). The journal blob beside it is folded in.
     pub async fn load(&self) -> Result<Snapshot, StateError> {
-        let Some((bytes, etag)) = self.download().await? else {
-            return Ok(Snapshot {
-                ledger: self.missing.empty_ledger(&self.display())?,
-                revision: Revision::absent(),
-            });
-        };
-        Ok(Snapshot {
-            ledger: parse_ledger(&self.display(), &bytes)?,
-            revision: Revision::tagged(etag),
-        })
+        self.load_for(true).await
     }
 
     /// Reads the ledger only to look at it.
     pub async fn read(&self) -> Result<Ledger, StateError> {
-        Ok(self.load().await?.ledger)
+        Ok(self.load_for(false).await?.ledger)
+    }
+
+    /// The journal blob's URL: the ledger blob's name with `.journal` after it.
+    fn journal_location(&self) -> Url {
+        let mut location = self.location.clone();
+        let path = journal::journal_name(location.path());
+        location.set_path(&path);
+        location
+    }
+
+    /// Reads the snapshot, then the journal, then the snapshot's ETag again: a compaction by
+    /// another run in between is read again, since the journal may belong to the new snapshot.
+    async fn load_for(&self, for_writer: bool) -> Result<Snapshot, StateError> {
+        let journal_location = self.journal_location();
+        let mut attempt = 1;
+        loop {
+            let snapshot = self.download_at(&self.location).await?;
+            let journal = self.download_at(&journal_location).await?;
+            let now = self.etag_at(&self.location).await?;
+            if now.as_deref() != snapshot.as_ref().map(|(_, etag)| etag.as_str())
+                && attempt < READ_ATTEMPTS
+            {
+                attempt += 1;
+                continue;
+            }
+            let (ledger, mut base) = assemble(
+                &self.display(),
+                snapshot.as_ref().map(|(bytes, _)| bytes.as_slice()),
+                journal.as_ref().map(|(bytes, _)| bytes.as_slice()),
+                self.missing,
+                for_writer,
+            )?;
+            base.journal_tag = journal.map(|(_, etag)| etag);
+            let revision = match snapshot {
+                Some((_, etag)) => Revision::tagged(etag),
+                None => Revision::absent(),
+            };
+            return Ok(Snapshot {
+                ledger,
+                revision,
+                base,
+            });
+        }
+    }
+
+    /// Appends `records` to the journal blob, on the condition that it is still the one read
+    /// (its ETag). The first append after a compaction (or to a ledger of format 1, or to none)
+    /// writes the snapshot `durable` first, then starts a journal. Returns the bytes written.
+    pub(crate) async fn append(
+        &self,
+        revision: &mut Revision,
+        base: &mut Base,
+        durable: &Ledger,
+        records: &[Record],
+    ) -> Result<u64, StateError> {
+        let mut written = 0;
+        if base.needs_start() {
+            if base.snapshot_id.is_none() || base.snapshot_version < LEDGER_FORMAT_VERSION {
+                written += self.write_snapshot(revision, base, durable, None).await?;
+            }
+            let snapshot_id = base
+                .snapshot_id
+                .clone()
+                .expect("a journal starts after its snapshot is written");
+            let header = Header::new(&snapshot_id);
+            let journal = self
+                .blob_client_at(&self.journal_location())?
+                .append_blob_client();
+            let mut create = AppendBlobClientCreateOptions {
+                blob_content_type: Some("application/x-ndjson".to_owned()),
+                ..Default::default()
+            };
+            match (&base.journal_tag, base.journal_exists) {
+                (Some(etag), true) => create.if_match = Some(Etag::from(etag.clone())),
+                _ => create.if_none_match = Some(Etag::from("*")),
+            }
+            let created = journal
+                .create(Some(create))
+                .await
+                .map_err(|error| self.write_error(error))?;
+            let etag = created
+                .etag()
+                .ok()
+                .flatten()
+                .ok_or_else(|| self.no_etag())?
+                .to_string();
+            base.journal_exists = true;
+            base.journal_tag = Some(etag);
+            let mut bytes = header.line();
+            bytes.extend(journal::record_lines(records));
+            written += self.append_block(base, bytes).await?;
+            base.journal = Some(journal::Tail {
+                header,
+                valid_bytes: written,
+                records: records.len(),
+            });
+            return Ok(written);
+        }
+        let bytes = journal::record_lines(records);
+        written += self.append_block(base, bytes).await?;
+        let tail = base
+            .journal
+            .as_mut()
+            .expect("a journal that needs no start exists");
+        tail.valid_bytes += written;
+        tail.records += records.len();
+        Ok(written)
+    }
+
+    async fn append_block(&self, base: &mut Base, bytes: Vec<u8>) -> Result<u64, StateError> {
+        let journal = self
+            .blob_client_at(&self.journal_location())?
+            .append_blob_client();
+        let length = bytes.len() as u64;
+        let options = AppendBlobClientAppendBlockOptions {
+            if_match: base.journal_tag.clone().map(Etag::from),
+            ..Default::default()
+        };
+        let appended = journal
+            .append_block(RequestContent::from(bytes), length, Some(options))
+            .await
+            .map_err(|error| self.write_error(error))?;
+        base.journal_tag = Some(
+            appended
+                .etag()
+                .ok()
+                .flatten()
+                .ok_or_else(|| self.no_etag())?
+                .to_string(),
+        );
+        Ok(length)
+    }
+
+    /// Writes `durable` as the snapshot, folding the journal, then deletes the journal unless
+    /// another run appended to it meanwhile (the snapshot says how much of it it folded).
+    pub(crate) async fn compact(
+        &self,
+        revision: &mut Revision,
+        base: &mut Base,
+        durable: &Ledger,
+    ) -> Result<u64, StateError> {
+        let folded = base.journal.as_ref().map(|tail| Folded {
+            id: tail.header.id.clone(),
+            bytes: tail.valid_bytes,
+        });
+        let written = self
+            .write_snapshot(revision, base, durable, folded.as_ref())
+            .await?;
+        if base.journal_exists {
+            let journal = self.blob_client_at(&self.journal_location())?;
+            let options = BlobClientDeleteOptions {
+                if_match: base.journal_tag.clone().map(Etag::from),
+                ..Default::default()
+            };
+            match journal.delete(Some(options)).await {
+                Ok(_) => {
+                    base.journal_exists = false;
+                    base.journal_tag = None;
+                }
+                Err(error) => tracing::info!(
+                    "the journal of {} was left in place ({}); the snapshot says how much of it                      it holds",
+                    self.display(),
+                    self.scrub(&error.to_string())
+                ),
+            }
+        }
+        Ok(written)
+    }
+
+    async fn write_snapshot(
+        &self,
+        revision: &mut Revision,
+        base: &mut Base,
+        durable: &Ledger,
+        folded: Option<&Folded>,
+    ) -> Result<u64, StateError> {
+        let mut ledger = durable.clone();
+        ledger.version = LEDGER_FORMAT_VERSION;
+        let bytes = snapshot_form(&ledger, folded);
+        *revision = self.save(revision, &bytes).await?;
+        base.snapshot_id = Some(journal::snapshot_id(&bytes));
+        base.snapshot_version = LEDGER_FORMAT_VERSION;
+        base.snapshot_bytes = bytes.len() as u64;
+        base.journal = None;
+        Ok(bytes.len() as u64)
+    }
+
+    fn write_error(&self, error: azure_core::Error) -> StateError {
+        // A journal deleted by another run's compaction is a race lost, as a changed ETag is.
+        if lost_the_race(&error) || error.http_status().map(u16::from) == Some(404) {
+            StateError::Conflict {
+                location: self.display(),
+            }
+        } else {
+            self.explain(Operation::Write, error).into()
+        }
+    }
+
+    fn no_etag(&self) -> StateError {
+        BlobError::NoEtag {
+            operation: Operation::Write,
+            location: self.display(),
+        }
+        .into()
     }
 
     /// Replaces the ledger with `ledger`, provided the blob still has the ETag `expected` holds
@@ -313,8 +518,8 @@ impl BlobStore {
     ///
     /// A write whose answer was lost and that is then tried again finds its own ETag gone and
     /// reports a conflict: that errs on the safe side, since the next run reads what it wrote.
-    pub async fn save(&self, expected: &Revision, ledger: &Ledger) -> Result<Revision, StateError> {
-        let bytes = written_form(ledger);
+    pub async fn save(&self, expected: &Revision, bytes: &[u8]) -> Result<Revision, StateError> {
+        let bytes = bytes.to_vec();
         let mut options = BlobClientUploadOptions {
             blob_content_type: Some("application/json".to_owned()),
             ..Default::default()
@@ -348,10 +553,10 @@ impl BlobStore {
     /// The ledger as read, or `None` when there is no blob (which [`read`](Self::read) takes
     /// for an empty ledger).
     pub async fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
-        match self.download().await? {
-            Some((bytes, _)) => parse_ledger(&self.display(), &bytes).map(Some),
-            None => Ok(None),
+        if self.etag_at(&self.location).await?.is_none() {
+            return Ok(None);
         }
+        self.read().await.map(Some)
     }
 
     /// Saves the ledger unchanged, as a run saves it: on the condition that the blob still has
@@ -359,15 +564,15 @@ impl BlobStore {
     /// the ledger, and changes none of its bytes (only its ETag and time). A missing blob is
     /// left missing.
     pub async fn rewrite_unchanged(&self) -> Result<Rewrite, StateError> {
-        let Some((before, etag)) = self.download().await? else {
+        let Some((before, etag)) = self.download_at(&self.location).await? else {
             return Ok(Rewrite::Missing);
         };
-        let ledger = parse_ledger(&self.display(), &before)?;
-        if written_form(&ledger) != before {
+        let (ledger, folded) = parse_snapshot(&self.display(), &before)?;
+        if snapshot_form(&ledger, folded.as_ref()) != before {
             return Ok(Rewrite::NotAsWritten);
         }
-        self.save(&Revision::tagged(etag), &ledger).await?;
-        Ok(match self.download().await? {
+        self.save(&Revision::tagged(etag), &before).await?;
+        Ok(match self.download_at(&self.location).await? {
             Some((after, _)) if after == before => Rewrite::Unchanged {
                 bytes: before.len(),
             },
@@ -380,9 +585,19 @@ impl BlobStore {
         SasTerms::parse(self.sas.expose_secret())
     }
 
-    /// The blob's bytes and ETag, or `None` when the blob does not exist.
-    async fn download(&self) -> Result<Option<(Vec<u8>, String)>, StateError> {
-        let client = self.blob_client()?;
+    /// The ETag of the blob at `location`, or `None` when it does not exist.
+    async fn etag_at(&self, location: &Url) -> Result<Option<String>, StateError> {
+        let client = self.blob_client_at(location)?;
+        match client.get_properties(None).await {
+            Ok(answer) => Ok(answer.etag().ok().flatten().map(|etag| etag.to_string())),
+            Err(error) if error.http_status().map(u16::from) == Some(404) => Ok(None),
+            Err(error) => Err(self.explain(Operation::Read, error).into()),
+        }
+    }
+
+    /// The bytes and ETag of the blob at `location`, or `None` when it does not exist.
+    async fn download_at(&self, location: &Url) -> Result<Option<(Vec<u8>, String)>, StateError> {
+        let client = self.blob_client_at(location)?;
         let answer = match client.download(None).await {
             Ok(answer) => answer,
             Err(error) if service_code(&error).as_deref() == Some("BlobNotFound") => {
@@ -407,6 +622,11 @@ impl BlobStore {
     }
 
     fn blob_client(&self) -> Result<BlobClient, BlobError> {
+        self.blob_client_at(&self.location)
+    }
+
+    /// A client for the blob at `location` (the ledger, or its journal beside it).
+    fn blob_client_at(&self, location: &Url) -> Result<BlobClient, BlobError> {
         let client_error = |reason: String| BlobError::Client {
             location: self.display(),
             reason: self.scrub(&reason),
@@ -419,7 +639,7 @@ impl BlobStore {
                 self.http.get_or_init(|| built)
             }
         };
-        let mut url = self.location.clone();
+        let mut url = location.clone();
         url.set_query(Some(self.sas.expose_secret()));
         let options = BlobClientOptions {
             client_options: ClientOptions {
@@ -663,6 +883,7 @@ fn transport_cause(error: &azure_core::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::written_form;
 
     const SIGNATURE: &str = "c2VjcmV0LXNpZ25hdHVyZQ%3D%3D";
     const DECODED_SIGNATURE: &str = "c2VjcmV0LXNpZ25hdHVyZQ==";
@@ -905,7 +1126,7 @@ mod tests {
         for error in [
             store.load().await.unwrap_err(),
             store
-                .save(&Revision::absent(), &Ledger::default())
+                .save(&Revision::absent(), &written_form(&Ledger::default()))
                 .await
                 .unwrap_err(),
         ] {
@@ -955,7 +1176,7 @@ mod tests {
             ..RetryPolicy::default()
         });
         let revision = store
-            .save(&Revision::absent(), &Ledger::default())
+            .save(&Revision::absent(), &written_form(&Ledger::default()))
             .await
             .unwrap();
         assert_eq!(revision, Revision::tagged("\"0x8DCAFE\""));

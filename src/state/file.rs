@@ -7,9 +7,48 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::journal::{self, Folded, Header, Record};
 use super::{
-    Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError, parse_ledger, written_form,
+    Base, LEDGER_FORMAT_VERSION, Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError,
+    assemble, parse_snapshot, snapshot_form,
 };
+
+/// How many times a reader reads again when the snapshot was replaced while it read the
+/// journal (a compaction by the run holding the lock).
+const READ_ATTEMPTS: usize = 5;
+
+/// A file's size, modification time and inode: what changes when anyone writes or replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    /// The stamp of the file at `path`; `None` when there is no such file.
+    fn of(path: &Path) -> std::io::Result<Option<Stamp>> {
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok(Some(Stamp {
+                len: meta.len(),
+                modified: meta.modified().ok(),
+                inode: inode(&meta),
+            })),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
 
 /// How often a run waiting for the lock tries again.
 const LOCK_RETRY_INTERVAL: Duration = Duration::from_millis(100);
@@ -120,23 +159,62 @@ impl FileStore {
     /// file is an empty ledger. Needs no lock: writes replace the file in one rename, so a
     /// reader sees the old ledger or the new one, never half of one.
     pub fn load(&self) -> Result<Snapshot, StateError> {
-        let bytes = self.read_bytes()?;
-        let ledger = match &bytes {
-            Some(bytes) => parse_ledger(&self.location(), bytes)?,
-            None => self.missing.empty_ledger(&self.location())?,
-        };
-        Ok(Snapshot {
-            ledger,
-            revision: Revision::of(bytes.as_deref()),
-        })
+        self.load_for(true)
     }
 
     /// Reads the ledger only to look at it (a dry run): no revision is computed, since nothing
     /// will be written.
     pub fn read(&self) -> Result<Ledger, StateError> {
-        match self.read_bytes()? {
-            Some(bytes) => parse_ledger(&self.location(), &bytes),
-            None => self.missing.empty_ledger(&self.location()),
+        Ok(self.load_for(false)?.ledger)
+    }
+
+    /// The journal's path: beside the ledger's real file, where a writer puts it.
+    fn journal_path(&self) -> PathBuf {
+        let real = self.real_path().unwrap_or_else(|_| self.path.clone());
+        PathBuf::from(journal::journal_name(&real.to_string_lossy()))
+    }
+
+    /// Reads the snapshot and its journal; read again if the snapshot was replaced meanwhile,
+    /// since the journal read may then belong to the new snapshot.
+    fn load_for(&self, for_writer: bool) -> Result<Snapshot, StateError> {
+        let journal_path = self.journal_path();
+        let mut attempt = 1;
+        loop {
+            let stamp = |path: &Path| {
+                Stamp::of(path).map_err(|source| StateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            };
+            let before = stamp(&self.path)?;
+            let bytes = self.read_bytes()?;
+            let journal = read_file(&journal_path).map_err(|source| StateError::Read {
+                path: journal_path.clone(),
+                source,
+            })?;
+            let after = stamp(&self.path)?;
+            if before != after && attempt < READ_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            let (ledger, mut base) = assemble(
+                &self.location(),
+                bytes.as_deref(),
+                journal.as_deref(),
+                self.missing,
+                for_writer,
+            )?;
+            base.stamp = after;
+            let revision = if for_writer {
+                Revision::of(bytes.as_deref())
+            } else {
+                Revision::absent()
+            };
+            return Ok(Snapshot {
+                ledger,
+                revision,
+                base,
+            });
         }
     }
 
@@ -249,7 +327,7 @@ impl FileStore {
         &self,
         lock: &LedgerLock,
         expected: &Revision,
-        ledger: &Ledger,
+        bytes: &[u8],
     ) -> Result<Revision, StateError> {
         assert_eq!(
             lock.ledger_path, self.path,
@@ -269,8 +347,7 @@ impl FileStore {
         if !unchanged().map_err(read_error)? {
             return Err(conflict());
         }
-        let bytes = written_form(ledger);
-        let replaced = crate::atomic_file::replace_if(&lock.real_path, &bytes, unchanged).map_err(
+        let replaced = crate::atomic_file::replace_if(&lock.real_path, bytes, unchanged).map_err(
             |source| StateError::Write {
                 path: self.path.clone(),
                 source,
@@ -279,8 +356,202 @@ impl FileStore {
         if !replaced {
             return Err(conflict());
         }
-        Ok(Revision::of(Some(&bytes)))
+        Ok(Revision::of(Some(bytes)))
     }
+}
+
+impl FileStore {
+    /// Appends `records` to the journal, under the run lock. The first append after a
+    /// compaction (or to a ledger of format 1, or to none at all) writes the snapshot `durable`
+    /// first, then starts a journal. Returns the bytes written.
+    pub(crate) fn append(
+        &self,
+        lock: &LedgerLock,
+        base: &mut Base,
+        durable: &Ledger,
+        records: &[Record],
+    ) -> Result<u64, StateError> {
+        self.check_stamp(lock, base)?;
+        let mut written = 0;
+        if base.needs_start() {
+            if base.snapshot_id.is_none() || base.snapshot_version < LEDGER_FORMAT_VERSION {
+                written += self.write_snapshot(lock, base, durable, None)?;
+            }
+            written += self.start_journal(lock, base, records)?;
+            return Ok(written);
+        }
+        let tail = base
+            .journal
+            .as_mut()
+            .expect("a journal that needs no start exists");
+        let path = journal_path_of(lock);
+        let write_error = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => self.conflict(),
+                _ => write_error(error),
+            })?;
+        let len = file.metadata().map_err(write_error)?.len();
+        if len < tail.valid_bytes || !starts_with_header(&mut file, &tail.header) {
+            return Err(self.conflict());
+        }
+        if len > tail.valid_bytes {
+            // A torn line from a run killed while writing: never read, so cut it off.
+            let mut beyond = Vec::new();
+            file.seek(std::io::SeekFrom::Start(tail.valid_bytes))
+                .and_then(|_| file.read_to_end(&mut beyond))
+                .map_err(write_error)?;
+            if beyond.contains(&b'\n') {
+                return Err(self.conflict());
+            }
+            file.set_len(tail.valid_bytes).map_err(write_error)?;
+        }
+        let bytes = journal::record_lines(records);
+        file.seek(std::io::SeekFrom::Start(tail.valid_bytes))
+            .and_then(|_| file.write_all(&bytes))
+            .and_then(|()| file.sync_data())
+            .map_err(write_error)?;
+        tail.valid_bytes += bytes.len() as u64;
+        tail.records += records.len();
+        Ok(bytes.len() as u64)
+    }
+
+    /// Writes `durable` as the snapshot, folding the journal, and removes the journal. Returns
+    /// the bytes written.
+    pub(crate) fn compact(
+        &self,
+        lock: &LedgerLock,
+        base: &mut Base,
+        durable: &Ledger,
+    ) -> Result<u64, StateError> {
+        self.check_stamp(lock, base)?;
+        let folded = base.journal.as_ref().map(|tail| Folded {
+            id: tail.header.id.clone(),
+            bytes: tail.valid_bytes,
+        });
+        let written = self.write_snapshot(lock, base, durable, folded.as_ref())?;
+        let path = journal_path_of(lock);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            // The snapshot says what it folded, so a journal left behind is harmless.
+            Err(error) => tracing::warn!("cannot remove {}: {error}", path.display()),
+        }
+        base.journal_exists = false;
+        Ok(written)
+    }
+
+    fn conflict(&self) -> StateError {
+        StateError::Conflict {
+            location: self.location(),
+        }
+    }
+
+    /// Fails with a conflict when the snapshot is not the one this writer read or wrote last.
+    fn check_stamp(&self, lock: &LedgerLock, base: &Base) -> Result<(), StateError> {
+        let now = Stamp::of(&lock.real_path).map_err(|source| StateError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        if now == base.stamp {
+            Ok(())
+        } else {
+            Err(self.conflict())
+        }
+    }
+
+    fn write_snapshot(
+        &self,
+        lock: &LedgerLock,
+        base: &mut Base,
+        durable: &Ledger,
+        folded: Option<&Folded>,
+    ) -> Result<u64, StateError> {
+        let mut ledger = durable.clone();
+        ledger.version = LEDGER_FORMAT_VERSION;
+        let bytes = snapshot_form(&ledger, folded);
+        let expected = base.stamp;
+        let unchanged = || Stamp::of(&lock.real_path).map(|now| now == expected);
+        let write_error = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if !crate::atomic_file::replace_if(&lock.real_path, &bytes, unchanged)
+            .map_err(write_error)?
+        {
+            return Err(self.conflict());
+        }
+        base.stamp = Stamp::of(&lock.real_path).map_err(write_error)?;
+        base.snapshot_id = Some(journal::snapshot_id(&bytes));
+        base.snapshot_version = LEDGER_FORMAT_VERSION;
+        base.snapshot_bytes = bytes.len() as u64;
+        base.journal = None;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Starts a journal continuing the snapshot, holding `records`, in place of any journal
+    /// there (empty, torn, or another snapshot's).
+    fn start_journal(
+        &self,
+        lock: &LedgerLock,
+        base: &mut Base,
+        records: &[Record],
+    ) -> Result<u64, StateError> {
+        let snapshot_id = base
+            .snapshot_id
+            .clone()
+            .expect("a journal starts after its snapshot is written");
+        let header = Header::new(&snapshot_id);
+        let mut bytes = header.line();
+        bytes.extend(journal::record_lines(records));
+        let path = journal_path_of(lock);
+        let write_error = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(write_error)?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(write_error)?;
+        // A new file's name is durable only once its folder is synced.
+        #[cfg(unix)]
+        if let Some(folder) = path.parent() {
+            File::open(folder)
+                .and_then(|folder| folder.sync_all())
+                .map_err(write_error)?;
+        }
+        base.journal = Some(journal::Tail {
+            header,
+            valid_bytes: bytes.len() as u64,
+            records: records.len(),
+        });
+        base.journal_exists = true;
+        Ok(bytes.len() as u64)
+    }
+}
+
+/// The journal beside the file the lock guards.
+fn journal_path_of(lock: &LedgerLock) -> PathBuf {
+    PathBuf::from(journal::journal_name(&lock.real_path.to_string_lossy()))
+}
+
+/// Whether `file` starts with `header`'s line: the journal this writer appends to is still
+/// the one it read or started.
+fn starts_with_header(file: &mut File, header: &Header) -> bool {
+    let line = header.line();
+    let mut start = vec![0; line.len()];
+    file.rewind().is_ok() && file.read_exact(&mut start).is_ok() && start == line
 }
 
 /// A file's bytes, or `None` when there is no such file.
@@ -296,9 +567,10 @@ impl FileStore {
     /// The ledger as read, or `None` when there is no file (which [`read`](Self::read) takes
     /// for an empty ledger).
     pub fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
-        self.read_bytes()?
-            .map(|bytes| parse_ledger(&self.location(), &bytes))
-            .transpose()
+        match self.read_bytes()? {
+            Some(_) => self.read().map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Saves the ledger unchanged, as a run saves it: under the run lock (waiting up to
@@ -318,11 +590,11 @@ impl FileStore {
         let Some(before) = self.read_bytes()? else {
             return Ok(Rewrite::Missing);
         };
-        let ledger = parse_ledger(&self.location(), &before)?;
-        if written_form(&ledger) != before {
+        let (ledger, folded) = parse_snapshot(&self.location(), &before)?;
+        if snapshot_form(&ledger, folded.as_ref()) != before {
             return Ok(Rewrite::NotAsWritten);
         }
-        self.save(&lock, &Revision::of(Some(&before)), &ledger)?;
+        self.save(&lock, &Revision::of(Some(&before)), &before)?;
         Ok(match self.read_bytes()? {
             Some(after) if after == before => Rewrite::Unchanged {
                 bytes: before.len(),
@@ -362,7 +634,7 @@ fn host_name() -> String {
 mod tests {
     use super::*;
     use crate::definitions::{Payload, PayloadHash};
-    use crate::state::{JobStatus, LedgerEntry};
+    use crate::state::{JobStatus, LedgerEntry, written_form};
     use serde_json::json;
 
     fn entry() -> LedgerEntry {
@@ -404,7 +676,9 @@ mod tests {
         let lock = store.lock(Duration::ZERO, "test").unwrap();
         let mut ledger = snapshot.ledger;
         ledger.definitions.insert("a/b".into(), entry());
-        let revision = store.save(&lock, &snapshot.revision, &ledger).unwrap();
+        let revision = store
+            .save(&lock, &snapshot.revision, &written_form(&ledger))
+            .unwrap();
         let reread = store.load().unwrap();
         assert_eq!(reread.ledger, ledger);
         assert_eq!(reread.revision, revision);
@@ -424,9 +698,11 @@ mod tests {
         let lock = store.lock(Duration::ZERO, "test").unwrap();
         let mut first = Ledger::default();
         first.definitions.insert("first".into(), entry());
-        store.save(&lock, &stale.revision, &first).unwrap();
+        store
+            .save(&lock, &stale.revision, &written_form(&first))
+            .unwrap();
         let error = store
-            .save(&lock, &stale.revision, &Ledger::default())
+            .save(&lock, &stale.revision, &written_form(&Ledger::default()))
             .unwrap_err();
         assert!(matches!(error, StateError::Conflict { .. }), "{error}");
         assert_eq!(store.load().unwrap().ledger, first);
@@ -490,7 +766,7 @@ mod tests {
         let mut ledger = snapshot.ledger;
         ledger.definitions.insert("a".into(), entry());
         through_link
-            .save(&lock, &snapshot.revision, &ledger)
+            .save(&lock, &snapshot.revision, &written_form(&ledger))
             .unwrap();
         assert!(
             std::fs::symlink_metadata(&link)
@@ -529,10 +805,10 @@ mod tests {
     fn a_newer_ledger_format_is_refused() {
         let (_folder, store) = store();
         std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
-        std::fs::write(store.path(), r#"{"version": 2, "jobs": []}"#).unwrap();
+        std::fs::write(store.path(), r#"{"version": 3, "jobs": []}"#).unwrap();
         let message = store.load().unwrap_err().to_string();
         assert!(
-            message.contains("has format version 2, but this imagegen understands only version 1"),
+            message.contains("has format version 3, but this imagegen understands versions up to 2"),
             "{message}"
         );
     }
@@ -545,7 +821,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"version":1,"definitions":{{"a":{{"payload_hash":"{}","payload":{{"Destination":[{{"CustomImageName":"Image-1"}}]}},"variables":{{"V":"1"}},"idempotency_key":"key","tracking_id":"5f0c","status":"running","image_names":[],"submitted_at":"2026-11-23T10:00:00Z","updated_at":"2026-11-23T10:05:00Z"}}}}}}"#,
+                r#"{{"version":2,"definitions":{{"a":{{"payload_hash":"{}","payload":{{"Destination":[{{"CustomImageName":"Image-1"}}]}},"variables":{{"V":"1"}},"idempotency_key":"key","tracking_id":"5f0c","status":"running","image_names":[],"submitted_at":"2026-11-23T10:00:00Z","updated_at":"2026-11-23T10:05:00Z"}}}}}}"#,
                 entry().payload_hash
             )
         );
@@ -566,7 +842,9 @@ mod tests {
         let lock = store.lock(Duration::ZERO, "test").unwrap();
         let mut ledger = snapshot.ledger;
         ledger.definitions.insert("a".into(), entry());
-        store.save(&lock, &snapshot.revision, &ledger).unwrap();
+        store
+            .save(&lock, &snapshot.revision, &written_form(&ledger))
+            .unwrap();
         drop(lock);
         let before = std::fs::read(store.path()).unwrap();
         assert_eq!(

@@ -9,7 +9,9 @@
 
 pub mod blob;
 pub mod file;
+pub mod journal;
 pub mod store;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,10 +27,16 @@ use crate::variables::ValueChange;
 
 pub use blob::BlobStore;
 pub use file::{FileStore, LedgerLock};
-pub use store::{LedgerWriter, Store};
+pub use store::Store;
+pub use writer::{Edit, LedgerWriter, WriteCount};
 
-/// The ledger format this build reads and writes.
-pub const LEDGER_FORMAT_VERSION: u32 = 1;
+/// The ledger format this build writes: version 2 is a snapshot with a journal beside it
+/// ([`journal`]).
+pub const LEDGER_FORMAT_VERSION: u32 = 2;
+
+/// The oldest ledger format this build reads: version 1 is the same document without a
+/// journal, and becomes version 2 at the first write.
+pub const OLDEST_LEDGER_FORMAT_VERSION: u32 = 1;
 
 /// Where the ledger lives unless `--state` or `IMAGEGEN_STATE` says otherwise, relative to the
 /// repository root.
@@ -47,7 +55,7 @@ pub struct Ledger {
 }
 
 /// Where an entry lives in the ledger.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum LedgerKey {
     /// A definition, by id.
@@ -319,8 +327,8 @@ pub enum StateError {
         message: String,
     },
     #[error(
-        "the ledger {location} has format version {found}, but this imagegen understands only \
-         version {supported}; use a newer imagegen"
+        "the ledger {location} has format version {found}, but this imagegen understands \
+         versions up to {supported}; use a newer imagegen"
     )]
     UnsupportedVersion {
         location: String,
@@ -367,6 +375,9 @@ pub enum StateError {
          to plan from the new ledger"
     )]
     Conflict { location: String },
+    /// A write of several changes together failed; each change but the first is told so.
+    #[error("cannot write the ledger: {message}")]
+    Batch { message: String },
     #[error(transparent)]
     Blob(#[from] blob::BlobError),
     #[error("cannot start the async runtime to read the ledger: {0}")]
@@ -403,11 +414,134 @@ impl Revision {
     }
 }
 
-/// A ledger as read, with the revision a later write must still find.
+/// A ledger as read (its snapshot with its journal folded in), with the revision a later
+/// write of the whole snapshot must still find, and where the next append goes.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub ledger: Ledger,
     pub revision: Revision,
+    pub(crate) base: Base,
+}
+
+/// What a writer needs to know of the stored ledger to append to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Base {
+    /// The snapshot's id ([`journal::snapshot_id`]); `None` when there is no snapshot yet.
+    pub snapshot_id: Option<String>,
+    /// The snapshot's format version: a version 1 snapshot is rewritten as version 2 before
+    /// a journal may continue it, so that an older imagegen never reads it without its journal.
+    pub snapshot_version: u32,
+    pub snapshot_bytes: u64,
+    /// The journal that continues this snapshot, if any.
+    pub journal: Option<journal::Tail>,
+    /// A journal file or blob exists (perhaps empty, torn or foreign): a new one replaces it.
+    pub journal_exists: bool,
+    /// The journal's store tag (a blob's ETag), to append to exactly the journal read.
+    pub journal_tag: Option<String>,
+    /// The snapshot file's size, time and inode as read: a file writer checks them before
+    /// each append, since hashing the whole snapshot again would cost what the journal saves.
+    pub stamp: Option<file::Stamp>,
+}
+
+impl Base {
+    /// Whether the next write must start a journal (and first rewrite the snapshot).
+    pub fn needs_start(&self) -> bool {
+        self.journal.is_none()
+            || self.snapshot_id.is_none()
+            || self.snapshot_version < LEDGER_FORMAT_VERSION
+    }
+}
+
+/// Reads a ledger from its snapshot's bytes and its journal's (`None` for either: it does not
+/// exist). `location` names the snapshot in errors; `missing` says what no snapshot means.
+///
+/// The snapshot's id (a hash of all its bytes) is computed only when a journal needs it or
+/// `for_writer` says a write will follow, so that a dry run reads at the speed of parsing.
+pub(crate) fn assemble(
+    location: &str,
+    snapshot: Option<&[u8]>,
+    journal_bytes: Option<&[u8]>,
+    missing: MissingLedger,
+    for_writer: bool,
+) -> Result<(Ledger, Base), StateError> {
+    let (mut ledger, folded, snapshot_id) = match snapshot {
+        Some(bytes) => {
+            let (ledger, folded) = parse_snapshot(location, bytes)?;
+            let id = (for_writer || journal_bytes.is_some()).then(|| journal::snapshot_id(bytes));
+            (ledger, folded, id)
+        }
+        None => (missing.empty_ledger(location)?, None, None),
+    };
+    let mut base = Base {
+        snapshot_version: ledger.version,
+        snapshot_bytes: snapshot.map_or(0, |bytes| bytes.len() as u64),
+        journal_exists: journal_bytes.is_some(),
+        ..Base::default()
+    };
+    let journal_location = journal::journal_name(location);
+    let parsed = match journal_bytes {
+        Some(bytes) => journal::parse(&journal_location, bytes)?,
+        None => None,
+    };
+    if let (Some(read), Some(id)) = (parsed, &snapshot_id) {
+        match journal::relation(&read, id, folded.as_ref()) {
+            journal::Relation::Continues { from } => {
+                journal::fold(&mut ledger, &read, from);
+                base.journal = Some(journal::Tail {
+                    header: read.header,
+                    valid_bytes: read.valid_bytes,
+                    records: read.records.len(),
+                });
+            }
+            journal::Relation::Foreign => tracing::warn!(
+                "the journal {journal_location} does not continue the ledger's snapshot (it                  was replaced by hand or by an import); it is ignored, and the next write                  starts a new one"
+            ),
+        }
+    }
+    base.snapshot_id = snapshot_id;
+    Ok((ledger, base))
+}
+
+/// Parses a snapshot: the ledger, and what it folded of a journal.
+pub(crate) fn parse_snapshot(
+    location: &str,
+    bytes: &[u8],
+) -> Result<(Ledger, Option<journal::Folded>), StateError> {
+    let ledger = parse_ledger(location, bytes)?;
+    #[derive(Deserialize)]
+    struct Marker {
+        #[serde(default)]
+        journal: Option<journal::Folded>,
+    }
+    let folded = serde_json::from_str::<Marker>(json::strip_bom(
+        std::str::from_utf8(bytes).unwrap_or_default(),
+    ))
+    .map_err(|error| StateError::Parse {
+        location: location.to_owned(),
+        line: error.line(),
+        column: error.column(),
+        message: format!("its \"journal\" field: {error}"),
+    })?
+    .journal;
+    Ok((ledger, folded))
+}
+
+/// The bytes of a snapshot of `ledger` that says it folded `folded`.
+pub(crate) fn snapshot_form(ledger: &Ledger, folded: Option<&journal::Folded>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Document<'a> {
+        #[serde(flatten)]
+        ledger: &'a Ledger,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<&'a journal::Folded>,
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Document {
+        ledger,
+        journal: folded,
+    })
+    .expect("a ledger always serializes");
+    bytes.push(b'\n');
+    bytes
 }
 
 /// What reading a ledger that does not exist means.
@@ -449,7 +583,7 @@ pub enum Rewrite {
 }
 
 /// The bytes a store writes for `ledger`.
-pub(crate) fn written_form(ledger: &Ledger) -> Vec<u8> {
+pub fn written_form(ledger: &Ledger) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(ledger).expect("a ledger always serializes");
     bytes.push(b'\n');
     bytes
@@ -476,7 +610,7 @@ pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> 
     }
     // A newer format may not parse as this one: check the version first to say so clearly.
     if let Ok(VersionOnly { version }) = serde_json::from_str::<VersionOnly>(text)
-        && version != LEDGER_FORMAT_VERSION
+        && !(OLDEST_LEDGER_FORMAT_VERSION..=LEDGER_FORMAT_VERSION).contains(&version)
     {
         return Err(StateError::UnsupportedVersion {
             location: location.to_owned(),

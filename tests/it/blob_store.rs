@@ -145,7 +145,10 @@ async fn a_saved_ledger_loads_back_identically_and_its_revision_is_the_etag() {
     let (azurite, store) = emulator_and_store().await;
     let empty = store.load().await.unwrap();
     let ledger = ledger_with("a/b");
-    let revision = store.save(&empty.revision, &ledger).await.unwrap();
+    let revision = store
+        .save(&empty.revision, &imagegen::state::written_form(&ledger))
+        .await
+        .unwrap();
 
     let (bytes, etag) = azurite.blob("ledgers", BLOB).await.unwrap();
     assert_eq!(
@@ -166,7 +169,10 @@ async fn a_saved_ledger_loads_back_identically_and_its_revision_is_the_etag() {
     // The revision a save returns is the one the next save of the same run needs.
     let mut changed = ledger.clone();
     changed.definitions.insert("c/d".into(), entry("job-c-d"));
-    store.save(&revision, &changed).await.unwrap();
+    store
+        .save(&revision, &imagegen::state::written_form(&changed))
+        .await
+        .unwrap();
     assert_eq!(store.read().await.unwrap(), changed);
 }
 
@@ -175,16 +181,28 @@ async fn a_save_from_a_stale_revision_is_a_conflict_and_changes_nothing() {
     let (azurite, store) = emulator_and_store().await;
     let empty = store.load().await.unwrap();
     let first = store
-        .save(&empty.revision, &ledger_with("first"))
+        .save(
+            &empty.revision,
+            &imagegen::state::written_form(&ledger_with("first")),
+        )
         .await
         .unwrap();
     let stale = store.load().await.unwrap();
     assert_eq!(stale.revision, first);
-    store.save(&first, &ledger_with("second")).await.unwrap();
+    store
+        .save(
+            &first,
+            &imagegen::state::written_form(&ledger_with("second")),
+        )
+        .await
+        .unwrap();
     let before = azurite.blob("ledgers", BLOB).await.unwrap();
 
     let error = store
-        .save(&stale.revision, &ledger_with("third"))
+        .save(
+            &stale.revision,
+            &imagegen::state::written_form(&ledger_with("third")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, StateError::Conflict { .. }), "{error:?}");
@@ -211,9 +229,13 @@ async fn of_two_saves_racing_from_one_revision_exactly_one_wins() {
             ledger_with(&format!("mine-{round}")),
             ledger_with(&format!("theirs-{round}")),
         );
+        let (my_bytes, their_bytes) = (
+            imagegen::state::written_form(&mine),
+            imagegen::state::written_form(&theirs),
+        );
         let (my_result, their_result) = tokio::join!(
-            first_run.save(&read.revision, &mine),
-            second_run.save(&read.revision, &theirs)
+            first_run.save(&read.revision, &my_bytes),
+            second_run.save(&read.revision, &their_bytes)
         );
         let winner = match (&my_result, &their_result) {
             (Ok(_), Err(StateError::Conflict { .. })) => mine,
@@ -232,7 +254,10 @@ async fn creating_a_ledger_that_already_exists_is_a_conflict() {
     azurite.put_blob("ledgers", BLOB, &elsewhere).await;
 
     let error = store
-        .save(&missing.revision, &ledger_with("mine"))
+        .save(
+            &missing.revision,
+            &imagegen::state::written_form(&ledger_with("mine")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, StateError::Conflict { .. }), "{error:?}");
@@ -260,11 +285,11 @@ async fn a_damaged_blob_names_line_and_column() {
     assert!(message.contains("expected struct LedgerEntry"), "{message}");
 
     azurite
-        .put_blob("ledgers", BLOB, br#"{"version": 2, "jobs": []}"#)
+        .put_blob("ledgers", BLOB, br#"{"version": 3, "jobs": []}"#)
         .await;
     let message = store.read().await.unwrap_err().to_string();
     assert!(
-        message.contains("has format version 2, but this imagegen understands only version 1"),
+        message.contains("has format version 3, but this imagegen understands versions up to 2"),
         "{message}"
     );
 }
@@ -285,7 +310,10 @@ async fn a_read_only_sas_cannot_save_and_says_which_permissions_it_needs() {
     let store = store_at(&url);
     let missing = store.load().await.unwrap();
     let error = store
-        .save(&missing.revision, &ledger_with("a"))
+        .save(
+            &missing.revision,
+            &imagegen::state::written_form(&ledger_with("a")),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -356,7 +384,10 @@ async fn the_sas_can_come_from_its_own_environment_value() {
     assert_eq!(store.display(), plain_url);
     let missing = store.load().await.unwrap();
     store
-        .save(&missing.revision, &ledger_with("a"))
+        .save(
+            &missing.revision,
+            &imagegen::state::written_form(&ledger_with("a")),
+        )
         .await
         .unwrap();
     assert_eq!(store.read().await.unwrap(), ledger_with("a"));
@@ -386,7 +417,10 @@ async fn a_missing_container_says_it_must_exist() {
         azurite.blob_url_without_sas("nowhere", BLOB)
     );
     assert_eq!(store.load().await.unwrap_err().to_string(), expected);
-    let error = store.save(&absent, &ledger_with("a")).await.unwrap_err();
+    let error = store
+        .save(&absent, &imagegen::state::written_form(&ledger_with("a")))
+        .await
+        .unwrap_err();
     assert_eq!(error.to_string(), expected);
 }
 
@@ -427,14 +461,28 @@ async fn no_error_or_log_line_shows_the_signature() {
     let store = store_at(&url("conflict.json"));
     let missing = store.load().await.unwrap();
     let first = store
-        .save(&missing.revision, &ledger_with("a"))
+        .save(
+            &missing.revision,
+            &imagegen::state::written_form(&ledger_with("a")),
+        )
         .await
         .unwrap();
-    store.save(&first, &ledger_with("b")).await.unwrap();
-    errors.push(store.save(&first, &ledger_with("c")).await.unwrap_err());
+    store
+        .save(&first, &imagegen::state::written_form(&ledger_with("b")))
+        .await
+        .unwrap();
     errors.push(
         store
-            .save(&missing.revision, &ledger_with("c"))
+            .save(&first, &imagegen::state::written_form(&ledger_with("c")))
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        store
+            .save(
+                &missing.revision,
+                &imagegen::state::written_form(&ledger_with("c")),
+            )
             .await
             .unwrap_err(),
     );
@@ -464,7 +512,10 @@ async fn no_error_or_log_line_shows_the_signature() {
         ));
         errors.push(
             store
-                .save(&missing.revision, &Ledger::default())
+                .save(
+                    &missing.revision,
+                    &imagegen::state::written_form(&Ledger::default()),
+                )
                 .await
                 .unwrap_err(),
         );
@@ -503,7 +554,10 @@ async fn no_error_or_log_line_shows_the_signature() {
     errors.push(unreachable.load().await.unwrap_err());
     errors.push(
         unreachable
-            .save(&missing.revision, &Ledger::default())
+            .save(
+                &missing.revision,
+                &imagegen::state::written_form(&Ledger::default()),
+            )
             .await
             .unwrap_err(),
     );

@@ -184,7 +184,11 @@ impl Repo {
             .lock(std::time::Duration::ZERO, "test")
             .expect("lock the ledger");
         store
-            .save(&lock, &snapshot.revision, ledger)
+            .save(
+                &lock,
+                &snapshot.revision,
+                &imagegen::state::written_form(ledger),
+            )
             .expect("save the ledger");
     }
 }
