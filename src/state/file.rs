@@ -808,7 +808,8 @@ mod tests {
         std::fs::write(store.path(), r#"{"version": 3, "jobs": []}"#).unwrap();
         let message = store.load().unwrap_err().to_string();
         assert!(
-            message.contains("has format version 3, but this imagegen understands versions up to 2"),
+            message
+                .contains("has format version 3, but this imagegen understands versions up to 2"),
             "{message}"
         );
     }

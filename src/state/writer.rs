@@ -165,6 +165,9 @@ impl LedgerWriter {
             // A blob has no lock: every write is conditional on the ETag this run read.
             Store::Blob(blob) => (Held::Blob(blob.clone()), blob.load().await?),
         };
+        let mut snapshot = snapshot;
+        // The first write makes the ledger this format, whatever it was read as.
+        snapshot.ledger.version = super::LEDGER_FORMAT_VERSION;
         Ok(Self {
             memory: Mutex::new(Memory {
                 ledger: snapshot.ledger.clone(),
@@ -779,7 +782,11 @@ mod tests {
         edit.insert(&key("b"), entry(JobStatus::Queued));
         edit.remove(&key("b"));
         let records = edit.into_records();
-        assert_eq!(records.len(), 1, "b was added and removed: nothing to record");
+        assert_eq!(
+            records.len(),
+            1,
+            "b was added and removed: nothing to record"
+        );
         assert_eq!(records[0].key, key("a"));
     }
 }
