@@ -21,7 +21,7 @@ use azure_core::http::{
 };
 use azure_storage_blob::models::{
     AppendBlobClientAppendBlockOptions, AppendBlobClientAppendBlockResultHeaders,
-    AppendBlobClientCreateOptions, AppendBlobClientCreateResultHeaders, BlobClientDeleteOptions,
+    AppendBlobClientCreateOptions, AppendBlobClientCreateResultHeaders,
     BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
 };
 use azure_storage_blob::{BlobClient, BlobClientOptions, StorageError};
@@ -456,18 +456,23 @@ impl BlobStore {
             .write_snapshot(revision, base, durable, folded.as_ref())
             .await?;
         if base.journal_exists {
-            let journal = self.blob_client_at(&self.journal_location())?;
-            let options = BlobClientDeleteOptions {
+            // Emptied by creating it again, which the SAS's create and write allow (deleting
+            // would need a delete permission), on the condition that no run appended since.
+            let journal = self
+                .blob_client_at(&self.journal_location())?
+                .append_blob_client();
+            let options = AppendBlobClientCreateOptions {
+                blob_content_type: Some("application/x-ndjson".to_owned()),
                 if_match: base.journal_tag.clone().map(Etag::from),
                 ..Default::default()
             };
-            match journal.delete(Some(options)).await {
-                Ok(_) => {
-                    base.journal_exists = false;
-                    base.journal_tag = None;
+            match journal.create(Some(options)).await {
+                Ok(created) => {
+                    base.journal_tag = created.etag().ok().flatten().map(|e| e.to_string())
                 }
                 Err(error) => tracing::info!(
-                    "the journal of {} was left in place ({}); the snapshot says how much of it                      it holds",
+                    "the journal of {} was left in place ({}); the snapshot says how much of it \
+                     it holds",
                     self.display(),
                     self.scrub(&error.to_string())
                 ),

@@ -413,6 +413,8 @@ impl FileStore {
             file.set_len(tail.valid_bytes).map_err(write_error)?;
         }
         let bytes = journal::record_lines(records);
+        #[cfg(feature = "emulator")]
+        torn_write_fault::strike(&mut file, tail.valid_bytes, &bytes);
         file.seek(std::io::SeekFrom::Start(tail.valid_bytes))
             .and_then(|_| file.write_all(&bytes))
             .and_then(|()| file.sync_data())
@@ -538,6 +540,33 @@ impl FileStore {
         });
         base.journal_exists = true;
         Ok(bytes.len() as u64)
+    }
+}
+
+/// A test build's way to die in the middle of a journal write, as a run killed then would:
+/// `IMAGEGEN_FAULT_TORN_JOURNAL_WRITE=N` writes half of the Nth append, syncs it, and aborts.
+/// Test tooling, built only with the `emulator` feature that the release build leaves out.
+#[cfg(feature = "emulator")]
+mod torn_write_fault {
+    use std::io::{Seek, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub const VAR: &str = "IMAGEGEN_FAULT_TORN_JOURNAL_WRITE";
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+
+    pub fn strike(file: &mut std::fs::File, at: u64, bytes: &[u8]) {
+        let Some(chosen) = std::env::var(VAR).ok().and_then(|n| n.parse::<u64>().ok()) else {
+            return;
+        };
+        if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 != chosen {
+            return;
+        }
+        let half = &bytes[..bytes.len() / 2];
+        let _ = file
+            .seek(std::io::SeekFrom::Start(at))
+            .and_then(|_| file.write_all(half))
+            .and_then(|()| file.sync_data());
+        std::process::abort();
     }
 }
 

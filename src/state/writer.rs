@@ -300,7 +300,13 @@ impl LedgerWriter {
         let Some(durable) = slot.as_ref() else {
             return;
         };
-        if !durable.base.journal_exists && durable.base.journal.is_none() {
+        // A journal with no record (or none that continues the snapshot) holds nothing to fold.
+        if !durable
+            .base
+            .journal
+            .as_ref()
+            .is_some_and(|tail| tail.records > 0)
+        {
             return;
         }
         if let Err(error) = run(&mut slot, Operation::Compact(None)).await {

@@ -346,6 +346,55 @@ fn a_run_killed_at_any_moment_is_resumed_without_a_duplicate_job() {
     assert!(keys.values().all(|keys| keys.len() == 1), "{keys:?}");
 }
 
+/// Kills `reconcile` in the middle of a journal write (half a record on disk), run after run;
+/// every next run reads the ledger, cuts the torn record off and goes on, and the work ends
+/// without a duplicate job.
+#[test]
+fn a_run_killed_in_the_middle_of_a_journal_write_is_resumed_without_a_duplicate_job() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let definitions = repo.definition_ids().len();
+    let journal = repo.path().join(".imagegen/state.json.journal");
+    let mut kills = 0;
+    for attempt in 0..8 {
+        // The second append of each run: the first starts the journal anew or appends.
+        let output = process_against(&repo, &emulator)
+            .args(WAIT)
+            .env("IMAGEGEN_FAULT_TORN_JOURNAL_WRITE", "2")
+            .output()
+            .unwrap();
+        if output.status.success() {
+            break;
+        }
+        kills += 1;
+        let bytes = std::fs::read(&journal).unwrap();
+        assert!(
+            !bytes.ends_with(b"\n"),
+            "run {attempt}: the journal ends in a torn record"
+        );
+        // The torn record is not read: the ledger is whole, and a dry run plans from it.
+        let _ = repo.ledger();
+        let dry = process_against(&repo, &emulator)
+            .args(["reconcile", "--dry-run"])
+            .output()
+            .unwrap();
+        assert_ne!(
+            dry.status.code(),
+            Some(1),
+            "run {attempt}: {}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+    }
+    assert!(kills >= 2, "only {kills} runs died in a journal write");
+    run_against(&repo, &emulator, WAIT, 0);
+    assert_eq!(emulator.job_count(), definitions, "one job per definition");
+    assert_all_built_once(&repo, &emulator);
+    assert!(
+        !journal.exists(),
+        "the run that finished folded the journal into the snapshot"
+    );
+}
+
 #[test]
 fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
     let repo = Repo::shipped();
