@@ -397,13 +397,13 @@ impl BlobStore {
             base.journal_tag = Some(etag);
             let mut bytes = header.line();
             bytes.extend(journal::record_lines(records));
-            written += self.append_block(base, bytes).await?;
+            let appended = self.append_block(base, bytes).await?;
             base.journal = Some(journal::Tail {
                 header,
-                valid_bytes: written,
+                valid_bytes: appended,
                 records: records.len(),
             });
-            return Ok(written);
+            return Ok(written + appended);
         }
         let bytes = journal::record_lines(records);
         written += self.append_block(base, bytes).await?;

@@ -690,3 +690,113 @@ async fn the_binary_reconciles_with_the_ledger_in_a_blob() {
     let status = run(&["status", &tracking_id], 0);
     assert!(status.contains("): Succeeded"), "{status}");
 }
+
+fn writer_store(azurite: &Azurite) -> imagegen::state::Store {
+    imagegen::state::Store::Blob(Arc::new(store_at(&azurite.blob_url("ledgers", BLOB))))
+}
+
+async fn open_writer(azurite: &Azurite) -> imagegen::state::LedgerWriter {
+    imagegen::state::LedgerWriter::open(&writer_store(azurite), Duration::ZERO, "test")
+        .await
+        .unwrap()
+}
+
+fn key(name: &str) -> imagegen::state::LedgerKey {
+    imagegen::state::LedgerKey::Definition(name.into())
+}
+
+/// Two runs append to one journal blob at once: the ETags make them take turns, and every
+/// change of both is in the ledger afterwards, folded or not.
+#[tokio::test]
+async fn two_runs_appending_to_one_journal_blob_keep_every_change() {
+    let (azurite, store) = emulator_and_store().await;
+    let first = Arc::new(open_writer(&azurite).await);
+    let second = Arc::new(open_writer(&azurite).await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..20 {
+        for (run, writer) in [("a", first.clone()), ("b", second.clone())] {
+            tasks.spawn(async move {
+                writer
+                    .update(|ledger| {
+                        ledger.insert(&key(&format!("{run}-{index}")), entry(&format!("{index}")))
+                    })
+                    .await
+            });
+        }
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(store.read().await.unwrap().definitions.len(), 40);
+    // Folding by one run while the other still appends loses nothing.
+    first.finish().await;
+    second
+        .update(|ledger| ledger.insert(&key("after-the-fold"), entry("late")))
+        .await
+        .unwrap();
+    second.finish().await;
+    let ledger = store.read().await.unwrap();
+    assert_eq!(ledger.definitions.len(), 41);
+    assert!(ledger.definitions.contains_key("after-the-fold"));
+}
+
+/// Of two runs recording an intent for the same definition at once, only one records it: the
+/// other's change is redone on the ledger the first left, and sees the intent there.
+#[tokio::test]
+async fn two_runs_recording_the_same_intent_on_a_blob_record_it_once() {
+    let (azurite, store) = emulator_and_store().await;
+    let first = open_writer(&azurite).await;
+    let second = open_writer(&azurite).await;
+    async fn record(
+        writer: &imagegen::state::LedgerWriter,
+        job: &'static str,
+    ) -> Result<bool, StateError> {
+        writer
+            .update(move |ledger| {
+                if ledger.entry(&key("shared")).is_some() {
+                    return false;
+                }
+                ledger.insert(&key("shared"), entry(job));
+                true
+            })
+            .await
+    }
+    let (mine, theirs) = tokio::join!(record(&first, "mine"), record(&second, "theirs"));
+    let recorded = [mine.unwrap(), theirs.unwrap()];
+    assert_eq!(
+        recorded.iter().filter(|recorded| **recorded).count(),
+        1,
+        "{recorded:?}"
+    );
+    let ledger = store.read().await.unwrap();
+    let winner = if recorded[0] { "mine" } else { "theirs" };
+    assert_eq!(
+        ledger.definitions["shared"].tracking_id.as_deref(),
+        Some(winner)
+    );
+}
+
+/// A version 1 blob is rewritten as version 2 at the first write, and a run that folded its
+/// journal leaves an empty journal blob behind (a SAS without delete rights can do that).
+#[tokio::test]
+async fn a_version_1_blob_is_migrated_at_the_first_write_and_folded_at_the_end() {
+    let (azurite, store) = emulator_and_store().await;
+    let mut old = ledger_with("old");
+    old.version = 1;
+    azurite.put_blob("ledgers", BLOB, &pretty(&old)).await;
+    let writer = open_writer(&azurite).await;
+    writer
+        .update(|ledger| ledger.insert(&key("new"), entry("new")))
+        .await
+        .unwrap();
+    let read = store.read().await.unwrap();
+    assert_eq!(read.version, 2);
+    assert_eq!(read.definitions.len(), 2);
+    writer.finish().await;
+    let written = writer.written().await;
+    assert_eq!(
+        written.writes, 2,
+        "one append (with the migration), one fold"
+    );
+    assert_eq!(store.read().await.unwrap(), read);
+}
