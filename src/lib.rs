@@ -13,6 +13,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod exit;
 pub mod factory;
+pub mod fleet;
 pub mod http;
 pub mod json;
 pub mod osob;
