@@ -150,16 +150,8 @@ Examples:
     #[command(after_help = ADOPT_HELP)]
     Adopt(AdoptArgs),
 
-    /// Show Image Factory jobs: state, message, images and times
-    #[command(after_help = "\
-Examples:
-  imagegen status 5f0c2a9e-1b7d-4c1e-9a51-0d6c3f0e8b21
-  imagegen status ID1 ID2 --watch --poll-interval 30s
-  imagegen status ID --output json
-
-Exit codes: 0 every job succeeded, 1 any failed, was canceled, is unknown or succeeded without
-naming its images, 2 any still running.
-Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
+    /// Show every definition's image and whether OSOB uses it, or Image Factory jobs by id
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
 
     /// Submit a payload file, or every definition using some variables, to Image Factory
@@ -572,14 +564,48 @@ impl AdoptArgs {
     }
 }
 
+const STATUS_HELP: &str = "\
+Examples:
+  imagegen status
+  imagegen status --only 'vs2022/*' --osob-url ../dotnet-helix-machines
+  imagegen status --output json
+  imagegen status 5f0c2a9e-1b7d-4c1e-9a51-0d6c3f0e8b21
+  imagegen status ID1 ID2 --watch --poll-interval 30s
+
+Without tracking ids: one row per definition with its state as the ledger holds it (built,
+adopted, building, failed, never built, changed since its build, invalid), the image it built
+and when, the tracking id, and whether OSOB's base branch names that image (or which older one
+it still names). Reads the ledger and OSOB, not Image Factory. On a CI platform the table also
+goes to the run's summary.
+Exit codes: 0 every definition built and named by OSOB, 2 something is building, changed, never
+built or not yet named by OSOB, 1 a build failed, a definition has errors or OSOB was not read.
+
+With tracking ids: each job's state, message, images and times, from Image Factory.
+Exit codes: 0 every job succeeded, 1 any failed, was canceled, is unknown or succeeded without
+naming its images, 2 any still running.
+Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).";
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Tracking ids, as `submit` and `reconcile` print them
-    #[arg(value_name = "TRACKING_ID", required = true)]
+    /// Tracking ids, as `submit` and `reconcile` print them; none shows every definition
+    #[arg(value_name = "TRACKING_ID")]
     tracking_ids: Vec<String>,
 
-    /// Poll until every job has ended
-    #[arg(long)]
+    /// Without tracking ids: only definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB", conflicts_with = "tracking_ids")]
+    only: Vec<String>,
+
+    /// Without tracking ids: leave out definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB", conflicts_with = "tracking_ids")]
+    except: Vec<String>,
+
+    /// Without tracking ids: read this OSOB repository (a URL or a local path) instead of
+    /// the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
+
+    /// Poll the jobs until every one has ended
+    #[arg(long, requires = "tracking_ids")]
     watch: bool,
 
     /// Time between polls with --watch (like 30s, 5m)
@@ -672,6 +698,9 @@ impl StatusArgs {
     pub fn request(&self) -> StatusRequest {
         StatusRequest {
             tracking_ids: self.tracking_ids.clone(),
+            only: self.only.clone(),
+            except: self.except.clone(),
+            osob_url: self.osob_url.clone(),
             watch: self.watch,
             poll_interval: self.poll_interval,
             factory: self.factory.options(),

@@ -73,11 +73,14 @@ pub enum OsobFinding {
 
 /// Whether OSOB names the image a definition built, as a row shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "osob", rename_all = "kebab-case")]
+#[serde(tag = "state", rename_all = "kebab-case")]
 pub enum InOsob {
     /// OSOB names exactly the images the row's build produced.
     Named,
-    /// OSOB names other images of the definition: older ones, still in use.
+    /// OSOB names the images the row's build produced in some places, and `others` of the
+    /// definition elsewhere: a change not yet made everywhere.
+    Partly { others: Vec<String> },
+    /// OSOB names other images of the definition only: older ones, still in use.
     Other { names: Vec<String> },
     /// OSOB names none: a mapped file is missing, or nothing in it matches the template.
     Missing { problem: String },
@@ -105,7 +108,6 @@ pub struct FleetRow {
     /// The service's message about a failed job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(flatten)]
     pub osob: InOsob,
 }
 
@@ -189,12 +191,17 @@ fn images_of(entry: &LedgerEntry) -> Vec<String> {
 fn in_osob(found: &[String], images: &[String]) -> InOsob {
     let found_set: BTreeSet<&String> = found.iter().collect();
     let images_set: BTreeSet<&String> = images.iter().collect();
+    let others: Vec<String> = found
+        .iter()
+        .filter(|name| !images_set.contains(name))
+        .cloned()
+        .collect();
     if !images.is_empty() && found_set == images_set {
         InOsob::Named
+    } else if others.len() < found.len() {
+        InOsob::Partly { others }
     } else {
-        InOsob::Other {
-            names: found.to_vec(),
-        }
+        InOsob::Other { names: others }
     }
 }
 
@@ -267,7 +274,7 @@ pub fn exit_code(rows: &[FleetRow]) -> Exit {
             };
             let osob = match row.osob {
                 InOsob::Named | InOsob::NotMapped => Exit::Ok,
-                InOsob::Other { .. } => Exit::Pending,
+                InOsob::Partly { .. } | InOsob::Other { .. } => Exit::Pending,
                 InOsob::Missing { .. } | InOsob::NotRead => Exit::Error,
             };
             build.max(osob)
@@ -435,6 +442,7 @@ mod tests {
             ("built", names(&["Image-built_2"])),
             ("changed", names(&["Image-changed_1"])),
             ("adopted", names(&["Image-adopted_1"])),
+            ("building", names(&["Image-building_1", "Image-building_2"])),
             (
                 "failed",
                 OsobFinding::Problem("a.yml: nothing matches".into()),
@@ -462,6 +470,13 @@ mod tests {
             InOsob::Other {
                 names: vec!["Image-adopted_1".into()]
             }
+        );
+        assert_eq!(
+            osob("building"),
+            InOsob::Partly {
+                others: vec!["Image-building_1".into()]
+            },
+            "one file names the new image, another still the old one"
         );
         assert_eq!(
             osob("failed"),
