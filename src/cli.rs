@@ -10,6 +10,7 @@ use imagegen::apply::WaitOptions;
 use imagegen::commands::demo::DemoRequest;
 use imagegen::commands::doctor::DoctorRequest;
 use imagegen::commands::factory_options::FactoryOptions;
+use imagegen::commands::ledger::{ImportRequest, LedgerRequest};
 use imagegen::commands::pr::PrRequest;
 use imagegen::commands::status::StatusRequest;
 use imagegen::commands::submit::{SubmitRequest, SubmitTarget};
@@ -173,6 +174,10 @@ Examples:
     #[command(after_help = DOCTOR_HELP)]
     Doctor(DoctorArgs),
 
+    /// Copy the ledger to a file, or restore it from such a copy
+    #[command(after_help = LEDGER_HELP)]
+    Ledger(LedgerArgs),
+
     /// Print the shell completion script for imagegen
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -278,6 +283,95 @@ impl VarsArgs {
             }),
             VarsCommand::Diff(diff) => VarsRequest::Diff(DiffRequest {
                 revision: diff.revision.clone(),
+            }),
+        }
+    }
+}
+
+const LEDGER_HELP: &str = "\
+Examples:
+  imagegen ledger export ledger-copy.json
+  imagegen ledger import ledger-copy.json --dry-run
+  imagegen ledger import ledger-copy.json
+
+The copy is the ledger's own JSON with its format version, complete and readable: what the
+pipeline publishes after every reconcile, and what restores a damaged or lost ledger.
+Exit codes: 0 done, 2 (import --dry-run) the import would change the ledger, 1 an error or a
+refused import (nothing is written then).";
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    pub command: LedgerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write a complete, versioned copy of the ledger to FILE, or to stdout
+    #[command(after_help = "\
+Examples:
+  imagegen ledger export
+  imagegen ledger export ledger-copy.json
+  imagegen ledger export > ledger-copy.json
+
+The copy is written atomically: a reader sees no half-written file. The ledger is only read.
+Exit codes: 0 done, 1 an error (the ledger cannot be read, or the file cannot be written).")]
+    Export(LedgerExportArgs),
+
+    /// Replace the ledger with a copy export wrote, under its lock and compare-and-swap
+    #[command(after_help = "\
+Examples:
+  imagegen ledger import ledger-copy.json --dry-run
+  imagegen ledger import ledger-copy.json
+  imagegen ledger import ledger-copy.json --force
+
+Shows each entry added, removed or changed, with its status and tracking id. Refused (exit 1,
+nothing written, the definitions named) when the copy would forget a job the ledger tracks in
+flight or a record newer than the copy's, unless --force; refused always for a copy of another
+format version or a damaged one (with its line and column). A damaged ledger file is kept beside
+itself as <name>.damaged-<time> and replaced.
+Exit codes: 0 imported (or nothing to change), 2 (dry run) the import would change the ledger,
+1 an error or a refused import.")]
+    Import(LedgerImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerExportArgs {
+    /// Where to write the copy; stdout when left out
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerImportArgs {
+    /// The copy, as `imagegen ledger export` wrote it
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    /// Show what would change; write nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Import even though the copy would forget a job in flight or a newer build
+    #[arg(long)]
+    force: bool,
+
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+impl LedgerArgs {
+    pub fn request(&self) -> LedgerRequest {
+        match &self.command {
+            LedgerCommand::Export(export) => LedgerRequest::Export {
+                file: export.file.clone(),
+            },
+            LedgerCommand::Import(import) => LedgerRequest::Import(ImportRequest {
+                file: import.file.clone(),
+                dry_run: import.dry_run,
+                force: import.force,
+                lock_timeout: import.lock_timeout,
             }),
         }
     }

@@ -16,6 +16,7 @@ pub mod factory;
 pub mod fleet;
 pub mod http;
 pub mod json;
+pub mod ledger_copy;
 pub mod osob;
 pub mod output;
 pub mod plan;
