@@ -15,6 +15,9 @@ mod doctor;
 // The emulator is a default feature: without it, these have nothing to run against.
 #[cfg(feature = "emulator")]
 mod factory;
+// The emulator is a default feature: without it, these have nothing to run against.
+#[cfg(feature = "emulator")]
+mod fleet;
 mod inputs;
 // The emulator is a default feature: without it, these have nothing to run against.
 #[cfg(feature = "emulator")]
