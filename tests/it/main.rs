@@ -23,6 +23,7 @@ mod inputs;
 #[cfg(feature = "emulator")]
 mod json_output;
 mod ledger;
+mod ledger_copy;
 mod limits;
 mod osob;
 // The emulator is a default feature: without it, these have nothing to run against.
