@@ -10,6 +10,7 @@ use imagegen::apply::WaitOptions;
 use imagegen::commands::demo::DemoRequest;
 use imagegen::commands::doctor::DoctorRequest;
 use imagegen::commands::factory_options::FactoryOptions;
+use imagegen::commands::ledger::{ImportRequest, LedgerRequest};
 use imagegen::commands::pr::PrRequest;
 use imagegen::commands::status::StatusRequest;
 use imagegen::commands::submit::{SubmitRequest, SubmitTarget};
@@ -150,16 +151,8 @@ Examples:
     #[command(after_help = ADOPT_HELP)]
     Adopt(AdoptArgs),
 
-    /// Show Image Factory jobs: state, message, images and times
-    #[command(after_help = "\
-Examples:
-  imagegen status 5f0c2a9e-1b7d-4c1e-9a51-0d6c3f0e8b21
-  imagegen status ID1 ID2 --watch --poll-interval 30s
-  imagegen status ID --output json
-
-Exit codes: 0 every job succeeded, 1 any failed, was canceled, is unknown or succeeded without
-naming its images, 2 any still running.
-Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
+    /// Show every definition's image and whether OSOB uses it, or Image Factory jobs by id
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
 
     /// Submit a payload file, or every definition using some variables, to Image Factory
@@ -180,6 +173,10 @@ Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).")]
     /// Check that every service a run needs lets it through, before it runs: changes nothing
     #[command(after_help = DOCTOR_HELP)]
     Doctor(DoctorArgs),
+
+    /// Copy the ledger to a file, or restore it from such a copy
+    #[command(after_help = LEDGER_HELP)]
+    Ledger(LedgerArgs),
 
     /// Print the shell completion script for imagegen
     #[command(after_help = COMPLETIONS_HELP)]
@@ -286,6 +283,95 @@ impl VarsArgs {
             }),
             VarsCommand::Diff(diff) => VarsRequest::Diff(DiffRequest {
                 revision: diff.revision.clone(),
+            }),
+        }
+    }
+}
+
+const LEDGER_HELP: &str = "\
+Examples:
+  imagegen ledger export ledger-copy.json
+  imagegen ledger import ledger-copy.json --dry-run
+  imagegen ledger import ledger-copy.json
+
+The copy is the ledger's own JSON with its format version, complete and readable: what the
+pipeline publishes after every reconcile, and what restores a damaged or lost ledger.
+Exit codes: 0 done, 2 (import --dry-run) the import would change the ledger, 1 an error or a
+refused import (nothing is written then).";
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    pub command: LedgerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write a complete, versioned copy of the ledger to FILE, or to stdout
+    #[command(after_help = "\
+Examples:
+  imagegen ledger export
+  imagegen ledger export ledger-copy.json
+  imagegen ledger export > ledger-copy.json
+
+The copy is written atomically: a reader sees no half-written file. The ledger is only read.
+Exit codes: 0 done, 1 an error (the ledger cannot be read, or the file cannot be written).")]
+    Export(LedgerExportArgs),
+
+    /// Replace the ledger with a copy export wrote, under its lock and compare-and-swap
+    #[command(after_help = "\
+Examples:
+  imagegen ledger import ledger-copy.json --dry-run
+  imagegen ledger import ledger-copy.json
+  imagegen ledger import ledger-copy.json --force
+
+Shows each entry added, removed or changed, with its status and tracking id. Refused (exit 1,
+nothing written, the definitions named) when the copy would forget a job the ledger tracks in
+flight or a record newer than the copy's, unless --force; refused always for a copy of another
+format version or a damaged one (with its line and column). A damaged ledger file is kept beside
+itself as <name>.damaged-<time> and replaced.
+Exit codes: 0 imported (or nothing to change), 2 (dry run) the import would change the ledger,
+1 an error or a refused import.")]
+    Import(LedgerImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerExportArgs {
+    /// Where to write the copy; stdout when left out
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerImportArgs {
+    /// The copy, as `imagegen ledger export` wrote it
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+
+    /// Show what would change; write nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Import even though the copy would forget a job in flight or a newer build
+    #[arg(long)]
+    force: bool,
+
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+impl LedgerArgs {
+    pub fn request(&self) -> LedgerRequest {
+        match &self.command {
+            LedgerCommand::Export(export) => LedgerRequest::Export {
+                file: export.file.clone(),
+            },
+            LedgerCommand::Import(import) => LedgerRequest::Import(ImportRequest {
+                file: import.file.clone(),
+                dry_run: import.dry_run,
+                force: import.force,
+                lock_timeout: import.lock_timeout,
             }),
         }
     }
@@ -572,14 +658,48 @@ impl AdoptArgs {
     }
 }
 
+const STATUS_HELP: &str = "\
+Examples:
+  imagegen status
+  imagegen status --only 'vs2022/*' --osob-url ../dotnet-helix-machines
+  imagegen status --output json
+  imagegen status 5f0c2a9e-1b7d-4c1e-9a51-0d6c3f0e8b21
+  imagegen status ID1 ID2 --watch --poll-interval 30s
+
+Without tracking ids: one row per definition with its state as the ledger holds it (built,
+adopted, building, failed, never built, changed since its build, invalid), the image it built
+and when, the tracking id, and whether OSOB's base branch names that image (or which older one
+it still names). Reads the ledger and OSOB, not Image Factory. On a CI platform the table also
+goes to the run's summary.
+Exit codes: 0 every definition built and named by OSOB, 2 something is building, changed, never
+built or not yet named by OSOB, 1 a build failed, a definition has errors or OSOB was not read.
+
+With tracking ids: each job's state, message, images and times, from Image Factory.
+Exit codes: 0 every job succeeded, 1 any failed, was canceled, is unknown or succeeded without
+naming its images, 2 any still running.
+Needs the IMAGE_FACTORY_* settings (see docs/configuration.md).";
+
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Tracking ids, as `submit` and `reconcile` print them
-    #[arg(value_name = "TRACKING_ID", required = true)]
+    /// Tracking ids, as `submit` and `reconcile` print them; none shows every definition
+    #[arg(value_name = "TRACKING_ID")]
     tracking_ids: Vec<String>,
 
-    /// Poll until every job has ended
-    #[arg(long)]
+    /// Without tracking ids: only definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB", conflicts_with = "tracking_ids")]
+    only: Vec<String>,
+
+    /// Without tracking ids: leave out definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB", conflicts_with = "tracking_ids")]
+    except: Vec<String>,
+
+    /// Without tracking ids: read this OSOB repository (a URL or a local path) instead of
+    /// the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
+
+    /// Poll the jobs until every one has ended
+    #[arg(long, requires = "tracking_ids")]
     watch: bool,
 
     /// Time between polls with --watch (like 30s, 5m)
@@ -672,6 +792,9 @@ impl StatusArgs {
     pub fn request(&self) -> StatusRequest {
         StatusRequest {
             tracking_ids: self.tracking_ids.clone(),
+            only: self.only.clone(),
+            except: self.except.clone(),
+            osob_url: self.osob_url.clone(),
             watch: self.watch,
             poll_interval: self.poll_interval,
             factory: self.factory.options(),

@@ -76,6 +76,7 @@ fn run(cli: &Cli, context: &commands::Context) -> anyhow::Result<Exit> {
         Command::Submit(submit) => commands::submit::submit(context, submit.request()),
         Command::Pr(pr) => commands::pr::pr(context, pr.request()),
         Command::Vars(vars) => commands::vars::vars(context, vars.request()),
+        Command::Ledger(ledger) => commands::ledger::ledger(context, ledger.request()),
         Command::Doctor(doctor) => {
             commands::doctor::doctor(context, doctor.request(cli.state.clone()))
         }

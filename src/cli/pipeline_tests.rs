@@ -515,7 +515,10 @@ fn production_runs_the_binary_ci_built_on_main_once_its_sha256_matches() {
         .into_iter()
         .filter_map(|words| words.get(1).cloned())
         .collect();
-    assert_eq!(names, ["--version", "validate", "doctor", "reconcile"]);
+    assert_eq!(
+        names,
+        ["--version", "validate", "doctor", "reconcile", "ledger"]
+    );
     // The artifact of ci.yml's latest successful run on main, and no CI run starts a reconcile.
     let ci = yaml(CI, "ci.yml");
     let published = steps(&ci)
@@ -634,6 +637,161 @@ fn production_reconcile_step_maps_every_setting_and_passes_on_pending_jobs() {
     );
 }
 
+/// Where `step` sits among the pipeline's steps.
+fn position_of(pipeline: &Value, step: &Value) -> usize {
+    steps(pipeline)
+        .iter()
+        .position(|found| std::ptr::eq(*found, step))
+        .expect("the step is one of the pipeline's")
+}
+
+/// After the reconcile, whatever became of it, a step exports the ledger to a file in a folder
+/// of its own, reading it with the reconcile's ledger settings, and the step after it publishes
+/// that folder. Returns the export step and the publish step.
+fn check_ledger_export<'a>(
+    file: &str,
+    pipeline: &'a Value,
+    condition_key: &str,
+) -> (&'a Value, &'a Value) {
+    let reconcile = reconcile_step(file, pipeline);
+    let export = imagegen_step(file, pipeline, "ledger");
+    let script = export["script"]
+        .as_str()
+        .or(export["run"].as_str())
+        .unwrap_or_default();
+    let exported = imagegen_command_lines(script)
+        .into_iter()
+        .find(|words| words.get(2).is_some_and(|word| word == "export"))
+        .unwrap_or_else(|| panic!("{file}: no `imagegen ledger export FILE`: {script}"));
+    assert_eq!(
+        exported.len(),
+        4,
+        "{file}: the copy goes to a file: {exported:?}"
+    );
+    assert!(
+        position_of(pipeline, export) > position_of(pipeline, reconcile),
+        "{file}: the ledger is exported after the reconcile"
+    );
+    let condition = export[condition_key].as_str().unwrap_or_default();
+    assert!(
+        condition.contains("always()") || condition.contains("succeededOrFailed()"),
+        "{file}: the export runs whether the reconcile passed or failed: {condition}"
+    );
+    assert_eq!(
+        export[condition_key],
+        reconcile[condition_key]
+            .as_str()
+            .unwrap_or_default()
+            .replace("not(canceled())", "always()")
+            .replace("!cancelled()", "always()"),
+        "{file}: the export needs the checked binary as the reconcile does"
+    );
+    for name in [
+        imagegen::state::blob::STATE_VAR,
+        imagegen::state::blob::SAS_VAR,
+    ] {
+        assert_eq!(
+            export["env"][name], reconcile["env"][name],
+            "{file}: the export reads the reconcile's ledger"
+        );
+    }
+    // The folder the copy is written to: `copy="FOLDER"` in the script, then `$copy/NAME`.
+    let folder = command_lines(script)
+        .into_iter()
+        .find_map(|words| words.first()?.strip_prefix("copy=").map(str::to_string))
+        .unwrap_or_else(|| panic!("{file}: the export names its folder copy=...: {script}"));
+    assert!(
+        exported[3].starts_with("$copy/"),
+        "{file}: the copy goes into the published folder: {exported:?}"
+    );
+    let publish = steps(pipeline)
+        .into_iter()
+        .nth(position_of(pipeline, export) + 1)
+        .unwrap_or_else(|| panic!("{file}: no step publishes the copy"));
+    let published = publish["publish"]
+        .as_str()
+        .or(publish["with"]["path"].as_str())
+        .unwrap_or_default();
+    let name = |path: &str| {
+        path.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
+    };
+    assert_eq!(
+        name(published),
+        name(&folder),
+        "{file}: the step after the export publishes its folder: {publish}"
+    );
+    (export, publish)
+}
+
+#[test]
+fn production_publishes_a_copy_of_the_ledger_after_every_reconcile_once_per_attempt() {
+    let pipeline = azure_production();
+    let file = "imagegen.yml";
+    let (export, publish) = check_ledger_export(file, &pipeline, "condition");
+    let script = export["script"].as_str().unwrap_or_default();
+    assert!(
+        script.contains(r#"copy="$(Build.ArtifactStagingDirectory)/imagegen-ledger""#),
+        "{script}"
+    );
+    assert_eq!(
+        publish["publish"],
+        "$(Build.ArtifactStagingDirectory)/imagegen-ledger"
+    );
+    let artifact = publish["artifact"].as_str().unwrap_or_default();
+    assert!(
+        artifact.starts_with("imagegen-ledger-") && artifact.contains("$(System.JobAttempt)"),
+        "one artifact name per attempt: {artifact}"
+    );
+    // Published whatever the reconcile did, but only a copy that was written whole.
+    assert!(
+        script.lines().last().is_some_and(
+            |line| line.contains("##vso[task.setvariable variable=ledgerExported]true")
+        ),
+        "the export says it succeeded as its last act: {script}"
+    );
+    assert_eq!(
+        publish["condition"],
+        "and(always(), eq(variables.ledgerExported, 'true'))"
+    );
+}
+
+#[test]
+fn the_github_reconcile_workflow_in_the_docs_uploads_a_copy_of_the_ledger_too() {
+    let workflow = github_workflow("imagegen");
+    let file = "docs/pipeline.md (imagegen)";
+    let (export, upload) = check_ledger_export(file, &workflow, "if");
+    assert!(
+        export["run"]
+            .as_str()
+            .is_some_and(|script| script.contains(r#"copy="$RUNNER_TEMP/imagegen-ledger""#)),
+        "{export}"
+    );
+    assert!(
+        upload["uses"]
+            .as_str()
+            .is_some_and(|uses| uses.starts_with("actions/upload-artifact@")),
+        "{upload}"
+    );
+    assert_eq!(
+        upload["with"]["path"],
+        "${{ runner.temp }}/imagegen-ledger/"
+    );
+    assert_eq!(
+        upload["with"]["name"],
+        "imagegen-ledger-${{ github.run_attempt }}"
+    );
+    assert_eq!(
+        upload["if"],
+        format!(
+            "${{{{ always() && steps.{}.outcome == 'success' }}}}",
+            export["id"].as_str().unwrap_or_default()
+        )
+    );
+}
+
 /// The GitHub Actions workflow called `name` among those docs/pipeline.md shows.
 fn github_workflow(name: &str) -> Value {
     let section = &PIPELINE_DOC[PIPELINE_DOC
@@ -713,7 +871,10 @@ fn the_github_reconcile_workflow_in_the_docs_runs_the_binary_ci_uploaded_from_ma
         .into_iter()
         .filter_map(|words| words.get(1).cloned())
         .collect();
-    assert_eq!(names, ["--version", "validate", "doctor", "reconcile"]);
+    assert_eq!(
+        names,
+        ["--version", "validate", "doctor", "reconcile", "ledger"]
+    );
     // The artifact of the latest successful CI run for a push to main.
     let uploaded = steps(&github_workflow("ci"))
         .last()

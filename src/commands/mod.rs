@@ -5,6 +5,7 @@ pub mod adopt;
 pub mod demo;
 pub mod doctor;
 pub mod factory_options;
+pub mod ledger;
 pub mod pr;
 pub mod reconcile;
 pub mod status;

@@ -1,7 +1,11 @@
-//! `imagegen status`: each job's state by tracking id, followed with `--watch` until all ended;
-//! the jobs the ledger knows are recorded there.
+//! `imagegen status`: without tracking ids, the fleet (every definition's build and whether OSOB
+//! names its image, see [`fleet`]); with them, each job's state by tracking id, followed with
+//! `--watch` until all ended, the jobs the ledger knows recorded there.
+
+mod fleet;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,15 +17,24 @@ use super::factory_options::FactoryOptions;
 use crate::apply::submission::{self};
 use crate::duration;
 use crate::exit::Exit;
-use crate::factory::{JobState, RemoteStatus};
+use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
 use crate::output::{SHOWN_MESSAGE_CHARS, shown, shown_within};
 use crate::platform::Annotation;
 use crate::state::{LedgerKey, LedgerWriter};
 
+/// How many jobs `--watch` asks about at once: as many as `reconcile` polls by default.
+const POLL_CONCURRENCY: usize = 4;
+
 /// What `imagegen status` is asked to do.
 #[derive(Debug, Clone)]
 pub struct StatusRequest {
+    /// The jobs to show; none shows the fleet instead.
     pub tracking_ids: Vec<String>,
+    /// With no tracking ids: the definitions to show (`--only`, `--except`).
+    pub only: Vec<String>,
+    pub except: Vec<String>,
+    /// With no tracking ids: another OSOB repository than the mapping's (`--osob-url`).
+    pub osob_url: Option<String>,
     /// Poll until every job has ended.
     pub watch: bool,
     pub poll_interval: Duration,
@@ -72,9 +85,18 @@ fn without_images(state: &JobState) -> bool {
     state.status == RemoteStatus::Succeeded && state.images.is_empty()
 }
 
-/// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
+/// `imagegen status`: the fleet, or with tracking ids each job's state.
 pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
-    let client = request.factory.client()?;
+    if request.tracking_ids.is_empty() {
+        fleet::fleet(context, &request)
+    } else {
+        jobs(context, request)
+    }
+}
+
+/// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
+fn jobs(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
+    let client = Arc::new(request.factory.client()?);
     // The ledger only names the jobs it knows; without one, the ids speak for themselves.
     let runtime = crate::runtime::shared()?;
     let read = runtime.block_on(context.store.read());
@@ -108,9 +130,16 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit>
         .collect();
     let mut first = true;
     loop {
-        for report in reports.iter_mut().filter(|report| !report.is_terminal()) {
+        let asking: Vec<(usize, String)> = reports
+            .iter()
+            .enumerate()
+            .filter(|(_, report)| !report.is_terminal())
+            .map(|(index, report)| (index, report.tracking_id.clone()))
+            .collect();
+        for (index, answer) in runtime.block_on(ask_all(&client, asking)) {
+            let report = &mut reports[index];
             let before = report.summary();
-            match runtime.block_on(client.job(&report.tracking_id)) {
+            match answer {
                 Ok(state) => {
                     if let RemoteStatus::Other(status) = &state.status {
                         tracing::warn!(
@@ -179,6 +208,30 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit>
         output.text(&ledger_line)?;
     }
     Ok(status_exit_code(&reports))
+}
+
+/// Asks the service about each `(index, tracking id)` at once, [`POLL_CONCURRENCY`] at a time,
+/// as `reconcile` polls: a slow job holds up no other. The answers come back in the order asked.
+async fn ask_all(
+    client: &Arc<FactoryClient>,
+    asking: Vec<(usize, String)>,
+) -> Vec<(usize, Result<JobState, FactoryError>)> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(POLL_CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, tracking_id) in asking {
+        let client = client.clone();
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (index, client.job(&tracking_id).await)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        answers.push(joined.expect("asking about a job does not panic"));
+    }
+    answers.sort_by_key(|(index, _)| *index);
+    answers
 }
 
 /// Records what the service said about jobs the ledger knows. The ledger is only a cache of

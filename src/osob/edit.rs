@@ -68,6 +68,15 @@ impl ImagePattern {
         }
     }
 
+    /// Every whole image name in `text` this pattern matches, in order: the names a file
+    /// holds for the definition now (what `imagegen status` compares with the ledger).
+    pub fn names_in(&self, text: &str) -> Vec<String> {
+        self.find(text)
+            .into_iter()
+            .map(|found| text[found.start..found.end].to_string())
+            .collect()
+    }
+
     /// Every whole image name in `text` this pattern matches, in order.
     fn find(&self, text: &str) -> Vec<Found> {
         let mut found = Vec::new();

@@ -15,11 +15,15 @@ mod doctor;
 // The emulator is a default feature: without it, these have nothing to run against.
 #[cfg(feature = "emulator")]
 mod factory;
+// The emulator is a default feature: without it, these have nothing to run against.
+#[cfg(feature = "emulator")]
+mod fleet;
 mod inputs;
 // The emulator is a default feature: without it, these have nothing to run against.
 #[cfg(feature = "emulator")]
 mod json_output;
 mod ledger;
+mod ledger_copy;
 mod limits;
 mod osob;
 // The emulator is a default feature: without it, these have nothing to run against.
