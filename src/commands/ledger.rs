@@ -115,10 +115,10 @@ fn import(context: &Context, request: &ImportRequest) -> anyhow::Result<Exit> {
     let runtime = crate::runtime::shared()?;
     runtime.block_on(async {
         let purpose = "imagegen ledger import";
-        let (mut writer, current, set_aside) =
+        let (writer, current, set_aside) =
             match LedgerWriter::open(&context.store, request.lock_timeout, purpose).await {
                 Ok(writer) => {
-                    let current = Current::Readable(writer.ledger().clone());
+                    let current = Current::Readable(writer.ledger());
                     (writer, current, None)
                 }
                 Err(error) => {
@@ -133,7 +133,7 @@ fn import(context: &Context, request: &ImportRequest) -> anyhow::Result<Exit> {
                     (writer, Current::Damaged(error), Some(kept))
                 }
             };
-        let import = ledger_copy::compare(writer.ledger(), &copy);
+        let import = ledger_copy::compare(&writer.ledger(), &copy);
         let refused = !import.refusals.is_empty() && !request.force;
         if !refused && (!import.is_empty() || set_aside.is_some()) {
             writer.replace_all(copy).await?;

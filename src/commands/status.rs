@@ -2,7 +2,7 @@
 //! names its image, see [`fleet`]); with them, each job's state by tracking id, followed with
 //! `--watch` until all ended, the jobs the ledger knows recorded there.
 
-mod fleet;
+mod fleet_view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ fn without_images(state: &JobState) -> bool {
 /// `imagegen status`: the fleet, or with tracking ids each job's state.
 pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
     if request.tracking_ids.is_empty() {
-        fleet::fleet(context, &request)
+        fleet_view::fleet(context, &request)
     } else {
         jobs(context, request)
     }
