@@ -23,8 +23,8 @@ pub enum CopyError {
     },
     #[error(
         "{file}:{line}:{column}: the copy has format version {found}, but this imagegen reads \
-         and writes only version {supported}; the ledger was not changed (use the imagegen \
-         that wrote it)"
+         versions up to {supported}; the ledger was not changed (use the imagegen that wrote \
+         it)"
     )]
     OtherVersion {
         file: String,
@@ -410,13 +410,13 @@ mod tests {
         );
         let newer = parse_copy(
             "copy.json",
-            b"{\n  \"definitions\": {},\n  \"version\": 2\n}",
+            b"{\n  \"definitions\": {},\n  \"version\": 3\n}",
         )
         .unwrap_err();
         assert_eq!(
             newer.to_string(),
-            "copy.json:3:3: the copy has format version 2, but this imagegen reads and writes \
-             only version 1; the ledger was not changed (use the imagegen that wrote it)"
+            "copy.json:3:3: the copy has format version 3, but this imagegen reads versions up \
+             to 2; the ledger was not changed (use the imagegen that wrote it)"
         );
         let written = state::written_form(&ledger(&[(
             "a",

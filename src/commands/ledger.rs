@@ -46,11 +46,13 @@ pub fn ledger(context: &Context, request: LedgerRequest) -> anyhow::Result<Exit>
     }
 }
 
-/// Reads the ledger (no lock: its writes are atomic) and writes it out whole, in the form the
-/// stores write it: pretty JSON with its `version`.
+/// Reads the ledger (no lock: its writes are atomic, its journal folded in) and writes it out
+/// whole, in the form the stores write it: pretty JSON with its `version`, this build's (a
+/// version 1 ledger is the same document).
 fn export(context: &Context, file: Option<&Path>) -> anyhow::Result<Exit> {
     let output = &context.output;
-    let ledger = context.store.read_blocking()?;
+    let mut ledger = context.store.read_blocking()?;
+    ledger.version = LEDGER_FORMAT_VERSION;
     let bytes = state::written_form(&ledger);
     let pending = ledger
         .entries()
@@ -123,12 +125,19 @@ fn import(context: &Context, request: &ImportRequest) -> anyhow::Result<Exit> {
                 }
                 Err(error) => {
                     let error = settable_aside(&context.store, error)?;
-                    let Store::File(file) = &context.store else {
-                        unreachable!("only a file ledger is set aside")
+                    let (store, kept) = match &context.store {
+                        Store::File(file) => {
+                            let kept = set_aside(file, request.lock_timeout, purpose)?;
+                            // The damaged ledger existed: its replacement is no new ledger to
+                            // refuse.
+                            let store =
+                                Store::File(file.clone().with_missing(MissingLedger::Empty));
+                            (store, kept.display().to_string())
+                        }
+                        Store::Blob(blob) => {
+                            (context.store.clone(), blob.set_aside_damaged().await?)
+                        }
                     };
-                    let kept = set_aside(file, request.lock_timeout, purpose)?;
-                    // The damaged ledger existed: its replacement is no new ledger to refuse.
-                    let store = Store::File(file.clone().with_missing(MissingLedger::Empty));
                     let writer = LedgerWriter::open(&store, request.lock_timeout, purpose).await?;
                     (writer, Current::Damaged(error), Some(kept))
                 }
@@ -142,20 +151,11 @@ fn import(context: &Context, request: &ImportRequest) -> anyhow::Result<Exit> {
     })
 }
 
-/// A ledger that cannot be read is replaced only when it is a damaged file, which is kept
-/// beside it; any other error (a blob, a newer format, a refused SAS) stops the import.
-fn settable_aside(store: &Store, error: StateError) -> anyhow::Result<StateError> {
-    match (store, &error) {
-        (Store::File(_), StateError::Parse { .. }) => Ok(error),
-        (Store::Blob(_), StateError::Parse { .. }) => {
-            Err(anyhow::Error::new(error).context(format!(
-                "the ledger {} cannot be read, and a blob is only ever written under the ETag \
-                 of what was read; keep a copy of it (az storage blob download), restore an \
-                 earlier version of it (blob versioning) or delete it, then import again; the \
-                 ledger was not changed",
-                store.describe()
-            )))
-        }
+/// A ledger that cannot be read is replaced only when it is damaged (a file or a blob), and
+/// it is kept beside it; any other error (a newer format, a refused SAS) stops the import.
+fn settable_aside(_store: &Store, error: StateError) -> anyhow::Result<StateError> {
+    match &error {
+        StateError::Parse { .. } => Ok(error),
         _ => Err(error.into()),
     }
 }
@@ -190,7 +190,7 @@ fn report(
     request: &ImportRequest,
     current: &Current,
     import: &Import,
-    set_aside: Option<&Path>,
+    set_aside: Option<&str>,
 ) -> anyhow::Result<Exit> {
     let output = &context.output;
     let refused = !import.refusals.is_empty() && !request.force;
@@ -249,7 +249,7 @@ fn report(
         text.push_str(&format!(
             "The ledger is damaged ({damaged}): {}\n",
             match set_aside {
-                Some(kept) => format!("kept as {}, and replaced by the copy", kept.display()),
+                Some(kept) => format!("kept as {kept}, and replaced by the copy"),
                 None => "it would be kept beside itself, and replaced by the copy".to_string(),
             }
         ));

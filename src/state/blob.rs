@@ -499,6 +499,36 @@ impl BlobStore {
         Ok(bytes.len() as u64)
     }
 
+    /// Keeps a damaged ledger blob as `<name>.damaged-<UTC time>` beside it, then replaces it
+    /// with an empty ledger on the condition that it is still the damaged blob read (its ETag),
+    /// so that an import can restore it. Returns the kept copy's URL (without the SAS). A
+    /// damaged ledger is never deleted: it may hold the only record of a job.
+    pub async fn set_aside_damaged(&self) -> Result<String, StateError> {
+        let Some((bytes, etag)) = self.download_at(&self.location).await? else {
+            return Err(StateError::Missing {
+                location: self.display(),
+            });
+        };
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+        let mut kept = self.location.clone();
+        kept.set_path(&format!("{}.damaged-{stamp}", self.location.path()));
+        let options = BlobClientUploadOptions {
+            blob_content_type: Some("application/json".to_owned()),
+            if_none_match: Some(Etag::from("*")),
+            ..Default::default()
+        };
+        self.blob_client_at(&kept)?
+            .upload(RequestContent::from(bytes), Some(options))
+            .await
+            .map_err(|error| self.write_error(error))?;
+        self.save(
+            &Revision::tagged(etag),
+            &super::written_form(&Ledger::default()),
+        )
+        .await?;
+        Ok(kept.to_string())
+    }
+
     fn write_error(&self, error: azure_core::Error) -> StateError {
         // A journal deleted by another run's compaction is a race lost, as a changed ETag is.
         if lost_the_race(&error) || error.http_status().map(u16::from) == Some(404) {

@@ -53,7 +53,7 @@ fn a_file_ledger_exported_and_imported_back_plans_the_same() {
         stdout_of(&exported)
     );
     let copy = repo.read("copy.json");
-    assert!(copy.starts_with("{\n  \"version\": 1,\n"), "{copy}");
+    assert!(copy.starts_with("{\n  \"version\": 2,\n"), "{copy}");
     let to_stdout = repo.run(&["ledger", "export"], 0);
     assert_eq!(stdout_of(&to_stdout), copy, "stdout holds the same copy");
     let as_json = repo.run(&["ledger", "export", "--output", "json"], 0);
@@ -156,13 +156,13 @@ fn a_damaged_copy_or_one_of_another_version_is_refused_with_its_line_and_column(
         ),
         "{damaged}"
     );
-    let newer = held.replacen("\"version\": 1", "\"version\": 2", 1);
+    let newer = held.replacen("\"version\": 2", "\"version\": 3", 1);
     repo.write("newer.json", &newer);
     let refused = stderr_of(&repo.run(&["ledger", "import", "newer.json", "--force"], 1));
     assert!(
         refused.contains(
-            "newer.json:2:3: the copy has format version 2, but this imagegen reads and writes \
-             only version 1"
+            "newer.json:2:3: the copy has format version 3, but this imagegen reads versions up \
+             to 2"
         ),
         "{refused}"
     );
@@ -236,10 +236,11 @@ async fn a_blob_ledger_is_exported_and_imported_alike_under_its_etag() {
     let exported = run(&original, &["ledger", "export", "copy.json"], 0);
     assert!(stdout_of(&exported).ends_with(&format!("\nLedger: {original}\n")));
     run(&restored, &["ledger", "import", "copy.json"], 0);
+    let ledger_in = |bytes: Vec<u8>| serde_json::from_slice::<Ledger>(&bytes).unwrap();
     assert_eq!(
-        azurite.blob(&container, "restored.json").await.unwrap().0,
-        azurite.blob(&container, "state.json").await.unwrap().0,
-        "the restored blob holds the ledger byte for byte"
+        ledger_in(azurite.blob(&container, "restored.json").await.unwrap().0),
+        ledger_in(azurite.blob(&container, "state.json").await.unwrap().0),
+        "the restored blob holds the ledger"
     );
     let mut after = planned(&restored);
     after.1["state"] = before.1["state"].clone();
@@ -277,4 +278,28 @@ async fn a_blob_ledger_is_exported_and_imported_alike_under_its_etag() {
     let (bytes, _) = azurite.blob(&container, "restored.json").await.unwrap();
     let ledger: Ledger = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(ledger.definitions.len(), 4);
+
+    // A damaged blob is kept beside it and restored from the copy in one command.
+    let damaged = &bytes[..bytes.len() / 2];
+    azurite.put_blob(&container, "restored.json", damaged).await;
+    run(&restored, &["reconcile", "--dry-run"], 1);
+    let repaired = stdout_of(&run(&restored, &["ledger", "import", "copy.json"], 0));
+    assert!(repaired.contains("kept as "), "{repaired}");
+    assert_eq!(
+        ledger_in(azurite.blob(&container, "restored.json").await.unwrap().0),
+        ledger_in(azurite.blob(&container, "state.json").await.unwrap().0),
+        "the damaged blob is replaced by the copy"
+    );
+    let kept = repaired
+        .split("kept as ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap();
+    let kept_name = kept.rsplit('/').next().unwrap();
+    assert!(kept_name.starts_with("restored.json.damaged-"), "{kept}");
+    assert_eq!(
+        azurite.blob(&container, kept_name).await.unwrap().0,
+        damaged,
+        "the damaged ledger is kept as it was"
+    );
 }
