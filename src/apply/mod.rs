@@ -427,9 +427,7 @@ async fn poll(
         .update(|ledger| {
             for (key, state, _) in &states {
                 if let Some(entry) = ledger.entry_mut(key)
-                    // Only the job the ledger still tracks: an older job's news is not this
-                    // entry's.
-                    && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
+                    && entry.tracks(&state.tracking_id)
                 {
                     submission::record_state(entry, state, now);
                 }

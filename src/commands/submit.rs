@@ -178,7 +178,7 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
                 existing,
                 replaced,
             } => {
-                let mut result = status.to_lowercase();
+                let mut result = status.to_string();
                 if *existing {
                     result.push_str(" (the service already had this payload)");
                 }

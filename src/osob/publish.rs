@@ -13,7 +13,7 @@ use crate::duration;
 use crate::osob::edit::{self, EditProblem, FileEdit, ImagePattern};
 use crate::osob::mapping::{Mapping, Provider};
 use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
-use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, PrContent};
+use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, NotIncludedStatus, PrContent};
 use crate::state::{JobStatus, Ledger, SameName};
 
 /// Which images count as built.
@@ -70,7 +70,7 @@ pub fn targets(
         let (Some(definition), Some(rendered)) = (definition, rendered) else {
             left_out.push(NotIncluded {
                 definition: id.clone(),
-                status: "invalid".to_string(),
+                status: NotIncludedStatus::Invalid,
                 reason: "the definition has errors (see imagegen validate)".to_string(),
             });
             continue;
@@ -90,7 +90,7 @@ pub fn targets(
                 if !missing.is_empty() {
                     left_out.push(NotIncluded {
                         definition: id.clone(),
-                        status: "other images".to_string(),
+                        status: NotIncludedStatus::OtherImages,
                         reason: format!(
                             "job {} produced {}, not {} that the definition names; nothing of \
                              it goes into OSOB",
@@ -182,11 +182,11 @@ fn not_included(
     };
     let (status, reason) = match entry {
         None => (
-            "not built".to_string(),
+            NotIncludedStatus::NotBuilt,
             "never submitted; run imagegen reconcile".to_string(),
         ),
         Some(entry) if entry.status == JobStatus::NoImages => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!(
                 "{}: {}",
                 job(entry),
@@ -194,11 +194,11 @@ fn not_included(
             ),
         ),
         Some(entry) if entry.status.is_pending() => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!("{} is still building", job(entry)),
         ),
         Some(entry) if entry.status.is_unsuccessful() => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!(
                 "{} {}: {}",
                 job(entry),
@@ -214,7 +214,7 @@ fn not_included(
         ) {
             // Planned as refused: reviewers learn why the image stays as it is.
             Some(same_name) => (
-                "same name".to_string(),
+                NotIncludedStatus::SameName,
                 format!(
                     "the definition changed since {} built it ({}) but keeps the image name {}: \
                      it is not rebuilt until its name changes, or a person allows it with \
@@ -225,7 +225,7 @@ fn not_included(
                 ),
             ),
             None => (
-                "changed".to_string(),
+                NotIncludedStatus::Changed,
                 format!(
                     "the definition changed since {} built it; the new payload is not built yet",
                     job(entry)
@@ -632,10 +632,6 @@ pub enum PublishError {
     },
     #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Edit { problems: Vec<EditProblem> },
-    #[error("{}", .0.join("\n"))]
-    Images(Vec<String>),
-    #[error(transparent)]
-    PullRequest(#[from] crate::pr::PrError),
 }
 
 /// Today's date in UTC, for review dates.
