@@ -886,11 +886,8 @@ fn reach_fix(url: &str, with_token: bool, provider: &Provider) -> String {
 }
 
 /// The variables a provider's token is read from, as people set them.
-fn token_names(provider: &Provider) -> &'static str {
-    match provider {
-        Provider::GitHub { .. } => "GITHUB_TOKEN",
-        Provider::AzureDevOps { .. } | Provider::Local => "SYSTEM_ACCESSTOKEN or AZURE_DEVOPS_PAT",
-    }
+fn token_names(provider: &Provider) -> String {
+    crate::pr::token_variables(provider).join(" or ")
 }
 
 // ---------------------------------------------------------------------------------------------

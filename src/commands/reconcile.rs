@@ -21,6 +21,7 @@ use crate::diagnostics::Diagnostics;
 use crate::duration;
 use crate::exit::Exit;
 use crate::factory::FactoryError;
+use crate::osob::step::StepReport;
 use crate::output::{self, Output, Table};
 use crate::plan::{self, PlanOptions};
 use crate::platform::{Annotation, markdown_cell};
@@ -199,11 +200,11 @@ fn apply(
         output.group_start("OSOB pull request")?;
         // The jobs are recorded whatever happens here: a failing OSOB step is reported with
         // them, not instead of them.
-        let result = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
-            .unwrap_or_else(|error| pr_step::PrResult::failed(format!("{error:#}")));
+        let report = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
+            .unwrap_or_else(|error| StepReport::stopped(vec![format!("{error:#}")]));
         output.group_end()?;
-        code = code.max(result.code);
-        OsobStep::Ran(Box::new(result))
+        code = code.max(report.exit_code());
+        OsobStep::Ran(Box::new(report))
     };
     if output.platform.is_some() {
         output.summary(&render_summary(&applied, &pr, code))?;
@@ -211,8 +212,8 @@ fn apply(
     if output.is_json() {
         // Silent off a platform (the document carries them); its annotations on one.
         report_problems(output, &applied)?;
-        if let OsobStep::Ran(result) = &pr {
-            for problem in &result.problems {
+        if let OsobStep::Ran(report) = &pr {
+            for problem in report.problems() {
                 output.error(problem)?;
             }
         }
@@ -240,7 +241,7 @@ fn apply(
                 .collect(),
             timed_out: applied.timed_out,
             pr: match &pr {
-                OsobStep::Ran(result) => result.json.clone(),
+                OsobStep::Ran(report) => pr_step::report_json(report)?,
                 OsobStep::Skipped(reason) => json!({ "skipped": reason.to_string() }),
             },
             diagnostics: &catalog.diagnostics,
@@ -258,13 +259,13 @@ fn apply(
         )?;
     }
     match &pr {
-        OsobStep::Ran(result) => {
-            if !result.problems.is_empty() {
+        OsobStep::Ran(report) => {
+            if !report.problems().is_empty() {
                 output.note("OSOB pull request:")?;
             } else {
                 output.text("\n")?;
             }
-            result.print_brief(context)?;
+            pr_step::print_brief(context, report)?;
         }
         OsobStep::Skipped(Skipped::JobsPending) => output.note(&format!(
             "OSOB pull request: not yet, {}",
@@ -284,7 +285,7 @@ fn apply(
 /// What became of the OSOB step of a run.
 enum OsobStep {
     /// It ran: the pull request, or the problems that stopped it.
-    Ran(Box<pr_step::PrResult>),
+    Ran(Box<StepReport>),
     Skipped(Skipped),
 }
 
@@ -506,14 +507,17 @@ fn render_summary(applied: &Applied, pr: &OsobStep, code: Exit) -> String {
     }
     text.push_str("\n### Pull request\n\n");
     text.push_str(&match pr {
-        OsobStep::Ran(result) => match &result.pull_request {
+        OsobStep::Ran(report) => match report.pull_request() {
             Some(pull_request) => format!(
                 "[#{}]({}): {}\n",
                 pull_request.number,
                 pull_request.url,
-                markdown_cell(&result.headline)
+                markdown_cell(&pr_step::headline(report))
             ),
-            None => format!("No pull request: {}\n", markdown_cell(&result.headline)),
+            None => format!(
+                "No pull request: {}\n",
+                markdown_cell(&pr_step::headline(report))
+            ),
         },
         OsobStep::Skipped(reason) => {
             format!("No pull request: {}\n", markdown_cell(&reason.to_string()))

@@ -478,22 +478,7 @@ pub fn git_auth(url: &str, provider: &Provider) -> Option<GitAuth> {
     if !url.starts_with("https://") {
         return None;
     }
-    let token = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-    };
-    let (username, token) = match provider {
-        Provider::GitHub { .. } => (
-            "x-access-token",
-            token(crate::pr::github::GITHUB_TOKEN_VAR)?,
-        ),
-        Provider::AzureDevOps { .. } | Provider::Local => (
-            "imagegen",
-            token(crate::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR)
-                .or_else(|| token(crate::pr::azure_devops::PAT_VAR))?,
-        ),
-    };
+    let (username, token) = crate::pr::git_credentials(provider)?;
     Some(GitAuth {
         username: username.to_string(),
         token: secrecy::SecretString::from(token),

@@ -27,6 +27,10 @@ use super::{Access, PrError, PullRequest, PullRequestAction, PullRequestSpec};
 pub const SYSTEM_ACCESS_TOKEN_VAR: &str = "SYSTEM_ACCESSTOKEN";
 /// A personal access token, sent with basic authentication.
 pub const PAT_VAR: &str = "AZURE_DEVOPS_PAT";
+/// The variables a token is read from, in the order they are tried.
+pub const TOKEN_VARS: [&str; 2] = [SYSTEM_ACCESS_TOKEN_VAR, PAT_VAR];
+/// The user name git sends with the token over https (Azure Repos reads only the token).
+pub const GIT_USERNAME: &str = "imagegen";
 /// Characters Azure DevOps accepts in a pull request description.
 pub const BODY_LIMIT: usize = 4_000;
 
