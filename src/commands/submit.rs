@@ -170,6 +170,9 @@ fn submit_annotation(key: &LedgerKey, outcome: &Outcome) -> Option<Annotation> {
 
 fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
     let mut table = Table::new(&["definition", "tracking id", "result"]);
+    // A tracking id is 36 characters wide in the contract: keep the column that wide even
+    // when every id in this table is shorter (a `-`).
+    table.min_width(1, 36);
     for (key, outcome) in results {
         let (tracking_id, result) = match outcome {
             Outcome::Submitted {
@@ -202,9 +205,7 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
             Outcome::AnswerLost { message } => ("?".into(), format!("answer lost: {message}")),
             Outcome::Error { message } => ("-".into(), format!("error: {message}")),
         };
-        // A tracking id is 36 characters wide in the contract: keep the column that wide even
-        // when every id in this table is shorter (a `-`).
-        table.row(&[key.name(), &format!("{:36}", shown(&tracking_id)), &result]);
+        table.row(&[key.name(), &shown(&tracking_id), &result]);
     }
     table.render()
 }
