@@ -76,68 +76,21 @@ pub fn targets(
             continue;
         };
         let entry = ledger.definitions.get(id);
-        let built_now = entry.filter(|entry| {
-            entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
-        });
-        let same_name = built_now.and_then(|entry| entry.same_name_allowed.clone());
-        let (tracking_id, built) = match (built_now, assume) {
-            (Some(entry), _) => {
-                let missing: Vec<&String> = rendered
-                    .image_names
-                    .iter()
-                    .filter(|name| !entry.adopted && !entry.image_names.contains(name))
-                    .collect();
-                if !missing.is_empty() {
-                    left_out.push(NotIncluded {
-                        definition: id.clone(),
-                        status: NotIncludedStatus::OtherImages,
-                        reason: format!(
-                            "job {} produced {}, not {} that the definition names; nothing of \
-                             it goes into OSOB",
-                            entry.tracking_id.as_deref().unwrap_or("(none)"),
-                            list_or_none(&entry.image_names),
-                            missing
-                                .iter()
-                                .map(|name| name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    });
-                    continue;
-                }
-                (entry.tracking_id.clone(), Some(built_text(entry)))
-            }
-            (None, Assume::Planned) => (None, Some("after this run's build".to_string())),
-            (None, Assume::Built) => {
-                left_out.push(not_included(id, entry, rendered));
+        let (tracking_id, built, same_name) = match publishable(id, entry, rendered, assume) {
+            Publishable::Yes {
+                tracking_id,
+                built,
+                same_name,
+            } => (tracking_id, built, same_name),
+            Publishable::LeftOut(not_included) => {
+                left_out.push(not_included);
                 continue;
             }
         };
-        let mut known_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (name, value) in &rendered.variables {
-            known_values
-                .entry(name.clone())
-                .or_default()
-                .push(value.clone());
-        }
-        if let Some(entry) = entry {
-            for (name, value) in &entry.variables {
-                known_values
-                    .entry(name.clone())
-                    .or_default()
-                    .push(value.clone());
-            }
-        }
-        let patterns = definition
-            .image_name_templates
-            .iter()
-            .zip(&rendered.image_names)
-            .map(|(template, new_name)| ImagePattern::new(id, template, new_name, &known_values))
-            .collect();
         targets.push(Target {
             definition: id.clone(),
             files: files.clone(),
-            patterns,
+            patterns: patterns(id, definition, rendered, entry),
             new_values: rendered.variables.clone(),
             tracking_id,
             built,
@@ -145,6 +98,95 @@ pub fn targets(
         });
     }
     (targets, left_out, Vec::new())
+}
+
+/// Whether a definition's images go into OSOB, and what the pull request says of them.
+enum Publishable {
+    Yes {
+        tracking_id: Option<String>,
+        /// When it was built, as the pull request says it.
+        built: Option<String>,
+        same_name: Option<SameName>,
+    },
+    LeftOut(NotIncluded),
+}
+
+/// A definition's images go in when a job built them from the definition as it is now (or,
+/// with [`Assume::Planned`], when the plan would build them), and named what it names.
+fn publishable(
+    id: &str,
+    entry: Option<&crate::state::LedgerEntry>,
+    rendered: &crate::definitions::Rendered,
+    assume: Assume,
+) -> Publishable {
+    let built_now = entry.filter(|entry| {
+        entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
+    });
+    let Some(entry) = built_now else {
+        return match assume {
+            Assume::Planned => Publishable::Yes {
+                tracking_id: None,
+                built: Some("after this run's build".to_string()),
+                same_name: None,
+            },
+            Assume::Built => Publishable::LeftOut(not_included(id, entry, rendered)),
+        };
+    };
+    let missing: Vec<&String> = rendered
+        .image_names
+        .iter()
+        .filter(|name| !entry.adopted && !entry.image_names.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        return Publishable::LeftOut(NotIncluded {
+            definition: id.to_string(),
+            status: NotIncludedStatus::OtherImages,
+            reason: format!(
+                "job {} produced {}, not {} that the definition names; nothing of it goes into \
+                 OSOB",
+                entry.tracking_id.as_deref().unwrap_or("(none)"),
+                list_or_none(&entry.image_names),
+                missing
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Publishable::Yes {
+        tracking_id: entry.tracking_id.clone(),
+        built: Some(built_text(entry)),
+        same_name: entry.same_name_allowed.clone(),
+    }
+}
+
+/// The patterns that find a definition's images in OSOB: each `CustomImageName` template, its
+/// placeholders matching the values the variables have now or had at the last submission.
+fn patterns(
+    id: &str,
+    definition: &crate::definitions::Definition,
+    rendered: &crate::definitions::Rendered,
+    entry: Option<&crate::state::LedgerEntry>,
+) -> Vec<ImagePattern> {
+    let mut known_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let earlier = entry.map(|entry| &entry.variables);
+    for (name, value) in rendered
+        .variables
+        .iter()
+        .chain(earlier.into_iter().flatten())
+    {
+        known_values
+            .entry(name.clone())
+            .or_default()
+            .push(value.clone());
+    }
+    definition
+        .image_name_templates
+        .iter()
+        .zip(&rendered.image_names)
+        .map(|(template, new_name)| ImagePattern::new(id, template, new_name, &known_values))
+        .collect()
 }
 
 fn list_or_none(names: &[String]) -> String {
