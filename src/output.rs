@@ -225,6 +225,8 @@ pub struct Table {
     rows: Vec<Line>,
     /// Columns kept at least this wide, so they stay put from one run to the next.
     min_widths: Vec<usize>,
+    /// Spaces before every line, for a table under a heading.
+    indent: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +276,12 @@ impl Table {
         self
     }
 
+    /// Starts every line with `spaces` spaces.
+    pub fn indent(&mut self, spaces: usize) -> &mut Self {
+        self.indent = spaces;
+        self
+    }
+
     /// A message under the last row, cut at [`SHOWN_MESSAGE_CHARS`].
     pub fn detail(&mut self, text: &str) -> &mut Self {
         self.rows.push(Line::Detail(
@@ -297,6 +305,7 @@ impl Table {
         }
         let mut text = String::new();
         for line in &self.rows {
+            text.extend(std::iter::repeat_n(' ', self.indent));
             match line {
                 Line::Cells(cells) => {
                     let start = text.len();

@@ -475,22 +475,20 @@ fn write_variable_changes(w: &mut String, plan: &Plan) {
             w,
             "{HEADING}Variables changed since the last submission:{HEADING:#}"
         );
-        let width = plan
-            .variable_changes
-            .iter()
-            .map(|c| crate::output::shown(&c.name).chars().count())
-            .max()
-            .unwrap_or(0);
+        let mut table = crate::output::Table::default();
+        table.indent(2);
         for change in &plan.variable_changes {
-            let _ = writeln!(
-                w,
-                "  {:width$}  {} -> {}  {DIM}({}){DIM:#}",
-                crate::output::shown(&change.name),
-                value_or_unset(change.old.as_ref()),
-                value_or_unset(change.new.as_ref()),
-                plural(change.definitions.len(), "definition", "definitions"),
-            );
+            table.row(&[
+                change.name.as_str(),
+                &format!(
+                    "{} -> {}  {DIM}({}){DIM:#}",
+                    value_or_unset(change.old.as_ref()),
+                    value_or_unset(change.new.as_ref()),
+                    plural(change.definitions.len(), "definition", "definitions"),
+                ),
+            ]);
         }
+        w.push_str(&table.render());
         let _ = writeln!(w);
     }
 }
