@@ -474,9 +474,8 @@ pub struct PrArgs {
     #[arg(long)]
     take_over_branch: bool,
 
-    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
-    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
-    osob_url: Option<String>,
+    #[command(flatten)]
+    osob: OsobUrlArgs,
 }
 
 impl PrArgs {
@@ -484,7 +483,7 @@ impl PrArgs {
         PrRequest {
             dry_run: self.dry_run,
             take_over_branch: self.take_over_branch,
-            osob_url: self.osob_url.clone(),
+            osob_url: self.osob.osob_url.clone(),
         }
     }
 }
@@ -513,9 +512,8 @@ failed check, not an error that hides the others.";
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
-    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
-    osob_url: Option<String>,
+    #[command(flatten)]
+    osob: OsobUrlArgs,
 
     /// How long each check may take
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse_positive)]
@@ -531,7 +529,7 @@ impl DoctorArgs {
         DoctorRequest {
             state,
             factory: self.factory.options(),
-            osob_url: self.osob_url.clone(),
+            osob_url: self.osob.osob_url.clone(),
             timeout: self.timeout,
         }
     }
@@ -556,13 +554,8 @@ pub struct ReconcileArgs {
     #[arg(long)]
     allow_same_name: bool,
 
-    /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
-    #[arg(long, value_name = "GLOB")]
-    only: Vec<String>,
-
-    /// Leave out definitions whose id matches this glob (repeatable)
-    #[arg(long, value_name = "GLOB")]
-    except: Vec<String>,
+    #[command(flatten)]
+    selection: SelectionArgs,
 
     /// Stop after the jobs: do not touch OSOB or the pull request
     #[arg(long)]
@@ -584,17 +577,15 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
-    /// How long to wait for another run holding the ledger
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    lock: LockArgs,
 
     /// Rebuild the OSOB branch even if someone else committed to it
     #[arg(long)]
     take_over_branch: bool,
 
-    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
-    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
-    osob_url: Option<String>,
+    #[command(flatten)]
+    osob: OsobUrlArgs,
 
     #[command(flatten)]
     factory: FactoryArgs,
@@ -609,20 +600,20 @@ impl ReconcileArgs {
                 retry_failed: self.retry_failed,
                 allow_same_name: self.allow_same_name,
             },
-            only: self.only.clone(),
-            except: self.except.clone(),
+            only: self.selection.only.clone(),
+            except: self.selection.except.clone(),
             no_pr: self.no_pr,
             wait: self.wait.then_some(WaitOptions {
                 timeout: self.timeout,
                 poll_interval: self.poll_interval,
             }),
             concurrency: usize::from(self.concurrency),
-            lock_timeout: self.lock_timeout,
+            lock_timeout: self.lock.lock_timeout,
             factory: self.factory.options(),
             pr: PrRequest {
                 dry_run: false,
                 take_over_branch: self.take_over_branch,
-                osob_url: self.osob_url.clone(),
+                osob_url: self.osob.osob_url.clone(),
             },
         }
     }
@@ -630,30 +621,24 @@ impl ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct AdoptArgs {
-    /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
-    #[arg(long, value_name = "GLOB")]
-    only: Vec<String>,
-
-    /// Leave out definitions whose id matches this glob (repeatable)
-    #[arg(long, value_name = "GLOB")]
-    except: Vec<String>,
+    #[command(flatten)]
+    selection: SelectionArgs,
 
     /// Show what would be recorded; change nothing
     #[arg(long)]
     dry_run: bool,
 
-    /// How long to wait for another run holding the ledger
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 impl AdoptArgs {
     pub fn request(&self) -> AdoptRequest {
         AdoptRequest {
-            only: self.only.clone(),
-            except: self.except.clone(),
+            only: self.selection.only.clone(),
+            except: self.selection.except.clone(),
             dry_run: self.dry_run,
-            lock_timeout: self.lock_timeout,
+            lock_timeout: self.lock.lock_timeout,
         }
     }
 }
@@ -751,12 +736,39 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
-    /// How long to wait for another run holding the ledger
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
-    lock_timeout: Duration,
+    #[command(flatten)]
+    lock: LockArgs,
 
     #[command(flatten)]
     factory: FactoryArgs,
+}
+
+/// `--only` and `--except`: which definitions a command works on.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Only definitions whose id matches this glob (repeatable; `*` crosses folders)
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
+
+    /// Leave out definitions whose id matches this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    except: Vec<String>,
+}
+
+/// `--lock-timeout`, for the commands that write the ledger.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// How long to wait for another run holding the ledger
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+/// `--osob-url`, for the commands that read OSOB.
+#[derive(Debug, Args)]
+pub struct OsobUrlArgs {
+    /// Use this OSOB repository (a URL or a local path) instead of the mapping's
+    #[arg(long, env = "IMAGEGEN_OSOB_URL", value_name = "URL")]
+    osob_url: Option<String>,
 }
 
 /// Where Image Factory is. Its credentials come from the environment only, never from flags.
@@ -813,7 +825,7 @@ impl SubmitArgs {
             force: self.force,
             allow_same_name: self.allow_same_name,
             concurrency: usize::from(self.concurrency),
-            lock_timeout: self.lock_timeout,
+            lock_timeout: self.lock.lock_timeout,
             factory: self.factory.options(),
         }
     }

@@ -223,6 +223,10 @@ pub fn quoted(text: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     rows: Vec<Line>,
+    /// Columns kept at least this wide, so they stay put from one run to the next.
+    min_widths: Vec<usize>,
+    /// Spaces before every line, for a table under a heading.
+    indent: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +266,22 @@ impl Table {
         self
     }
 
+    /// Keeps `column` (from 0) at least `width` characters wide: as wide as its widest value
+    /// can be, so it does not move when this run's values are shorter.
+    pub fn min_width(&mut self, column: usize, width: usize) -> &mut Self {
+        if self.min_widths.len() <= column {
+            self.min_widths.resize(column + 1, 0);
+        }
+        self.min_widths[column] = width;
+        self
+    }
+
+    /// Starts every line with `spaces` spaces.
+    pub fn indent(&mut self, spaces: usize) -> &mut Self {
+        self.indent = spaces;
+        self
+    }
+
     /// A message under the last row, cut at [`SHOWN_MESSAGE_CHARS`].
     pub fn detail(&mut self, text: &str) -> &mut Self {
         self.rows.push(Line::Detail(
@@ -271,7 +291,7 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = Vec::new();
+        let mut widths: Vec<usize> = self.min_widths.clone();
         for line in &self.rows {
             if let Line::Cells(cells) = line {
                 for (index, cell) in cells.iter().enumerate() {
@@ -285,6 +305,7 @@ impl Table {
         }
         let mut text = String::new();
         for line in &self.rows {
+            text.extend(std::iter::repeat_n(' ', self.indent));
             match line {
                 Line::Cells(cells) => {
                     let start = text.len();

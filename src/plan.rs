@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::catalog::{Catalog, parallel_map};
 use crate::definitions::{PayloadHash, Rendered};
 use crate::exit::Exit;
+use crate::selection::Selection;
 pub use crate::state::SameName;
 use crate::state::{JobStatus, Ledger, LedgerEntry};
 use crate::variables::{self, ValueChange};
@@ -83,7 +84,7 @@ pub fn same_name(
     if &entry.payload_hash == hash {
         return None;
     }
-    let previous = previous_image_names(entry);
+    let previous = entry_image_names(entry);
     let kept: Vec<String> = image_names
         .iter()
         .filter(|name| previous.contains(name))
@@ -252,6 +253,20 @@ impl Plan {
     }
 }
 
+/// [`plan`], narrowed to the definitions `selection` chooses (`--only`, `--except`).
+pub fn plan_selected(
+    catalog: &Catalog,
+    ledger: &Ledger,
+    options: PlanOptions,
+    selection: &Selection,
+) -> Plan {
+    let mut plan = plan(catalog, ledger, options);
+    if !selection.is_all() {
+        plan.select(|id| selection.matches(id));
+    }
+    plan
+}
+
 /// Decides what to do for every definition of the catalog, given the ledger. Pure.
 pub fn plan(catalog: &Catalog, ledger: &Ledger, options: PlanOptions) -> Plan {
     let mut plan = Plan {
@@ -359,7 +374,7 @@ fn decide(rendered: &Rendered, entry: Option<&LedgerEntry>, options: PlanOptions
         payload_hash: rendered.hash.clone(),
         previous_hash: Some(entry.payload_hash.clone()),
         image_names: rendered.image_names.clone(),
-        previous_image_names: previous_image_names(entry),
+        previous_image_names: entry_image_names(entry),
         variable_changes: variables::changes(&entry.variables, &rendered.variables),
         diff: changed
             .then(|| payload_diff(&entry.payload.to_value(), &rendered.payload.to_value())),
@@ -375,20 +390,13 @@ fn job_ref(entry: &LedgerEntry) -> JobRef {
     }
 }
 
-/// The images a ledger entry stands for: the ones built, or else the ones its payload names.
-fn previous_image_names(entry: &LedgerEntry) -> Vec<String> {
+/// The images a ledger entry stands for: the ones built, or else the ones its rendered payload
+/// names.
+pub fn entry_image_names(entry: &LedgerEntry) -> Vec<String> {
     if !entry.image_names.is_empty() {
         return entry.image_names.clone();
     }
-    let payload = entry.payload.to_value();
-    payload
-        .get("Destination")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|destination| destination.get("CustomImageName")?.as_str())
-        .map(str::to_string)
-        .collect()
+    crate::definitions::custom_image_names(&entry.payload.to_value())
 }
 
 /// A unified diff of two payloads, each pretty-printed with its key order kept.
@@ -445,33 +453,48 @@ fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
-/// The plan for people, with ANSI styles (the output stream removes them when it must).
+/// The plan for people, with ANSI styles (the output stream removes them when it must): each
+/// part that has anything to say, then the counts.
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
     let w = &mut out;
+    write_variable_changes(w, plan);
+    write_submissions(w, plan);
+    write_pending(w, plan);
+    write_failed(w, plan);
+    write_refused(w, plan);
+    write_left_out(w, plan);
+    write_counts(w, plan);
+    out
+}
+
+/// The variables whose values changed, each with the definitions it affects.
+fn write_variable_changes(w: &mut String, plan: &Plan) {
     if !plan.variable_changes.is_empty() {
         let _ = writeln!(
             w,
             "{HEADING}Variables changed since the last submission:{HEADING:#}"
         );
-        let width = plan
-            .variable_changes
-            .iter()
-            .map(|c| crate::output::shown(&c.name).chars().count())
-            .max()
-            .unwrap_or(0);
+        let mut table = crate::output::Table::default();
+        table.indent(2);
         for change in &plan.variable_changes {
-            let _ = writeln!(
-                w,
-                "  {:width$}  {} -> {}  {DIM}({}){DIM:#}",
-                crate::output::shown(&change.name),
-                value_or_unset(change.old.as_ref()),
-                value_or_unset(change.new.as_ref()),
-                plural(change.definitions.len(), "definition", "definitions"),
-            );
+            table.row(&[
+                change.name.as_str(),
+                &format!(
+                    "{} -> {}  {DIM}({}){DIM:#}",
+                    value_or_unset(change.old.as_ref()),
+                    value_or_unset(change.new.as_ref()),
+                    plural(change.definitions.len(), "definition", "definitions"),
+                ),
+            ]);
         }
+        w.push_str(&table.render());
         let _ = writeln!(w);
     }
+}
+
+/// What is to be submitted, each with why and what changes.
+fn write_submissions(w: &mut String, plan: &Plan) {
     if !plan.submit.is_empty() {
         let _ = writeln!(w, "{HEADING}To submit ({}):{HEADING:#}", plan.submit.len());
         for submission in &plan.submit {
@@ -479,6 +502,10 @@ pub fn render_text(plan: &Plan) -> String {
         }
         let _ = writeln!(w);
     }
+}
+
+/// The jobs in flight, polled before anything is planned.
+fn write_pending(w: &mut String, plan: &Plan) {
     if !plan.pending.is_empty() {
         let _ = writeln!(
             w,
@@ -494,6 +521,10 @@ pub fn render_text(plan: &Plan) -> String {
         }
         let _ = writeln!(w);
     }
+}
+
+/// The failed jobs, left alone until their payload changes or a person asks again.
+fn write_failed(w: &mut String, plan: &Plan) {
     if !plan.failed.is_empty() {
         let _ = writeln!(
             w,
@@ -511,6 +542,10 @@ pub fn render_text(plan: &Plan) -> String {
         }
         let _ = writeln!(w);
     }
+}
+
+/// The changed payloads refused because they keep their image names, and the way out.
+fn write_refused(w: &mut String, plan: &Plan) {
     if !plan.refused.is_empty() {
         let _ = writeln!(
             w,
@@ -533,6 +568,11 @@ pub fn render_text(plan: &Plan) -> String {
         );
         let _ = writeln!(w);
     }
+}
+
+/// Definitions left out with errors, ledger entries no longer defined, and how many are
+/// unchanged.
+fn write_left_out(w: &mut String, plan: &Plan) {
     if !plan.not_planned.is_empty() {
         let _ = writeln!(
             w,
@@ -561,6 +601,10 @@ pub fn render_text(plan: &Plan) -> String {
             plural(plan.unchanged.len(), "definition", "definitions")
         );
     }
+}
+
+/// `Plan: 2 to submit, 1 pending, 0 failed, 14 unchanged.`
+fn write_counts(w: &mut String, plan: &Plan) {
     let summary = plan.summary();
     let _ = writeln!(
         w,
@@ -575,7 +619,6 @@ pub fn render_text(plan: &Plan) -> String {
         },
         summary.unchanged
     );
-    out
 }
 
 /// One job a line: definition, status, tracking id, then `suffix`.

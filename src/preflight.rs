@@ -726,11 +726,28 @@ fn osob_blocking(settings: &Settings, ledger: &Ledger, report: &mut dyn FnMut(Ch
             return;
         }
     };
-    let branches: Vec<&str> = refs
-        .iter()
+    report(reached_check(&shown, with_token, &refs));
+    let branches = branches_check(&shown, &mapping.repository, &refs);
+    if branches.outcome == Outcome::Fail {
+        report(branches);
+        skip_rest(report, OSOB_BASE_BRANCH, "the base branch does not exist");
+        return;
+    }
+    report(branches);
+    report(files_check(settings, mapping, ledger, &workspace));
+}
+
+/// The branch names among a repository's refs.
+fn branch_names(refs: &[(String, git2::Oid)]) -> Vec<&str> {
+    refs.iter()
         .filter_map(|(name, _)| name.strip_prefix("refs/heads/"))
-        .collect();
-    report(Check::pass(
+        .collect()
+}
+
+/// The OSOB repository answered: with the token or not, and how many branches it has.
+fn reached_check(shown: &str, with_token: bool, refs: &[(String, git2::Oid)]) -> Check {
+    let branches = branch_names(refs);
+    Check::pass(
         OSOB_REPOSITORY,
         format!(
             "{shown} answers{}: {} {}",
@@ -742,8 +759,17 @@ fn osob_blocking(settings: &Settings, ledger: &Ledger, report: &mut dyn FnMut(Ch
                 "branches"
             }
         ),
-    ));
-    let repository = &mapping.repository;
+    )
+}
+
+/// The base branch exists (it fails otherwise, naming the branches there are), and where the
+/// pull-request branch stands.
+fn branches_check(
+    shown: &str,
+    repository: &crate::osob::mapping::RepositorySettings,
+    refs: &[(String, git2::Oid)],
+) -> Check {
+    let branches = branch_names(refs);
     let tip_of = |branch: &str| {
         refs.iter()
             .find(|(name, _)| name == &format!("refs/heads/{branch}"))
@@ -754,7 +780,7 @@ fn osob_blocking(settings: &Settings, ledger: &Ledger, report: &mut dyn FnMut(Ch
         if branches.len() > known.len() {
             known.push("...");
         }
-        report(Check::fail(
+        return Check::fail(
             OSOB_BASE_BRANCH,
             format!(
                 "the OSOB repository {shown} has no branch {} (it has: {})",
@@ -766,11 +792,9 @@ fn osob_blocking(settings: &Settings, ledger: &Ledger, report: &mut dyn FnMut(Ch
                 }
             ),
             format!("fix repository.base_branch in {MAPPING_FILE}, or --osob-url"),
-        ));
-        skip_rest(report, OSOB_BASE_BRANCH, "the base branch does not exist");
-        return;
+        );
     };
-    report(Check::pass(
+    Check::pass(
         OSOB_BASE_BRANCH,
         format!(
             "{} is at {base_tip}; the pull-request branch {} {}",
@@ -781,8 +805,7 @@ fn osob_blocking(settings: &Settings, ledger: &Ledger, report: &mut dyn FnMut(Ch
                 None => "does not exist yet".to_string(),
             }
         ),
-    ));
-    report(files_check(settings, mapping, ledger, &workspace));
+    )
 }
 
 fn files_check(
@@ -886,11 +909,8 @@ fn reach_fix(url: &str, with_token: bool, provider: &Provider) -> String {
 }
 
 /// The variables a provider's token is read from, as people set them.
-fn token_names(provider: &Provider) -> &'static str {
-    match provider {
-        Provider::GitHub { .. } => "GITHUB_TOKEN",
-        Provider::AzureDevOps { .. } | Provider::Local => "SYSTEM_ACCESSTOKEN or AZURE_DEVOPS_PAT",
-    }
+fn token_names(provider: &Provider) -> String {
+    crate::pr::token_variables(provider).join(" or ")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,56 +36,14 @@ impl Variables {
     /// line and column; the variables that are sound are returned beside them.
     pub fn parse(file: &str, text: &str) -> (Self, Vec<Diagnostic>) {
         let mut variables = Self::default();
-        let mut problems = Vec::new();
         let members = match json::parse_members(text) {
             Ok(members) => members,
-            Err(error) => {
-                let message = if error.message.starts_with("invalid type") {
-                    "variables.json must be one JSON object mapping each variable name to a string"
-                        .to_string()
-                } else {
-                    error.message
-                };
-                let code = if message.starts_with("variables.json must") {
-                    Code::WrongShape
-                } else {
-                    Code::JsonSyntax
-                };
-                problems.push(
-                    Diagnostic::error(code, message)
-                        .in_file(file)
-                        .at(error.line, error.column),
-                );
-                return (variables, problems);
-            }
+            Err(error) => return (variables, vec![unreadable(file, error)]),
         };
+        let mut problems = Vec::new();
         for member in members {
-            let at = |code, message: String| {
-                Diagnostic::error(code, message)
-                    .in_file(file)
-                    .at(member.key_line, member.key_column)
-            };
-            if let Some(first) = variables.entries.get(&member.key) {
-                problems.push(at(
-                    Code::DuplicateVariable,
-                    format!(
-                        "variable {} is defined twice, at lines {} and {}",
-                        shown(&member.key),
-                        first.line,
-                        member.key_line
-                    ),
-                ));
-                continue;
-            }
-            if !is_valid_name(&member.key) {
-                problems.push(at(
-                    Code::BadVariableName,
-                    format!(
-                        "{} is not a valid variable name: use capital letters, digits and \
-                         underscores, starting with a letter (like VS_2019_PREVIEW_VERSION)",
-                        quoted(&member.key)
-                    ),
-                ));
+            if let Some(problem) = variables.name_problem(file, &member) {
+                problems.push(problem);
                 continue;
             }
             match json::raw_as_string(member.raw) {
@@ -98,49 +56,44 @@ impl Variables {
                         },
                     );
                 }
-                Err(json::NotAString::Kind(kind)) => {
+                Err(not_a_string) => {
                     variables.rejected.insert(member.key.clone());
-                    problems.push(
-                        Diagnostic::error(
-                            Code::NonStringValue,
-                            format!(
-                                "the value of {} is {kind}; every value must be a string \
-                             (write \"{}\" with quotes)",
-                                shown(&member.key),
-                                shown(member.raw.get()).replace('\n', " ")
-                            ),
-                        )
-                        .in_file(file)
-                        .at(member.value_line, member.value_column),
-                    );
-                }
-                Err(json::NotAString::LoneSurrogate { escape, offset }) => {
-                    variables.rejected.insert(member.key.clone());
-                    // A string holds no line break, so the escape is on the value's line.
-                    let column = member.value_column
-                        + member
-                            .raw
-                            .get()
-                            .get(..offset)
-                            .map_or(offset, |before| before.chars().count());
-                    problems.push(
-                        Diagnostic::error(
-                            Code::JsonSyntax,
-                            format!(
-                                "the value of {} holds the escape {escape}, half of a UTF-16 \
-                                 surrogate pair without its other half, which stands for no \
-                                 character; write the character itself, or both halves of its \
-                                 pair (like \\ud83d\\ude00)",
-                                shown(&member.key)
-                            ),
-                        )
-                        .in_file(file)
-                        .at(member.value_line, column),
-                    );
+                    problems.push(value_problem(file, &member, not_a_string));
                 }
             }
         }
         (variables, problems)
+    }
+
+    /// Why a member's name cannot be a variable: defined twice, or not a valid name.
+    fn name_problem(&self, file: &str, member: &json::Member<'_>) -> Option<Diagnostic> {
+        let at = |code, message: String| {
+            Diagnostic::error(code, message)
+                .in_file(file)
+                .at(member.key_line, member.key_column)
+        };
+        if let Some(first) = self.entries.get(&member.key) {
+            return Some(at(
+                Code::DuplicateVariable,
+                format!(
+                    "variable {} is defined twice, at lines {} and {}",
+                    shown(&member.key),
+                    first.line,
+                    member.key_line
+                ),
+            ));
+        }
+        if !is_valid_name(&member.key) {
+            return Some(at(
+                Code::BadVariableName,
+                format!(
+                    "{} is not a valid variable name: use capital letters, digits and \
+                     underscores, starting with a letter (like VS_2019_PREVIEW_VERSION)",
+                    quoted(&member.key)
+                ),
+            ));
+        }
+        None
     }
 
     /// Builds variables from pairs, for tests and for generated repositories.
@@ -198,6 +151,65 @@ impl Variables {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// variables.json that cannot be read at all: not JSON, or not one object of strings.
+fn unreadable(file: &str, error: json::JsonError) -> Diagnostic {
+    let message = if error.message.starts_with("invalid type") {
+        "variables.json must be one JSON object mapping each variable name to a string".to_string()
+    } else {
+        error.message
+    };
+    let code = if message.starts_with("variables.json must") {
+        Code::WrongShape
+    } else {
+        Code::JsonSyntax
+    };
+    Diagnostic::error(code, message)
+        .in_file(file)
+        .at(error.line, error.column)
+}
+
+/// Why a member's value is not a variable's value, at the value.
+fn value_problem(
+    file: &str,
+    member: &json::Member<'_>,
+    not_a_string: json::NotAString,
+) -> Diagnostic {
+    match not_a_string {
+        json::NotAString::Kind(kind) => Diagnostic::error(
+            Code::NonStringValue,
+            format!(
+                "the value of {} is {kind}; every value must be a string \
+             (write \"{}\" with quotes)",
+                shown(&member.key),
+                shown(member.raw.get()).replace('\n', " ")
+            ),
+        )
+        .in_file(file)
+        .at(member.value_line, member.value_column),
+        json::NotAString::LoneSurrogate { escape, offset } => {
+            // A string holds no line break, so the escape is on the value's line.
+            let column = member.value_column
+                + member
+                    .raw
+                    .get()
+                    .get(..offset)
+                    .map_or(offset, |before| before.chars().count());
+            Diagnostic::error(
+                Code::JsonSyntax,
+                format!(
+                    "the value of {} holds the escape {escape}, half of a UTF-16 \
+                     surrogate pair without its other half, which stands for no \
+                     character; write the character itself, or both halves of its \
+                     pair (like \\ud83d\\ude00)",
+                    shown(&member.key)
+                ),
+            )
+            .in_file(file)
+            .at(member.value_line, column)
+        }
     }
 }
 

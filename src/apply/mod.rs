@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use self::submission::{Candidate, Outcome};
 use crate::catalog::Catalog;
+use crate::definitions::Rendered;
 use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
 use crate::plan::{self, Plan, PlanOptions, SubmitReason};
 use crate::selection::Selection;
@@ -190,162 +191,259 @@ pub async fn apply(
 ) -> anyhow::Result<Applied> {
     let writer = LedgerWriter::open(store, options.lock_timeout, "imagegen reconcile").await?;
     let writer = Arc::new(writer);
-    let chosen = |key: &LedgerKey| match key {
-        LedgerKey::Definition(id) => selection.matches(id),
-        LedgerKey::Manual(_) => selection.is_all(),
+    let payloads = Payloads::new(catalog, options.plan.allow_same_name);
+    let run = Run {
+        client: &client,
+        writer: &writer,
+        payloads: &payloads,
+        concurrency: options.concurrency,
+        progress,
     };
 
     // 1. What the ledger holds as in flight may have moved on since the last run, and a job
     // that ended without its images may list them now.
-    let in_flight: Vec<LedgerKey> = writer.with_ledger(|ledger| {
+    let in_flight = in_flight(&writer, selection).await;
+    progress.phase(Phase::Polling {
+        jobs: in_flight.len(),
+    });
+    let polled = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+
+    // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
+    // recorded without an answer are sent again with their key.
+    let plan =
+        writer.with_ledger(|ledger| plan::plan_selected(catalog, ledger, options.plan, selection));
+    let candidates = payloads.for_plan(&plan);
+    progress.phase(Phase::Submitting {
+        payloads: candidates.len(),
+    });
+    let outcomes = run.submit(candidates).await?;
+    let mut followed = Followed {
+        outcomes,
+        poll_errors: polled.errors,
+        unnamed_statuses: polled.unnamed,
+        timed_out: false,
+    };
+
+    // 3. With --wait, follow the jobs this run answers for until they end.
+    let tracked = answered_for(&plan, &in_flight);
+    if let Some(wait) = options.wait {
+        run.follow(&tracked, wait, &mut followed).await?;
+    }
+    writer.finish().await;
+    Ok(Applied {
+        plan,
+        outcomes: followed.outcomes,
+        jobs: rows(&writer, &tracked),
+        poll_errors: followed.poll_errors,
+        unnamed_statuses: followed.unnamed_statuses,
+        timed_out: followed.timed_out,
+        ledger: writer.ledger(),
+    })
+}
+
+/// The entries of the selection whose job the ledger tracks: pending, or ended without the
+/// images it claims. A manual entry belongs to every definition, so only to a run of them all.
+async fn in_flight(writer: &LedgerWriter, selection: &Selection) -> Vec<LedgerKey> {
+    let chosen = |key: &LedgerKey| match key {
+        LedgerKey::Definition(id) => selection.matches(id),
+        LedgerKey::Manual(_) => selection.is_all(),
+    };
+    writer.with_ledger(|ledger| {
         ledger
             .entries()
             .filter(|(key, entry)| entry.status.is_tracked() && chosen(key))
             .map(|(key, _)| key)
             .collect()
-    });
-    progress.phase(Phase::Polling {
-        jobs: in_flight.len(),
-    });
-    let polled = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
-    let mut poll_errors = polled.errors;
-    let mut unnamed_statuses = polled.unnamed;
+    })
+}
 
-    // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
-    // recorded without an answer are sent again with their key.
-    let mut plan = writer.with_ledger(|ledger| plan::plan(catalog, ledger, options.plan));
-    if !selection.is_all() {
-        plan.select(|id| selection.matches(id));
-    }
-    let rendered: BTreeMap<&str, _> = catalog
-        .rendered
-        .iter()
-        .map(|rendered| (rendered.id.as_str(), rendered))
-        .collect();
-    // A definition's rendered payload as a submission, with whether it is sent deliberately
-    // again (`--force`, `--retry-failed`).
-    let candidate = |id: &str, force: bool| {
-        let rendered = rendered.get(id)?;
-        let key = LedgerKey::Definition(rendered.id.clone());
-        let candidate = Candidate::from_rendered(key, rendered)
-            .allowing_same_name(options.plan.allow_same_name);
-        Some((candidate, force))
-    };
-    let mut candidates: Vec<(Candidate, bool)> = plan
-        .submit
-        .iter()
-        .filter_map(|submission| {
-            let force = matches!(
-                submission.reason,
-                SubmitReason::Forced | SubmitReason::RetryFailed
-            );
-            candidate(&submission.definition, force)
-        })
-        .collect();
-    candidates.extend(
-        plan.pending
-            .iter()
-            .filter(|job| job.job.status == JobStatus::Submitting)
-            .filter_map(|job| candidate(&job.definition, false)),
-    );
-    progress.phase(Phase::Submitting {
-        payloads: candidates.len(),
-    });
-    let mut outcomes = submission::submit_all(
-        client.clone(),
-        writer.clone(),
-        candidates,
-        options.concurrency,
-    )
-    .await?;
-
-    // The jobs this run answers for: what it submitted, followed, or reports as failed.
-    let mut tracked: Vec<LedgerKey> = plan
+/// The jobs a run answers for: what its plan submits, follows or reports as failed, and what
+/// it found in flight.
+fn answered_for(plan: &Plan, in_flight: &[LedgerKey]) -> Vec<LedgerKey> {
+    let mut keys: Vec<LedgerKey> = plan
         .submit
         .iter()
         .map(|submission| &submission.definition)
         .chain(plan.pending.iter().map(|job| &job.definition))
         .chain(plan.failed.iter().map(|job| &job.definition))
         .map(|id| LedgerKey::Definition(id.clone()))
+        .chain(in_flight.iter().cloned())
         .collect();
-    tracked.extend(in_flight.iter().cloned());
-    tracked.sort();
-    tracked.dedup();
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
-    // 3. With --wait, follow them until they end.
-    let mut timed_out = false;
-    if let Some(wait) = options.wait {
-        let jobs = rows(&writer, &tracked)
+/// The catalog's rendered payloads by definition id, ready to become submissions.
+struct Payloads<'a> {
+    rendered: BTreeMap<&'a str, &'a Rendered>,
+    allow_same_name: bool,
+}
+
+impl<'a> Payloads<'a> {
+    fn new(catalog: &'a Catalog, allow_same_name: bool) -> Self {
+        Self {
+            rendered: catalog
+                .rendered
+                .iter()
+                .map(|rendered| (rendered.id.as_str(), rendered))
+                .collect(),
+            allow_same_name,
+        }
+    }
+
+    /// A definition's rendered payload as a submission, with whether it is sent deliberately
+    /// again (`--force`, `--retry-failed`).
+    fn candidate(&self, id: &str, force: bool) -> Option<(Candidate, bool)> {
+        let rendered = self.rendered.get(id)?;
+        let key = LedgerKey::Definition(rendered.id.clone());
+        let candidate =
+            Candidate::from_rendered(key, rendered).allowing_same_name(self.allow_same_name);
+        Some((candidate, force))
+    }
+
+    /// What the plan marks to submit, then the intents an earlier run recorded without their
+    /// answer.
+    fn for_plan(&self, plan: &Plan) -> Vec<(Candidate, bool)> {
+        let marked = plan.submit.iter().filter_map(|submission| {
+            let force = matches!(
+                submission.reason,
+                SubmitReason::Forced | SubmitReason::RetryFailed
+            );
+            self.candidate(&submission.definition, force)
+        });
+        let unanswered = plan
+            .pending
             .iter()
-            .filter(|job| job.status.is_pending())
-            .count();
-        progress.phase(Phase::Waiting { jobs });
+            .filter(|job| job.job.status == JobStatus::Submitting)
+            .filter_map(|job| self.candidate(&job.definition, false));
+        marked.chain(unanswered).collect()
+    }
+}
+
+/// What a run learns as it submits and follows its jobs.
+struct Followed {
+    outcomes: Vec<(LedgerKey, Outcome)>,
+    poll_errors: BTreeMap<LedgerKey, PollError>,
+    unnamed_statuses: BTreeMap<LedgerKey, UnnamedStatus>,
+    timed_out: bool,
+}
+
+/// What every step of a run shares.
+struct Run<'a> {
+    client: &'a Arc<FactoryClient>,
+    writer: &'a Arc<LedgerWriter>,
+    payloads: &'a Payloads<'a>,
+    concurrency: usize,
+    progress: &'a dyn Progress,
+}
+
+impl Run<'_> {
+    async fn submit(
+        &self,
+        candidates: Vec<(Candidate, bool)>,
+    ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
+        submission::submit_all(
+            self.client.clone(),
+            self.writer.clone(),
+            candidates,
+            self.concurrency,
+        )
+        .await
+    }
+
+    /// With `--wait`: polls the `tracked` jobs still pending, at a growing interval, until they
+    /// all end or the wait times out.
+    async fn follow(
+        &self,
+        tracked: &[LedgerKey],
+        wait: WaitOptions,
+        followed: &mut Followed,
+    ) -> anyhow::Result<()> {
+        let jobs = self.pending(tracked).await.len();
+        self.progress.phase(Phase::Waiting { jobs });
         let deadline = Instant::now() + wait.timeout;
         let mut interval = wait.poll_interval;
         loop {
-            let pending = rows(&writer, &tracked)
-                .into_iter()
-                .filter(|job| job.status.is_pending())
-                .collect::<Vec<_>>();
+            let pending = self.pending(tracked).await;
             if pending.is_empty() {
                 break;
             }
             let now = Instant::now();
             if now >= deadline {
-                timed_out = true;
+                followed.timed_out = true;
                 break;
             }
             let sleep = interval.min(deadline - now);
-            progress.waiting(&pending, sleep);
+            self.progress.waiting(&pending, sleep);
             tokio::time::sleep(sleep).await;
             interval = interval
                 .mul_f64(1.5)
                 .min(MAX_POLL_INTERVAL.max(wait.poll_interval));
-            // Submissions whose answer was lost are sent again with the same key.
-            let resend: Vec<(Candidate, bool)> = pending
-                .iter()
-                .filter(|job| job.status == JobStatus::Submitting)
-                .filter_map(|job| match &job.key {
-                    LedgerKey::Definition(id) => candidate(id, false),
-                    LedgerKey::Manual(_) => None,
-                })
-                .collect();
-            if !resend.is_empty() {
-                let resent = submission::submit_all(
-                    client.clone(),
-                    writer.clone(),
-                    resend,
-                    options.concurrency,
-                )
-                .await?;
-                for (key, outcome) in resent {
-                    match outcomes.iter_mut().find(|(known, _)| *known == key) {
-                        Some((_, earlier)) => *earlier = outcome,
-                        None => outcomes.push((key, outcome)),
-                    }
-                }
-            }
-            let polled: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
-            let answers = poll(&client, &writer, &polled, options.concurrency, progress).await?;
-            for key in &polled {
-                poll_errors.remove(key);
-            }
-            poll_errors.extend(answers.errors);
-            unnamed_statuses.extend(answers.unnamed);
+            self.resend_unanswered(&pending, followed).await?;
+            self.poll_again(&pending, followed).await?;
         }
-        progress.finished();
+        self.progress.finished();
+        Ok(())
     }
-    writer.finish().await;
-    let jobs = rows(&writer, &tracked);
-    Ok(Applied {
-        plan,
-        outcomes,
-        jobs,
-        poll_errors,
-        unnamed_statuses,
-        timed_out,
-        ledger: writer.ledger(),
-    })
+
+    /// The rows of the `keys` jobs still pending.
+    async fn pending(&self, keys: &[LedgerKey]) -> Vec<JobRow> {
+        rows(self.writer, keys)
+            .into_iter()
+            .filter(|job| job.status.is_pending())
+            .collect()
+    }
+
+    /// Submissions whose answer was lost are sent again with the same key; each outcome takes
+    /// the place of the one before it.
+    async fn resend_unanswered(
+        &self,
+        pending: &[JobRow],
+        followed: &mut Followed,
+    ) -> anyhow::Result<()> {
+        let resend: Vec<(Candidate, bool)> = pending
+            .iter()
+            .filter(|job| job.status == JobStatus::Submitting)
+            .filter_map(|job| match &job.key {
+                LedgerKey::Definition(id) => self.payloads.candidate(id, false),
+                LedgerKey::Manual(_) => None,
+            })
+            .collect();
+        if resend.is_empty() {
+            return Ok(());
+        }
+        for (key, outcome) in self.submit(resend).await? {
+            match followed
+                .outcomes
+                .iter_mut()
+                .find(|(known, _)| *known == key)
+            {
+                Some((_, earlier)) => *earlier = outcome,
+                None => followed.outcomes.push((key, outcome)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the pending jobs; what this poll learned replaces what earlier ones said of them.
+    async fn poll_again(&self, pending: &[JobRow], followed: &mut Followed) -> anyhow::Result<()> {
+        let keys: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
+        let answers = poll(
+            self.client,
+            self.writer,
+            &keys,
+            self.concurrency,
+            self.progress,
+        )
+        .await?;
+        for key in &keys {
+            followed.poll_errors.remove(key);
+        }
+        followed.poll_errors.extend(answers.errors);
+        followed.unnamed_statuses.extend(answers.unnamed);
+        Ok(())
+    }
 }
 
 /// Asks the service about every job of `keys` the ledger tracks, and records the answers in
@@ -424,9 +522,7 @@ async fn poll(
         .update(|ledger| {
             for (key, state, _) in &states {
                 if let Some(entry) = ledger.entry_mut(key)
-                    // Only the job the ledger still tracks: an older job's news is not this
-                    // entry's.
-                    && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
+                    && entry.tracks(&state.tracking_id)
                 {
                     submission::record_state(entry, state, now);
                 }
@@ -461,11 +557,7 @@ fn row(key: &LedgerKey, entry: &crate::state::LedgerEntry, now: Timestamp) -> Jo
         key: key.clone(),
         status: entry.status,
         tracking_id: entry.tracking_id.clone(),
-        image_names: if entry.image_names.is_empty() {
-            crate::definitions::custom_image_names(&entry.payload.to_value())
-        } else {
-            entry.image_names.clone()
-        },
+        image_names: plan::entry_image_names(entry),
         duration,
         message: entry.message.clone(),
         adopted: entry.adopted,

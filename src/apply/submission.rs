@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::definitions::{Payload, PayloadHash, Rendered};
-use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus};
+use crate::factory::{FactoryClient, FactoryError, JobState, RemoteStatus, Submitted};
 use crate::plan;
 use crate::state::{JobStatus, LedgerEntry, LedgerKey, LedgerWriter, SameName, StateError};
 
@@ -49,6 +49,27 @@ impl Candidate {
     /// is another payload (see [`plan::same_name`]).
     pub fn same_name(&self, entry: Option<&LedgerEntry>) -> Option<SameName> {
         plan::same_name(entry, &self.hash, &self.image_names, &self.variables)
+    }
+
+    /// The intent to send this payload under `idempotency_key`, decided on the entry `before`:
+    /// a rebuild under the same names, allowed, is remembered for the pull request to say so.
+    fn intent(
+        &self,
+        idempotency_key: &str,
+        before: Option<&LedgerEntry>,
+        now: Timestamp,
+    ) -> LedgerEntry {
+        let mut intent = LedgerEntry::intent_for(
+            &self.payload,
+            &self.hash,
+            &self.variables,
+            idempotency_key.to_string(),
+            now,
+        );
+        if self.allow_same_name {
+            intent.same_name_allowed = self.same_name(before);
+        }
+        intent
     }
 }
 
@@ -153,7 +174,7 @@ pub enum Outcome {
     /// The service took it (or, for a repeat, handed back the job it had).
     Submitted {
         tracking_id: String,
-        status: String,
+        status: JobStatus,
         /// The service recognised the idempotency key: no new job was started.
         existing: bool,
         /// The job of an earlier payload the ledger tracked for this key until now.
@@ -223,163 +244,274 @@ fn decide_against(
     refuse_same_name(decision, current, candidate)
 }
 
-/// Submits one candidate: records the intent, sends it, records the answer. A failure to write
-/// the ledger stops before anything is sent, or is reported with the tracking id to record.
+/// Submits one candidate in three phases: confirms the job the ledger says is in flight,
+/// records the intent (deciding again on the ledger as saved), then sends the payload and
+/// records the answer. A failure to write the ledger stops before anything is sent, or is
+/// reported with the tracking id to record.
 pub async fn submit(
     client: &FactoryClient,
     writer: &LedgerWriter,
     candidate: &Candidate,
     force: bool,
 ) -> Result<Outcome, StateError> {
-    let key = &candidate.key;
     // Each decision is taken on an entry (`basis`); the intent is recorded only if the entry is
     // still that one when it is saved, or else decided again.
-    let (mut decision, mut basis) = (decide_in_run(writer, candidate, force), writer.entry(key));
-    // The ledger may be behind: ask how the job in flight is doing before calling it so.
-    let mut unknown_job = None;
-    if let Decision::InFlight { tracking_id } = &decision {
-        match client.job(tracking_id).await {
-            Ok(state) => {
-                writer
-                    .update(|ledger| {
-                        if let Some(entry) = ledger.entry_mut(key)
-                            && entry.tracking_id.as_deref() == Some(state.tracking_id.as_str())
-                        {
-                            record_state(entry, &state, Timestamp::now());
-                        }
-                    })
-                    .await?;
-                decision = decide_in_run(writer, candidate, force);
-                basis = writer.entry(key);
-            }
-            // The service does not know the job: it cannot be building it. Only a deliberate
-            // --force starts another, since a wrong service URL looks the same.
-            Err(FactoryError::NotFound { .. }) if force => {
-                decision = Decision::Send {
-                    idempotency_key: next_idempotency_key(
-                        &candidate.hash,
-                        basis
-                            .as_ref()
-                            .and_then(|entry| entry.idempotency_key.as_deref()),
-                    ),
-                    resume: false,
-                };
-            }
-            Err(FactoryError::NotFound { .. }) => unknown_job = Some(tracking_id.clone()),
-            Err(_) => {}
+    let (decision, basis) = (
+        decide_in_run(writer, candidate, force),
+        writer.entry(&candidate.key),
+    );
+    let (decision, basis) =
+        match confirm_in_flight(client, writer, candidate, force, decision, basis).await? {
+            Step::Decided { decision, basis } => (decision, basis),
+            Step::Done(outcome) => return Ok(outcome),
+        };
+    let (decision, previous) = record_intent(writer, candidate, force, decision, basis).await?;
+    match ready(decision) {
+        Ready::Send {
+            idempotency_key,
+            resume,
+        } => {
+            send_and_record(
+                client,
+                writer,
+                candidate,
+                &idempotency_key,
+                resume,
+                previous,
+            )
+            .await
         }
+        Ready::NotSent(outcome) => Ok(outcome),
     }
-    if let Some(tracking_id) = unknown_job {
-        return Ok(Outcome::Skipped {
+}
+
+/// Where a submission stands after its first phase: a decision still to carry out, taken on
+/// the entry `basis`, or its outcome already.
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per submission, moved once between two phases"
+)]
+enum Step {
+    Decided {
+        decision: Decision,
+        basis: Option<LedgerEntry>,
+    },
+    Done(Outcome),
+}
+
+/// Phase 1, confirm the job in flight: the ledger may be behind, so the service is asked how
+/// the job it names is doing before calling it so, and the answer is recorded and decided on.
+/// Any other decision passes through untouched.
+async fn confirm_in_flight(
+    client: &FactoryClient,
+    writer: &LedgerWriter,
+    candidate: &Candidate,
+    force: bool,
+    decision: Decision,
+    basis: Option<LedgerEntry>,
+) -> Result<Step, StateError> {
+    let Decision::InFlight { tracking_id } = &decision else {
+        return Ok(Step::Decided { decision, basis });
+    };
+    match client.job(tracking_id).await {
+        Ok(state) => {
+            let key = &candidate.key;
+            writer
+                .update(|ledger| {
+                    if let Some(entry) = ledger.entry_mut(key)
+                        && entry.tracks(&state.tracking_id)
+                    {
+                        record_state(entry, &state, Timestamp::now());
+                    }
+                })
+                .await?;
+            Ok(Step::Decided {
+                decision: decide_in_run(writer, candidate, force),
+                basis: writer.entry(key),
+            })
+        }
+        Err(FactoryError::NotFound { .. }) => Ok(after_unknown_job(
+            tracking_id,
+            basis,
+            &candidate.hash,
+            force,
+        )),
+        // The service could not be asked: the job is taken as still in flight.
+        Err(_) => Ok(Step::Decided { decision, basis }),
+    }
+}
+
+/// The service does not know the job the ledger tracks for this payload: it cannot be building
+/// it. Only a deliberate `--force` starts another, since a wrong service URL looks the same.
+fn after_unknown_job(
+    tracking_id: &str,
+    basis: Option<LedgerEntry>,
+    hash: &PayloadHash,
+    force: bool,
+) -> Step {
+    if !force {
+        return Step::Done(Outcome::Skipped {
             reason: format!(
                 "the ledger tracks job {tracking_id} for this payload, but Image Factory does not \
                  know it; check IMAGE_FACTORY_URL, or submit again with --force"
             ),
-            tracking_id: Some(tracking_id),
+            tracking_id: Some(tracking_id.to_string()),
         });
     }
-    // Record the intent, deciding again on the ledger as saved: another run may have got there
-    // first, and then this one sends nothing.
-    let mut previous = None;
-    if let Decision::Send { resume: false, .. } = decision {
-        let now = Timestamp::now();
-        let at_open = writer.entry_at_open(key);
-        (decision, previous) = writer
-            .update(|ledger| {
-                let current = ledger.entry(key).cloned();
-                // The intent of a decision taken on the entry `before`: a rebuild under the
-                // same names, allowed, is remembered for the pull request to say so.
-                let intent = |idempotency_key: &str, before: Option<&LedgerEntry>| {
-                    let mut intent = LedgerEntry::intent_for(
-                        &candidate.payload,
-                        &candidate.hash,
-                        &candidate.variables,
-                        idempotency_key.to_string(),
-                        now,
-                    );
-                    if candidate.allow_same_name {
-                        intent.same_name_allowed = candidate.same_name(before);
-                    }
-                    intent
-                };
-                let (decision, before) = match (&decision, &current) {
-                    // This very intent is there already: a save whose answer was lost landed.
-                    (
-                        Decision::Send {
-                            idempotency_key, ..
-                        },
-                        Some(entry),
-                    ) if *entry == intent(idempotency_key, basis.as_ref()) => {
-                        (decision.clone(), basis.clone())
-                    }
-                    _ if current == basis => (decision.clone(), basis.clone()),
-                    _ => (
-                        decide_against(current.as_ref(), at_open.as_ref(), candidate, force),
-                        current.clone(),
-                    ),
-                };
-                if let Decision::Send {
-                    idempotency_key,
-                    resume: false,
-                } = &decision
-                {
-                    ledger.insert(key, intent(idempotency_key, before.as_ref()));
-                }
-                (decision, current)
-            })
-            .await?;
-        if let Decision::Send { resume: false, .. } = decision {
-            writer.claim(key);
-        }
+    let previous_key = basis
+        .as_ref()
+        .and_then(|entry| entry.idempotency_key.as_deref());
+    Step::Decided {
+        decision: Decision::Send {
+            idempotency_key: next_idempotency_key(hash, previous_key),
+            resume: false,
+        },
+        basis,
     }
-    let (idempotency_key, resume) = match decision {
+}
+
+/// Phase 2, record the intent: a decision to send afresh is saved as an intent before the POST,
+/// deciding again on the ledger as saved, since another run may have got there first (and then
+/// this one sends nothing). Returns the decision that stands and the entry the save found.
+async fn record_intent(
+    writer: &LedgerWriter,
+    candidate: &Candidate,
+    force: bool,
+    decision: Decision,
+    basis: Option<LedgerEntry>,
+) -> Result<(Decision, Option<LedgerEntry>), StateError> {
+    if !matches!(decision, Decision::Send { resume: false, .. }) {
+        return Ok((decision, None));
+    }
+    let key = &candidate.key;
+    let now = Timestamp::now();
+    let at_open = writer.entry_at_open(key);
+    let (decision, previous) = writer
+        .update(|ledger| {
+            let current = ledger.entry(key).cloned();
+            let (decision, before) = decide_on_saved(
+                &decision,
+                basis.as_ref(),
+                current.as_ref(),
+                at_open.as_ref(),
+                candidate,
+                force,
+                now,
+            );
+            if let Decision::Send {
+                idempotency_key,
+                resume: false,
+            } = &decision
+            {
+                ledger.insert(key, candidate.intent(idempotency_key, before.as_ref(), now));
+            }
+            (decision, current)
+        })
+        .await?;
+    if let Decision::Send { resume: false, .. } = decision {
+        writer.claim(key);
+    }
+    Ok((decision, previous))
+}
+
+/// The decision that stands once the ledger is saved with `current` for the candidate's key,
+/// and the entry it was taken on. A decision taken on `basis` stands if the entry is still
+/// that one, or already holds this very intent (a save whose answer was lost landed);
+/// otherwise it is taken again on `current`.
+fn decide_on_saved(
+    decision: &Decision,
+    basis: Option<&LedgerEntry>,
+    current: Option<&LedgerEntry>,
+    at_open: Option<&LedgerEntry>,
+    candidate: &Candidate,
+    force: bool,
+    now: Timestamp,
+) -> (Decision, Option<LedgerEntry>) {
+    let saved_already = match (decision, current) {
+        (
+            Decision::Send {
+                idempotency_key, ..
+            },
+            Some(entry),
+        ) => *entry == candidate.intent(idempotency_key, basis, now),
+        _ => false,
+    };
+    if saved_already || current == basis {
+        (decision.clone(), basis.cloned())
+    } else {
+        (
+            decide_against(current, at_open, candidate, force),
+            current.cloned(),
+        )
+    }
+}
+
+/// What a decision comes to once the intent is recorded: a payload to send, or the outcome of
+/// sending nothing.
+#[derive(Debug, Clone)]
+enum Ready {
+    Send {
+        idempotency_key: String,
+        resume: bool,
+    },
+    NotSent(Outcome),
+}
+
+fn ready(decision: Decision) -> Ready {
+    match decision {
         Decision::Send {
             idempotency_key,
             resume,
-        } => (idempotency_key, resume),
-        Decision::InFlight { tracking_id } => {
-            return Ok(Outcome::Skipped {
-                reason: format!("the same payload is being built as job {tracking_id}"),
-                tracking_id: Some(tracking_id),
-            });
-        }
-        Decision::OtherRun => {
-            return Ok(Outcome::Skipped {
-                reason: "another run is submitting the same payload right now".to_string(),
-                tracking_id: None,
-            });
-        }
-        Decision::SameName(same_name) => {
-            return Ok(Outcome::Refused {
-                message: plan::refusal(&same_name),
-            });
-        }
-        Decision::Built { tracking_id } => {
-            return Ok(Outcome::Skipped {
-                reason: match &tracking_id {
-                    Some(id) => {
-                        format!("the same payload was built by job {id}; --force builds it again")
-                    }
-                    None => "the same payload was recorded as built; --force builds it again"
-                        .to_string(),
-                },
-                tracking_id,
-            });
-        }
-    };
+        } => Ready::Send {
+            idempotency_key,
+            resume,
+        },
+        Decision::InFlight { tracking_id } => Ready::NotSent(Outcome::Skipped {
+            reason: format!("the same payload is being built as job {tracking_id}"),
+            tracking_id: Some(tracking_id),
+        }),
+        Decision::OtherRun => Ready::NotSent(Outcome::Skipped {
+            reason: "another run is submitting the same payload right now".to_string(),
+            tracking_id: None,
+        }),
+        Decision::SameName(same_name) => Ready::NotSent(Outcome::Refused {
+            message: plan::refusal(&same_name),
+        }),
+        Decision::Built { tracking_id } => Ready::NotSent(Outcome::Skipped {
+            reason: match &tracking_id {
+                Some(id) => {
+                    format!("the same payload was built by job {id}; --force builds it again")
+                }
+                None => {
+                    "the same payload was recorded as built; --force builds it again".to_string()
+                }
+            },
+            tracking_id,
+        }),
+    }
+}
+
+/// Phase 3, send and record the answer: POSTs the payload under `idempotency_key` and records
+/// what came back on the entry holding this submission's intent, and only there. `previous` is
+/// the entry the intent replaced: put back when nothing was started.
+async fn send_and_record(
+    client: &FactoryClient,
+    writer: &LedgerWriter,
+    candidate: &Candidate,
+    idempotency_key: &str,
+    resume: bool,
+    previous: Option<LedgerEntry>,
+) -> Result<Outcome, StateError> {
+    let key = &candidate.key;
     if resume {
         tracing::info!(
             "{key}: an earlier run recorded this submission without its answer; sending it again \
              with the same idempotency key"
         );
     }
-    let replaced = previous
-        .as_ref()
-        .filter(|entry| entry.status.is_pending() && entry.payload_hash != candidate.hash)
-        .and_then(|entry| entry.tracking_id.clone());
-    // Only the entry holding this submission's intent is its to change.
-    let ours = |entry: &LedgerEntry| entry.idempotency_key.as_deref() == Some(&idempotency_key);
-    match client.submit(&candidate.payload, &idempotency_key).await {
+    let replaced = replaced_job(previous.as_ref(), &candidate.hash);
+    match client.submit(&candidate.payload, idempotency_key).await {
         Ok(submitted) => {
             // The answer is a tracking id and a hint. A replay may say Succeeded, but it never
             // names the images: those, and the state itself, come from the job.
@@ -390,27 +522,21 @@ pub async fn submit(
             };
             writer
                 .update(|ledger| {
-                    if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
-                        let now = Timestamp::now();
-                        entry.tracking_id = Some(submitted.tracking_id.clone());
-                        entry.status = hinted_status(&submitted.status);
-                        entry.updated_at = now;
-                        if let Some(state) = state
-                            .as_ref()
-                            .filter(|state| state.tracking_id == submitted.tracking_id)
-                        {
-                            record_state(entry, state, now);
-                        }
+                    if let Some(entry) = ledger
+                        .entry_mut(key)
+                        .filter(|entry| entry.holds_intent(idempotency_key))
+                    {
+                        record_submitted(entry, &submitted, state.as_ref(), Timestamp::now());
                     }
                 })
                 .await?;
             let status = writer
                 .entry(key)
-                .filter(|entry| entry.tracking_id.as_deref() == Some(&submitted.tracking_id))
+                .filter(|entry| entry.tracks(&submitted.tracking_id))
                 .map_or(hinted_status(&submitted.status), |entry| entry.status);
             Ok(Outcome::Submitted {
                 tracking_id: submitted.tracking_id,
-                status: status.to_string(),
+                status,
                 existing: submitted.existing,
                 replaced,
             })
@@ -419,12 +545,11 @@ pub async fn submit(
             let message = format!("Image Factory rejected the payload ({code}): {message}");
             writer
                 .update(|ledger| {
-                    if let Some(entry) = ledger.entry_mut(key).filter(|entry| ours(entry)) {
-                        let now = Timestamp::now();
-                        entry.status = JobStatus::Failed;
-                        entry.message = Some(message.clone());
-                        entry.updated_at = now;
-                        entry.completed_at = Some(now);
+                    if let Some(entry) = ledger
+                        .entry_mut(key)
+                        .filter(|entry| entry.holds_intent(idempotency_key))
+                    {
+                        record_rejected(entry, &message, Timestamp::now());
                     }
                 })
                 .await?;
@@ -439,14 +564,12 @@ pub async fn submit(
             if !resume {
                 writer
                     .update(|ledger| {
-                        if !ledger.entry(key).is_some_and(&ours) {
-                            return;
-                        }
-                        match &previous {
-                            Some(entry) => {
+                        match undo_intent(ledger.entry(key), idempotency_key, previous.as_ref()) {
+                            Undo::Leave => {}
+                            Undo::Restore(entry) => {
                                 ledger.insert(key, entry.clone());
                             }
-                            None => {
+                            Undo::Remove => {
                                 ledger.remove(key);
                             }
                         }
@@ -457,6 +580,63 @@ pub async fn submit(
                 message: error.to_string(),
             })
         }
+    }
+}
+
+/// The job of an earlier payload that the ledger tracked for this key until the intent took its
+/// place, if it was still being built.
+fn replaced_job(previous: Option<&LedgerEntry>, hash: &PayloadHash) -> Option<String> {
+    previous
+        .filter(|entry| entry.status.is_pending() && &entry.payload_hash != hash)
+        .and_then(|entry| entry.tracking_id.clone())
+}
+
+/// Records the service's answer to a submission: its tracking id and the status it hints at,
+/// then the job's own state when the service was asked about that very job.
+fn record_submitted(
+    entry: &mut LedgerEntry,
+    submitted: &Submitted,
+    state: Option<&JobState>,
+    now: Timestamp,
+) {
+    entry.tracking_id = Some(submitted.tracking_id.clone());
+    entry.status = hinted_status(&submitted.status);
+    entry.updated_at = now;
+    if let Some(state) = state.filter(|state| state.tracking_id == submitted.tracking_id) {
+        record_state(entry, state, now);
+    }
+}
+
+/// Records a payload the service refused as failed, so it is not sent again unchanged.
+fn record_rejected(entry: &mut LedgerEntry, message: &str, now: Timestamp) {
+    entry.status = JobStatus::Failed;
+    entry.message = Some(message.to_string());
+    entry.updated_at = now;
+    entry.completed_at = Some(now);
+}
+
+/// What becomes of an intent when nothing was started.
+#[derive(Debug, Clone, PartialEq)]
+enum Undo<'a> {
+    /// The entry no longer holds this intent: another run's, left alone.
+    Leave,
+    /// The entry the intent replaced is put back.
+    Restore(&'a LedgerEntry),
+    /// There was no entry before the intent.
+    Remove,
+}
+
+fn undo_intent<'a>(
+    current: Option<&LedgerEntry>,
+    idempotency_key: &str,
+    previous: Option<&'a LedgerEntry>,
+) -> Undo<'a> {
+    if !current.is_some_and(|entry| entry.holds_intent(idempotency_key)) {
+        return Undo::Leave;
+    }
+    match previous {
+        Some(entry) => Undo::Restore(entry),
+        None => Undo::Remove,
     }
 }
 
@@ -692,5 +872,223 @@ mod tests {
         );
         assert_eq!(hinted_status(&RemoteStatus::Succeeded), JobStatus::Running);
         assert_eq!(hinted_status(&RemoteStatus::Queued), JobStatus::Queued);
+    }
+
+    fn candidate(payload: &PayloadHash) -> Candidate {
+        Candidate {
+            key: LedgerKey::Definition("vs/a".into()),
+            payload: Payload::new(&json!({})),
+            hash: payload.clone(),
+            variables: BTreeMap::new(),
+            image_names: vec!["Helix-A_1".into()],
+            allow_same_name: false,
+        }
+    }
+
+    fn send(idempotency_key: &str) -> Decision {
+        Decision::Send {
+            idempotency_key: idempotency_key.to_string(),
+            resume: false,
+        }
+    }
+
+    #[test]
+    fn a_job_the_service_does_not_know_is_left_alone_unless_forced() {
+        let payload = hash("p");
+        let running = entry(&payload, JobStatus::Running, payload.as_str());
+        match after_unknown_job("t-1", Some(running.clone()), &payload, false) {
+            Step::Done(Outcome::Skipped {
+                reason,
+                tracking_id,
+            }) => {
+                assert_eq!(tracking_id.as_deref(), Some("t-1"));
+                assert!(
+                    reason.contains("does not know it") && reason.contains("--force"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Forced: a new job under the next key, decided on the entry it replaces.
+        match after_unknown_job("t-1", Some(running.clone()), &payload, true) {
+            Step::Decided { decision, basis } => {
+                assert_eq!(decision, send(&format!("{payload}-2")));
+                assert_eq!(basis, Some(running));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_intent_is_recorded_only_on_the_entry_it_was_decided_on() {
+        let payload = hash("p");
+        let candidate = candidate(&payload);
+        let now = Timestamp::UNIX_EPOCH;
+        let decision = send(payload.as_str());
+        let failed = entry(&hash("old"), JobStatus::Failed, "old-key");
+        // The entry is still the one the decision was taken on: it stands.
+        let (stands, before) = decide_on_saved(
+            &decision,
+            Some(&failed),
+            Some(&failed),
+            Some(&failed),
+            &candidate,
+            false,
+            now,
+        );
+        assert_eq!((stands, before), (decision.clone(), Some(failed.clone())));
+        // A save whose answer was lost landed: the very intent is there, and it stands.
+        let landed = candidate.intent(payload.as_str(), Some(&failed), now);
+        let (stands, _) = decide_on_saved(
+            &decision,
+            Some(&failed),
+            Some(&landed),
+            Some(&failed),
+            &candidate,
+            false,
+            now,
+        );
+        assert_eq!(stands, decision);
+        // Another run recorded its intent for the same payload since: that run sends it.
+        let theirs = entry(&payload, JobStatus::Submitting, "their-key");
+        let (other_run, before) = decide_on_saved(
+            &decision,
+            Some(&failed),
+            Some(&theirs),
+            Some(&failed),
+            &candidate,
+            false,
+            now,
+        );
+        assert_eq!(other_run, Decision::OtherRun);
+        assert_eq!(before, Some(theirs));
+        // Another run built it meanwhile: nothing to send.
+        let built = entry(&payload, JobStatus::Succeeded, payload.as_str());
+        let (built_now, _) = decide_on_saved(
+            &decision,
+            Some(&failed),
+            Some(&built),
+            Some(&failed),
+            &candidate,
+            false,
+            now,
+        );
+        assert!(matches!(built_now, Decision::Built { .. }), "{built_now:?}");
+    }
+
+    #[test]
+    fn every_decision_not_to_send_has_its_outcome() {
+        assert!(matches!(
+            ready(send("k")),
+            Ready::Send { ref idempotency_key, resume: false } if idempotency_key == "k"
+        ));
+        match ready(Decision::Built {
+            tracking_id: Some("t-9".into()),
+        }) {
+            Ready::NotSent(Outcome::Skipped {
+                reason,
+                tracking_id,
+            }) => {
+                assert_eq!(
+                    reason,
+                    "the same payload was built by job t-9; --force builds it again"
+                );
+                assert_eq!(tracking_id.as_deref(), Some("t-9"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ready(Decision::OtherRun),
+            Ready::NotSent(Outcome::Skipped {
+                tracking_id: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            ready(Decision::InFlight {
+                tracking_id: "t-1".into()
+            }),
+            Ready::NotSent(Outcome::Skipped { tracking_id: Some(ref id), .. }) if id == "t-1"
+        ));
+    }
+
+    #[test]
+    fn an_answer_is_recorded_as_a_hint_and_the_state_only_of_the_same_job() {
+        let payload = hash("p");
+        let submitted = Submitted {
+            tracking_id: "t-2".into(),
+            status: RemoteStatus::Succeeded,
+            existing: true,
+        };
+        let mut recorded = entry(&payload, JobStatus::Submitting, "k");
+        recorded.tracking_id = None;
+        let other_job: JobState = serde_json::from_value(json!({
+            "trackingId": "t-1", "status": "Succeeded", "images": [{"name": "Helix-A_0"}]
+        }))
+        .unwrap();
+        record_submitted(
+            &mut recorded,
+            &submitted,
+            Some(&other_job),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(recorded.tracking_id.as_deref(), Some("t-2"));
+        assert_eq!(recorded.status, JobStatus::Running);
+        assert!(recorded.image_names.is_empty());
+        let this_job: JobState = serde_json::from_value(json!({
+            "trackingId": "t-2", "status": "Succeeded", "images": [{"name": "Helix-A_1"}]
+        }))
+        .unwrap();
+        record_submitted(
+            &mut recorded,
+            &submitted,
+            Some(&this_job),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(recorded.status, JobStatus::Succeeded);
+        assert_eq!(recorded.image_names, ["Helix-A_1"]);
+    }
+
+    #[test]
+    fn a_rejected_payload_is_recorded_as_failed_with_the_message() {
+        let mut recorded = entry(&hash("p"), JobStatus::Submitting, "k");
+        record_rejected(&mut recorded, "bad image", Timestamp::UNIX_EPOCH);
+        assert_eq!(recorded.status, JobStatus::Failed);
+        assert_eq!(recorded.message.as_deref(), Some("bad image"));
+        assert_eq!(recorded.completed_at, Some(Timestamp::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn an_intent_that_started_nothing_gives_back_what_the_ledger_held() {
+        let payload = hash("p");
+        let ours = entry(&payload, JobStatus::Submitting, "our-key");
+        let earlier = entry(&hash("old"), JobStatus::Failed, "old-key");
+        assert_eq!(
+            undo_intent(Some(&ours), "our-key", Some(&earlier)),
+            Undo::Restore(&earlier)
+        );
+        assert_eq!(undo_intent(Some(&ours), "our-key", None), Undo::Remove);
+        // Another run's intent took the entry since: it is not this run's to undo.
+        let theirs = entry(&payload, JobStatus::Submitting, "their-key");
+        assert_eq!(
+            undo_intent(Some(&theirs), "our-key", Some(&earlier)),
+            Undo::Leave
+        );
+        assert_eq!(undo_intent(None, "our-key", None), Undo::Leave);
+    }
+
+    #[test]
+    fn only_a_pending_job_of_another_payload_is_replaced() {
+        let payload = hash("p");
+        let running_old = entry(&hash("old"), JobStatus::Running, "old-key");
+        assert_eq!(
+            replaced_job(Some(&running_old), &payload).as_deref(),
+            Some("t-1")
+        );
+        let failed_old = entry(&hash("old"), JobStatus::Failed, "old-key");
+        assert_eq!(replaced_job(Some(&failed_old), &payload), None);
+        let running_same = entry(&payload, JobStatus::Running, payload.as_str());
+        assert_eq!(replaced_job(Some(&running_same), &payload), None);
+        assert_eq!(replaced_job(None, &payload), None);
     }
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{Context, count};
 use crate::catalog::Catalog;
+use crate::definitions::Rendered;
 use crate::exit::Exit;
 use crate::output::Table;
 use crate::selection::Selection;
@@ -60,129 +61,158 @@ pub fn adopt(context: &Context, request: AdoptRequest) -> anyhow::Result<Exit> {
         return Ok(Exit::Error);
     }
     selection.check(&catalog.ids())?;
-    let chosen: Vec<_> = catalog
+    let chosen: Vec<&Rendered> = catalog
         .rendered
         .iter()
         .filter(|rendered| selection.matches(&rendered.id))
         .collect();
-    let decide = |entry: Option<&LedgerEntry>, rendered: &crate::definitions::Rendered| {
-        let (action, tracking_id) = match entry {
-            Some(entry) if entry.status.is_pending() => {
-                (AdoptAction::InFlight, entry.tracking_id.clone())
-            }
-            Some(entry)
-                if entry.payload_hash == rendered.hash && entry.status == JobStatus::Succeeded =>
-            {
-                (AdoptAction::Built, entry.tracking_id.clone())
-            }
-            _ => (AdoptAction::Adopt, None),
-        };
-        Adoption {
-            definition: rendered.id.clone(),
-            action,
-            image_names: rendered.image_names.clone(),
-            tracking_id,
-        }
-    };
-    let adoptions: Vec<Adoption> = if request.dry_run {
+    let adoptions = if request.dry_run {
         let ledger = context.store.read_blocking()?;
         chosen
             .iter()
-            .map(|rendered| decide(ledger.definitions.get(&rendered.id), rendered))
+            .map(|rendered| adoption(ledger.definitions.get(&rendered.id), rendered))
             .collect()
     } else {
-        let runtime = crate::runtime::shared()?;
-        runtime.block_on(async {
-            let writer =
-                LedgerWriter::open(&context.store, request.lock_timeout, "imagegen adopt").await?;
-            let now = Timestamp::now();
-            let adoptions = writer
-                .update(|ledger| {
-                    chosen
-                        .iter()
-                        .map(|rendered| {
-                            let key = LedgerKey::Definition(rendered.id.clone());
-                            let adoption = decide(ledger.entry(&key), rendered);
-                            if adoption.action == AdoptAction::Adopt {
-                                ledger.insert(
-                                    &key,
-                                    LedgerEntry {
-                                        payload_hash: rendered.hash.clone(),
-                                        payload: rendered.payload.clone(),
-                                        variables: rendered.variables.clone(),
-                                        idempotency_key: None,
-                                        tracking_id: None,
-                                        status: JobStatus::Succeeded,
-                                        message: None,
-                                        image_names: rendered.image_names.clone(),
-                                        submitted_at: None,
-                                        updated_at: now,
-                                        completed_at: Some(now),
-                                        adopted: true,
-                                        same_name_allowed: None,
-                                    },
-                                );
-                            }
-                            adoption
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .await;
-            writer.finish().await;
-            adoptions
-        })?
+        record(context, &chosen, request.lock_timeout)?
     };
-    let adopted = adoptions
-        .iter()
-        .filter(|a| a.action == AdoptAction::Adopt)
-        .count();
     if output.is_json() {
         output.json(&json!({
             "dry_run": request.dry_run,
             "state": context.store.describe(),
-            "adopted": adopted,
+            "adopted": adopted_count(&adoptions),
             "definitions": adoptions,
         }))?;
     } else {
-        let mut table = Table::new(&["definition", &format!("{:9}", "action"), "images"]);
-        for adoption in &adoptions {
-            let action = match (adoption.action, request.dry_run) {
-                (AdoptAction::Adopt, true) => "would adopt",
-                (AdoptAction::Adopt, false) => "adopted",
-                (AdoptAction::Built, _) => "built",
-                (AdoptAction::InFlight, _) => "in flight",
-            };
-            table.row(&[
-                adoption.definition.as_str(),
-                action,
-                &adoption.image_names.join(", "),
-            ]);
-        }
-        output.text(&table.render())?;
+        output.text(&render_adoptions(&adoptions, request.dry_run))?;
         output.text(&super::ledger_line(context))?;
-        let skipped = adoptions.len() - adopted;
-        output.note(&format!(
-            "{} {} as built without a submission{}{}",
-            count(adopted, "definition"),
-            if request.dry_run {
-                "would be recorded"
-            } else {
-                "recorded"
-            },
-            if skipped > 0 {
-                format!(
-                    "; {skipped} left as they were (built already, or a job in flight: adopting \
-                     would lose track of it)"
-                )
-            } else {
-                String::new()
-            },
-            if request.dry_run {
-                "; dry run: the ledger was not changed"
-            } else {
-                ""
-            }
-        ))?;
+        output.note(&adopted_line(&adoptions, request.dry_run))?;
     }
     Ok(Exit::Ok)
+}
+
+/// What adopting does with a definition, given its ledger entry: a job in flight or the same
+/// payload built is left as it is.
+fn adoption(entry: Option<&LedgerEntry>, rendered: &Rendered) -> Adoption {
+    let (action, tracking_id) = match entry {
+        Some(entry) if entry.status.is_pending() => {
+            (AdoptAction::InFlight, entry.tracking_id.clone())
+        }
+        Some(entry)
+            if entry.payload_hash == rendered.hash && entry.status == JobStatus::Succeeded =>
+        {
+            (AdoptAction::Built, entry.tracking_id.clone())
+        }
+        _ => (AdoptAction::Adopt, None),
+    };
+    Adoption {
+        definition: rendered.id.clone(),
+        action,
+        image_names: rendered.image_names.clone(),
+        tracking_id,
+    }
+}
+
+/// Decides each definition on the ledger as it is saved, and records the adopted ones as built.
+fn record(
+    context: &Context,
+    chosen: &[&Rendered],
+    lock_timeout: Duration,
+) -> anyhow::Result<Vec<Adoption>> {
+    let runtime = crate::runtime::shared()?;
+    runtime.block_on(async {
+        let writer = LedgerWriter::open(&context.store, lock_timeout, "imagegen adopt").await?;
+        let now = Timestamp::now();
+        let adoptions = writer
+            .update(|ledger| {
+                chosen
+                    .iter()
+                    .map(|rendered| {
+                        let key = LedgerKey::Definition(rendered.id.clone());
+                        let adoption = adoption(ledger.entry(&key), rendered);
+                        if adoption.action == AdoptAction::Adopt {
+                            ledger.insert(&key, adopted_entry(rendered, now));
+                        }
+                        adoption
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        writer.finish().await;
+        Ok(adoptions)
+    })
+}
+
+/// The entry of a payload adopted as built: its images, with no job behind them.
+fn adopted_entry(rendered: &Rendered, now: Timestamp) -> LedgerEntry {
+    LedgerEntry {
+        payload_hash: rendered.hash.clone(),
+        payload: rendered.payload.clone(),
+        variables: rendered.variables.clone(),
+        idempotency_key: None,
+        tracking_id: None,
+        status: JobStatus::Succeeded,
+        message: None,
+        image_names: rendered.image_names.clone(),
+        submitted_at: None,
+        updated_at: now,
+        completed_at: Some(now),
+        adopted: true,
+        same_name_allowed: None,
+    }
+}
+
+fn adopted_count(adoptions: &[Adoption]) -> usize {
+    adoptions
+        .iter()
+        .filter(|a| a.action == AdoptAction::Adopt)
+        .count()
+}
+
+/// One row per definition: its name, what adopting does with it, its images.
+fn render_adoptions(adoptions: &[Adoption], dry_run: bool) -> String {
+    let mut table = Table::new(&["definition", "action", "images"]);
+    // As wide as "in flight", whatever this run's actions.
+    table.min_width(1, 9);
+    for adoption in adoptions {
+        let action = match (adoption.action, dry_run) {
+            (AdoptAction::Adopt, true) => "would adopt",
+            (AdoptAction::Adopt, false) => "adopted",
+            (AdoptAction::Built, _) => "built",
+            (AdoptAction::InFlight, _) => "in flight",
+        };
+        table.row(&[
+            adoption.definition.as_str(),
+            action,
+            &adoption.image_names.join(", "),
+        ]);
+    }
+    table.render()
+}
+
+/// `2 definitions recorded as built without a submission; 1 left as they were (...)`.
+fn adopted_line(adoptions: &[Adoption], dry_run: bool) -> String {
+    let adopted = adopted_count(adoptions);
+    let skipped = adoptions.len() - adopted;
+    format!(
+        "{} {} as built without a submission{}{}",
+        count(adopted, "definition"),
+        if dry_run {
+            "would be recorded"
+        } else {
+            "recorded"
+        },
+        if skipped > 0 {
+            format!(
+                "; {skipped} left as they were (built already, or a job in flight: adopting \
+                 would lose track of it)"
+            )
+        } else {
+            String::new()
+        },
+        if dry_run {
+            "; dry run: the ledger was not changed"
+        } else {
+            ""
+        }
+    )
 }

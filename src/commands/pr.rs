@@ -9,9 +9,10 @@ use super::Context;
 use crate::catalog::Catalog;
 use crate::exit::Exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
-use crate::osob::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
-use crate::osob::workspace::Workspace;
-use crate::pr::{PrClient, PullRequest, PullRequestSpec, body};
+use crate::osob::publish::{self, BranchOutcome, Prepared};
+use crate::osob::step::{self, Change, NothingToDo, Preview, StepOptions, StepReport, StepResult};
+use crate::pr::PullRequest;
+use crate::pr::body::{self, NotIncluded};
 use crate::state::Ledger;
 
 /// What `imagegen pr` is asked to do.
@@ -52,20 +53,38 @@ fn load_mapping(
 #[derive(Debug, Serialize)]
 struct PrReport<'a> {
     dry_run: bool,
-    osob: String,
+    osob: &'a str,
     base_branch: &'a str,
     pr_branch: &'a str,
     files: Vec<FileReport<'a>>,
-    title: String,
-    body: String,
+    title: &'a str,
+    body: &'a str,
     /// The full report, posted as one comment, when the description cannot hold it all.
     #[serde(skip_serializing_if = "Option::is_none")]
-    report: Option<String>,
+    report: Option<&'a str>,
     content: &'a body::PrContent,
     #[serde(skip_serializing_if = "Option::is_none")]
-    branch: Option<BranchOutcome>,
+    branch: Option<&'a BranchOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pull_request: Option<PullRequest>,
+    pull_request: Option<&'a PullRequest>,
+}
+
+impl<'a> PrReport<'a> {
+    fn of(change: &'a Change) -> Self {
+        Self {
+            dry_run: change.dry_run,
+            osob: &change.osob,
+            base_branch: &change.base_branch,
+            pr_branch: &change.pr_branch,
+            files: file_reports(&change.prepared),
+            title: &change.title,
+            body: &change.description.body,
+            report: change.description.report.as_deref(),
+            content: &change.prepared.content,
+            branch: change.branch.as_ref(),
+            pull_request: change.pull_request.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -76,269 +95,157 @@ struct FileReport<'a> {
     dates: &'a [crate::osob::edit::DateChange],
 }
 
-/// What the OSOB step came to: an exit code, and its report as JSON and as text (or the
-/// problems that stopped it).
-#[derive(Debug)]
-pub struct PrResult {
-    pub code: Exit,
-    pub json: serde_json::Value,
-    pub text: String,
-    /// One line standing for `text` when the run changed nothing in OSOB, so a scheduled
-    /// reconcile does not print the same pull request every hour.
-    pub unchanged: Option<String>,
-    pub problems: Vec<String>,
-    /// The pull request opened or updated, when the provider has one.
-    pub pull_request: Option<PullRequest>,
-    /// One line for a run's summary, said where the result is made: the pull request, or what
-    /// became of OSOB.
-    pub headline: String,
-}
-
-impl PrResult {
-    /// The step stopped on `error`.
-    pub fn failed(error: String) -> Self {
-        Self::problems(vec![error])
-    }
-
-    fn problems(problems: Vec<String>) -> Self {
-        Self {
-            code: Exit::Error,
-            json: json!({ "errors": problems }),
-            text: String::new(),
-            unchanged: None,
-            headline: format!(
-                "the OSOB step failed, nothing was pushed: {}",
-                problems.join("; ")
-            ),
-            problems,
-            pull_request: None,
-        }
-    }
-
-    fn done(
-        code: Exit,
-        json: serde_json::Value,
-        text: String,
-        headline: String,
-        pull_request: Option<PullRequest>,
-    ) -> Self {
-        Self {
-            code,
-            json,
-            text,
-            unchanged: None,
-            problems: Vec::new(),
-            pull_request,
-            headline,
-        }
-    }
-
-    /// Prints the report, or only its one line when OSOB was left as it was.
-    pub fn print_brief(&self, context: &Context) -> anyhow::Result<()> {
-        match &self.unchanged {
-            Some(line) if self.problems.is_empty() && !context.output.is_json() => {
-                context.output.text(line)?;
-                Ok(())
-            }
-            _ => self.print(context),
-        }
-    }
-
-    /// Prints the report (or the problems) as the output format asks.
-    pub fn print(&self, context: &Context) -> anyhow::Result<()> {
-        if !self.problems.is_empty() {
-            return report_problems(context, &self.problems);
-        }
-        if context.output.is_json() {
-            context.output.json(&self.json)?;
-        } else {
-            context.output.text(&self.text)?;
-        }
-        Ok(())
-    }
-}
-
 /// `imagegen pr`: edits OSOB for every image built from the current definitions, pushes the
 /// branch and opens or updates the pull request.
 pub fn pr(context: &Context, request: PrRequest) -> anyhow::Result<Exit> {
     let catalog = Catalog::load(&context.repo);
     let ledger = context.store.read_blocking()?;
-    let result = publish(context, &request, &catalog, &ledger)?;
-    result.print(context)?;
+    let report = publish(context, &request, &catalog, &ledger)?;
+    print(context, &report)?;
     if !context.output.is_json() {
         context.output.text(&super::ledger_line(context))?;
     }
-    if request.dry_run && result.problems.is_empty() && result.code == Exit::Pending {
+    if let StepResult::Changed(change) = &report.result
+        && change.dry_run
+    {
         context
             .output
             .note("dry run: nothing was pushed and no pull request was touched")?;
     }
-    Ok(result.code)
+    Ok(report.exit_code())
 }
 
-/// The OSOB step for `ledger`: the branch edited and pushed, the pull request opened or
-/// updated. Notes go to stderr as they happen; the report is returned for the caller to print.
+/// The OSOB step for `ledger`: the mapping loaded (its warnings shown), then the branch edited
+/// and pushed and the pull request opened or updated. Notes go to stderr; the report is
+/// returned for the caller to print.
 pub fn publish(
     context: &Context,
     request: &PrRequest,
     catalog: &Catalog,
     ledger: &Ledger,
-) -> anyhow::Result<PrResult> {
-    let output = &context.output;
+) -> anyhow::Result<StepReport> {
     let mapping = match load_mapping(context, catalog)? {
         Ok(mapping) => mapping,
         Err(diagnostics) => {
-            return Ok(PrResult::problems(
+            return Ok(StepReport::stopped(
                 diagnostics.iter().map(ToString::to_string).collect(),
             ));
         }
     };
-    // The provider (and its token) first: a run that cannot open the pull request must not
-    // push the branch.
-    let client = if request.dry_run {
-        None
-    } else {
-        match crate::runtime::block_on(PrClient::connect(&mapping.provider))? {
-            Ok(client) => Some(client),
-            Err(error) => return Ok(PrResult::problems(vec![error.to_string()])),
-        }
-    };
-    let (targets, not_included, errors) =
-        publish::targets(catalog, ledger, &mapping, Assume::Built);
-    if !errors.is_empty() {
-        return Ok(PrResult::problems(errors));
-    }
-    let url = publish::osob_url(&mapping, request.osob_url.as_deref());
-    let workspace = Workspace::open(
-        &publish::cache_path(&context.repo),
-        &url,
-        publish::git_auth(&url, &mapping.provider),
-    )?;
-    let options = BranchOptions {
+    let options = StepOptions {
         dry_run: request.dry_run,
-        take_over: request.take_over_branch,
-        today: publish::today(),
+        take_over_branch: request.take_over_branch,
+        osob_url: request.osob_url.as_deref(),
     };
-    let mut retries = Vec::new();
-    let updated = publish::update_branch(
-        &workspace,
-        &mapping,
-        &targets,
-        &not_included,
-        options,
-        |_| {},
-        |error| retries.push(format!("{error}; fetching again and redoing the edit")),
-    );
-    for retry in &retries {
-        output.note(retry)?;
+    let report = step::run(&context.repo, &mapping, catalog, ledger, options)?;
+    for retry in &report.retries {
+        context.output.note(retry)?;
     }
-    let (prepared, outcome) = match updated {
-        Ok(updated) => updated,
-        Err(PublishError::Edit { problems }) => {
-            return Ok(PrResult::problems(
-                problems.iter().map(ToString::to_string).collect(),
-            ));
-        }
-        Err(error) => return Ok(PrResult::problems(vec![error.to_string()])),
-    };
-    if targets.is_empty() || prepared.is_empty() {
-        let built = targets.len();
-        let text = if targets.is_empty() {
-            "nothing to do: no image is built from the current definitions yet, so OSOB keeps \
-             its names\n"
-                .to_string()
-        } else {
-            format!(
-                "nothing to do: OSOB's {} already names every image built ({built} definitions)\n",
-                mapping.repository.base_branch
-            )
-        };
-        if !output.is_json() {
-            print_not_included(context, &prepared)?;
-        }
-        return Ok(PrResult::done(
-            Exit::Ok,
-            json!({
-                "dry_run": request.dry_run,
-                "osob": workspace.url(),
-                "nothing_to_do": true,
-                "built": built,
-                "not_included": not_included,
-            }),
-            text.clone(),
-            text.trim_end().to_string(),
-            None,
-        ));
+    if let StepResult::NothingToDo(nothing) = &report.result
+        && !context.output.is_json()
+    {
+        print_not_included(context, &nothing.not_included)?;
     }
-    let title = body::title(&prepared.content);
-    let description = describe(&prepared.content, &mapping.provider);
-    let pull_request = match (&outcome, request.dry_run) {
-        (Some(_), false) => {
-            let client = client
-                .as_ref()
-                .expect("a client is built for every run that pushes");
-            match open_pull_request(client, &mapping, &title, &description) {
-                Ok(pull_request) => pull_request,
-                Err(error) => {
-                    return Ok(PrResult::problems(vec![format!(
-                        "the branch {} was pushed, but the pull request could not be opened or \
-                         updated: {error:#}. Run imagegen pr again once that is fixed: it finds \
-                         the branch and updates the pull request",
-                        mapping.repository.pr_branch
-                    )]));
-                }
-            }
-        }
-        _ => None,
-    };
-    let report = PrReport {
-        dry_run: request.dry_run,
-        osob: workspace.url(),
-        base_branch: &mapping.repository.base_branch,
-        pr_branch: &mapping.repository.pr_branch,
-        files: file_reports(&prepared),
-        title: title.clone(),
-        body: description.body.clone(),
-        report: description.report.clone(),
-        content: &prepared.content,
-        branch: outcome.clone(),
-        pull_request: pull_request.clone(),
-    };
-    let headline = match &pull_request {
-        Some(pull_request) => pull_request_line(pull_request),
-        None => report_headline(&report),
-    };
-    let mut result = PrResult::done(
-        if request.dry_run {
-            Exit::Pending
-        } else {
-            Exit::Ok
-        },
-        serde_json::to_value(&report)?,
-        render_report(&report, &mapping),
-        headline,
-        pull_request,
-    );
-    if let Some(BranchOutcome::UpToDate { commit }) = &report.branch {
-        let line = format!(
-            "OSOB: {} already holds this change ({}): nothing pushed{}\n",
-            report.pr_branch,
-            &commit[..12],
-            match &report.pull_request {
-                Some(pull_request) => format!("; {}", pull_request_line(pull_request)),
-                None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
-            }
-        );
-        if result.pull_request.is_none() {
-            result.headline = line.trim_end().to_string();
-        }
-        result.unchanged = Some(line);
-    }
-    Ok(result)
+    Ok(report)
 }
 
-fn print_not_included(context: &Context, prepared: &Prepared) -> anyhow::Result<()> {
-    for item in &prepared.content.not_included {
+/// The report as JSON: the change, what was left alone, or the problems.
+pub fn report_json(report: &StepReport) -> anyhow::Result<serde_json::Value> {
+    Ok(match &report.result {
+        StepResult::Stopped { problems } => json!({ "errors": problems }),
+        StepResult::NothingToDo(nothing) => json!({
+            "dry_run": nothing.dry_run,
+            "osob": nothing.osob,
+            "nothing_to_do": true,
+            "built": nothing.built,
+            "not_included": nothing.not_included,
+        }),
+        StepResult::Changed(change) => serde_json::to_value(PrReport::of(change))?,
+    })
+}
+
+/// The report as text: the diff and the pull request, or what was left alone.
+fn report_text(report: &StepReport) -> String {
+    match &report.result {
+        StepResult::Stopped { .. } => String::new(),
+        StepResult::NothingToDo(nothing) => format!("{}\n", nothing_to_do_line(nothing)),
+        StepResult::Changed(change) => render_report(&PrReport::of(change), &change.provider),
+    }
+}
+
+fn nothing_to_do_line(nothing: &NothingToDo) -> String {
+    match nothing.built {
+        0 => "nothing to do: no image is built from the current definitions yet, so OSOB keeps \
+              its names"
+            .to_string(),
+        built => format!(
+            "nothing to do: OSOB's {} already names every image built ({built} definitions)",
+            nothing.base_branch
+        ),
+    }
+}
+
+/// One line standing for the report when the run changed nothing in OSOB, so a scheduled
+/// reconcile does not print the same pull request every hour.
+fn unchanged_line(change: &Change) -> Option<String> {
+    let Some(BranchOutcome::UpToDate { commit }) = &change.branch else {
+        return None;
+    };
+    Some(format!(
+        "OSOB: {} already holds this change ({}): nothing pushed{}",
+        change.pr_branch,
+        &commit[..12],
+        match &change.pull_request {
+            Some(pull_request) => format!("; {}", pull_request_line(pull_request)),
+            None => "; `imagegen pr --dry-run` shows the pull request".to_string(),
+        }
+    ))
+}
+
+/// One line for a run's summary: the pull request, or what became of OSOB.
+pub fn headline(report: &StepReport) -> String {
+    match &report.result {
+        StepResult::Stopped { problems } => format!(
+            "the OSOB step failed, nothing was pushed: {}",
+            problems.join("; ")
+        ),
+        StepResult::NothingToDo(nothing) => nothing_to_do_line(nothing),
+        StepResult::Changed(change) => match &change.pull_request {
+            Some(pull_request) => pull_request_line(pull_request),
+            None => {
+                unchanged_line(change).unwrap_or_else(|| report_headline(&PrReport::of(change)))
+            }
+        },
+    }
+}
+
+/// Prints the report, or only its one line when OSOB was left as it was.
+pub fn print_brief(context: &Context, report: &StepReport) -> anyhow::Result<()> {
+    if let StepResult::Changed(change) = &report.result
+        && let Some(line) = unchanged_line(change)
+        && !context.output.is_json()
+    {
+        context.output.text(&format!("{line}\n"))?;
+        return Ok(());
+    }
+    print(context, report)
+}
+
+/// Prints the report (or the problems) as the output format asks.
+pub fn print(context: &Context, report: &StepReport) -> anyhow::Result<()> {
+    if let StepResult::Stopped { problems } = &report.result {
+        return report_problems(context, problems);
+    }
+    if context.output.is_json() {
+        context.output.json(&report_json(report)?)?;
+    } else {
+        context.output.text(&report_text(report))?;
+    }
+    Ok(())
+}
+
+fn print_not_included(context: &Context, not_included: &[NotIncluded]) -> anyhow::Result<()> {
+    for item in not_included {
         context.output.note(&format!(
             "not included: {} ({}): {}",
             item.definition, item.status, item.reason
@@ -402,7 +309,7 @@ fn report_headline(report: &PrReport<'_>) -> String {
     )
 }
 
-fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
+fn render_report(report: &PrReport<'_>, provider: &Provider) -> String {
     let mut text = format!("{}\n\n", report_headline(report));
     for file in &report.files {
         text.push_str(&file.diff);
@@ -427,7 +334,7 @@ fn render_report(report: &PrReport<'_>, mapping: &Mapping) -> String {
         )),
         _ => {}
     }
-    match (&report.pull_request, &mapping.provider, report.dry_run) {
+    match (&report.pull_request, provider, report.dry_run) {
         (Some(pull_request), _, _) => text.push_str(&format!(
             "{}
 ",
@@ -466,111 +373,19 @@ fn action_word(action: crate::pr::PullRequestAction) -> &'static str {
     }
 }
 
-/// The description, and the report comment when it is needed, within the provider's limits.
-fn describe(content: &body::PrContent, provider: &Provider) -> body::Description {
-    let limits = crate::pr::Limits::of(provider);
-    body::describe(content, limits.description, limits.comment)
-}
-
-/// Opens or updates the pull request through `client`.
-fn open_pull_request(
-    client: &PrClient,
-    mapping: &Mapping,
-    title: &str,
-    description: &body::Description,
-) -> anyhow::Result<Option<PullRequest>> {
-    let spec = PullRequestSpec {
-        source_branch: mapping.repository.pr_branch.clone(),
-        target_branch: mapping.repository.base_branch.clone(),
-        title: title.to_string(),
-        body: description.body.clone(),
-        report: description.report.clone(),
-        reviewers: mapping.reviewers.clone(),
-        labels: mapping.labels.clone(),
-    };
-    Ok(crate::runtime::block_on(client.open_or_update(&spec))??)
-}
-
-/// The OSOB part of `reconcile --dry-run`: the diff and pull request this run would lead to if
-/// every planned job succeeds, read from `osob_url` when given, else from the mapping's URL.
-/// `None` when the repository has no mapping.
+/// The OSOB part of `reconcile --dry-run`, as text: the diff and the pull request the run
+/// would lead to. `None` when the repository has no mapping.
 pub fn preview(
     context: &Context,
     catalog: &Catalog,
     ledger: &Ledger,
     osob_url: Option<&str>,
 ) -> Option<Result<String, String>> {
-    let (mapping, problems) = mapping::load(&context.repo, &catalog.ids());
-    let mapping = mapping?;
-    if problems.iter().any(|problem| problem.is_error()) {
-        return Some(Err(format!(
-            "{MAPPING_FILE} has errors (see imagegen validate)"
-        )));
-    }
-    Some(preview_with(context, catalog, ledger, &mapping, osob_url))
-}
-
-fn preview_with(
-    context: &Context,
-    catalog: &Catalog,
-    ledger: &Ledger,
-    mapping: &Mapping,
-    osob_url: Option<&str>,
-) -> Result<String, String> {
-    let (targets, not_included, errors) =
-        publish::targets(catalog, ledger, mapping, Assume::Planned);
-    if !errors.is_empty() {
-        return Err(errors.join("; "));
-    }
-    let url = publish::osob_url(mapping, osob_url);
-    let workspace = Workspace::open(
-        &publish::cache_path(&context.repo),
-        &url,
-        publish::git_auth(&url, &mapping.provider),
-    )
-    .map_err(|error| error.to_string())?;
-    workspace
-        .fetch(&[&mapping.repository.base_branch])
-        .map_err(|error| error.to_string())?;
-    let base = workspace
-        .required_tip(&mapping.repository.base_branch)
-        .map_err(|error| error.to_string())?;
-    let prepared = publish::prepare(
-        &workspace,
-        base,
-        &targets,
-        not_included,
-        mapping,
-        publish::today(),
-    )
-    .map_err(|problems| {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
-    if prepared.is_empty() {
-        return Ok(format!(
-            "OSOB {} ({}): already names every image; no pull request needed\n",
-            workspace.url(),
-            mapping.repository.base_branch
-        ));
-    }
-    let title = body::title(&prepared.content);
-    let description = describe(&prepared.content, &mapping.provider);
-    let report = PrReport {
-        dry_run: true,
-        osob: workspace.url(),
-        base_branch: &mapping.repository.base_branch,
-        pr_branch: &mapping.repository.pr_branch,
-        files: file_reports(&prepared),
-        title,
-        body: description.body,
-        report: description.report,
-        content: &prepared.content,
-        branch: None,
-        pull_request: None,
-    };
-    Ok(render_report(&report, mapping))
+    let preview = step::preview(&context.repo, catalog, ledger, osob_url)?;
+    Some(preview.map(|preview| match preview {
+        Preview::AlreadyNamed { osob, base_branch } => format!(
+            "OSOB {osob} ({base_branch}): already names every image; no pull request needed\n"
+        ),
+        Preview::Changed(change) => render_report(&PrReport::of(&change), &change.provider),
+    }))
 }

@@ -21,6 +21,7 @@ use crate::diagnostics::Diagnostics;
 use crate::duration;
 use crate::exit::Exit;
 use crate::factory::FactoryError;
+use crate::osob::step::StepReport;
 use crate::output::{self, Output, Table};
 use crate::plan::{self, PlanOptions};
 use crate::platform::{Annotation, markdown_cell};
@@ -98,10 +99,7 @@ pub fn reconcile(context: &Context, request: ReconcileRequest) -> anyhow::Result
         return apply(context, &request, &catalog, &selection);
     };
     let ledger = ledger.context("cannot plan without the ledger")?;
-    let mut plan = plan::plan(&catalog, &ledger, request.plan);
-    if !selection.is_all() {
-        plan.select(|id| selection.matches(id));
-    }
+    let plan = plan::plan_selected(&catalog, &ledger, request.plan, &selection);
     let osob = pr_step::preview(context, &catalog, &ledger, request.pr.osob_url.as_deref());
     output.diagnostics(&catalog.diagnostics)?;
     report_refusals(output, &plan)?;
@@ -186,85 +184,124 @@ fn apply(
     // Closed before anything else is printed, and also when the run stopped on an error.
     progress.close_group();
     let applied = applied?;
-    let mut code = applied
+    let code = applied
         .exit_code()
         .max(super::exit_for(&catalog.diagnostics));
-    // The pull request is opened once every job of the batch has ended: reviewers see one
-    // change, not one a job.
-    let pr = if request.no_pr {
-        OsobStep::Skipped(Skipped::NoPr)
-    } else if applied.is_pending() {
-        OsobStep::Skipped(Skipped::JobsPending)
-    } else {
-        output.group_start("OSOB pull request")?;
-        // The jobs are recorded whatever happens here: a failing OSOB step is reported with
-        // them, not instead of them.
-        let result = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
-            .unwrap_or_else(|error| pr_step::PrResult::failed(format!("{error:#}")));
-        output.group_end()?;
-        code = code.max(result.code);
-        OsobStep::Ran(Box::new(result))
+    let pr = osob_step(context, request, catalog, &applied)?;
+    let code = match &pr {
+        OsobStep::Ran(report) => code.max(report.exit_code()),
+        OsobStep::Skipped(_) => code,
     };
     if output.platform.is_some() {
         output.summary(&render_summary(&applied, &pr, code))?;
     }
     if output.is_json() {
-        // Silent off a platform (the document carries them); its annotations on one.
-        report_problems(output, &applied)?;
-        if let OsobStep::Ran(result) = &pr {
-            for problem in &result.problems {
-                output.error(problem)?;
-            }
-        }
-        let submitted = applied
-            .outcomes
-            .iter()
-            .map(|(key, outcome)| json!({ "ledger": key, "result": outcome }))
-            .collect();
-        output.json(&ApplyReport {
-            dry_run: false,
-            state: context.store.describe(),
-            summary: applied.plan.summary(),
-            plan: &applied.plan,
-            submitted,
-            jobs: &applied.jobs,
-            poll_errors: applied
-                .poll_errors
-                .iter()
-                .map(|(ledger, error)| PollErrorReport { ledger, error })
-                .collect(),
-            warnings: applied
-                .unnamed_statuses
-                .iter()
-                .map(|(key, unnamed)| unnamed.warning(key))
-                .collect(),
-            timed_out: applied.timed_out,
-            pr: match &pr {
-                OsobStep::Ran(result) => result.json.clone(),
-                OsobStep::Skipped(reason) => json!({ "skipped": reason.to_string() }),
-            },
-            diagnostics: &catalog.diagnostics,
-            exit_code: code,
-        })?;
-        return Ok(code);
+        print_json(context, catalog, &applied, &pr, code)?;
+    } else {
+        print_text(context, request, &applied, &pr, code)?;
     }
-    output.text(&render_applied(&applied))?;
+    Ok(code)
+}
+
+/// The OSOB step, once every job of the batch has ended: reviewers see one change, not one a
+/// job.
+fn osob_step(
+    context: &Context,
+    request: &ReconcileRequest,
+    catalog: &Catalog,
+    applied: &Applied,
+) -> anyhow::Result<OsobStep> {
+    if request.no_pr {
+        return Ok(OsobStep::Skipped(Skipped::NoPr));
+    }
+    if applied.is_pending() {
+        return Ok(OsobStep::Skipped(Skipped::JobsPending));
+    }
+    let output = &context.output;
+    output.group_start("OSOB pull request")?;
+    // The jobs are recorded whatever happens here: a failing OSOB step is reported with
+    // them, not instead of them.
+    let report = pr_step::publish(context, &request.pr, catalog, &applied.ledger)
+        .unwrap_or_else(|error| StepReport::stopped(vec![format!("{error:#}")]));
+    output.group_end()?;
+    Ok(OsobStep::Ran(Box::new(report)))
+}
+
+/// The run as one JSON document; its problems as annotations on a platform.
+fn print_json(
+    context: &Context,
+    catalog: &Catalog,
+    applied: &Applied,
+    pr: &OsobStep,
+    code: Exit,
+) -> anyhow::Result<()> {
+    let output = &context.output;
+    // Silent off a platform (the document carries them); its annotations on one.
+    report_problems(output, applied)?;
+    if let OsobStep::Ran(report) = pr {
+        for problem in report.problems() {
+            output.error(problem)?;
+        }
+    }
+    let submitted = applied
+        .outcomes
+        .iter()
+        .map(|(key, outcome)| json!({ "ledger": key, "result": outcome }))
+        .collect();
+    output.json(&ApplyReport {
+        dry_run: false,
+        state: context.store.describe(),
+        summary: applied.plan.summary(),
+        plan: &applied.plan,
+        submitted,
+        jobs: &applied.jobs,
+        poll_errors: applied
+            .poll_errors
+            .iter()
+            .map(|(ledger, error)| PollErrorReport { ledger, error })
+            .collect(),
+        warnings: applied
+            .unnamed_statuses
+            .iter()
+            .map(|(key, unnamed)| unnamed.warning(key))
+            .collect(),
+        timed_out: applied.timed_out,
+        pr: match pr {
+            OsobStep::Ran(report) => pr_step::report_json(report)?,
+            OsobStep::Skipped(reason) => json!({ "skipped": reason.to_string() }),
+        },
+        diagnostics: &catalog.diagnostics,
+        exit_code: code,
+    })?;
+    Ok(())
+}
+
+/// The run for people: the job table, the problems, and the pull request.
+fn print_text(
+    context: &Context,
+    request: &ReconcileRequest,
+    applied: &Applied,
+    pr: &OsobStep,
+    code: Exit,
+) -> anyhow::Result<()> {
+    let output = &context.output;
+    output.text(&render_applied(applied))?;
     output.text(&super::ledger_line(context))?;
-    report_problems(output, &applied)?;
+    report_problems(output, applied)?;
     if applied.timed_out {
         output.note(
             "--timeout reached with jobs still being built: they go on, and the next reconcile \
              picks them up",
         )?;
     }
-    match &pr {
-        OsobStep::Ran(result) => {
-            if !result.problems.is_empty() {
+    match pr {
+        OsobStep::Ran(report) => {
+            if !report.problems().is_empty() {
                 output.note("OSOB pull request:")?;
             } else {
                 output.text("\n")?;
             }
-            result.print_brief(context)?;
+            pr_step::print_brief(context, report)?;
         }
         OsobStep::Skipped(Skipped::JobsPending) => output.note(&format!(
             "OSOB pull request: not yet, {}",
@@ -278,13 +315,13 @@ fn apply(
              schedule does), or pass --wait",
         )?;
     }
-    Ok(code)
+    Ok(())
 }
 
 /// What became of the OSOB step of a run.
 enum OsobStep {
     /// It ran: the pull request, or the problems that stopped it.
-    Ran(Box<pr_step::PrResult>),
+    Ran(Box<StepReport>),
     Skipped(Skipped),
 }
 
@@ -457,6 +494,21 @@ fn render_summary(applied: &Applied, pr: &OsobStep, code: Exit) -> String {
         }
         text.push_str(&format!("\n{}\n", counts_line(applied)));
     }
+    let failures = summary_failures(applied);
+    if !failures.is_empty() {
+        text.push_str("\n### Failures\n\n");
+        for failure in failures {
+            text.push_str(&format!("- {failure}\n"));
+        }
+    }
+    text.push_str("\n### Pull request\n\n");
+    text.push_str(&summary_pull_request(pr));
+    text
+}
+
+/// Every failure of the run, one markdown line each: failed jobs, refused or unsent payloads,
+/// jobs that could not be asked about.
+fn summary_failures(applied: &Applied) -> Vec<String> {
     let mut failures = Vec::new();
     for job in applied
         .jobs
@@ -498,28 +550,28 @@ fn render_summary(applied: &Applied, pr: &OsobStep, code: Exit) -> String {
             markdown_cell(&error.message)
         ));
     }
-    if !failures.is_empty() {
-        text.push_str("\n### Failures\n\n");
-        for failure in failures {
-            text.push_str(&format!("- {failure}\n"));
-        }
-    }
-    text.push_str("\n### Pull request\n\n");
-    text.push_str(&match pr {
-        OsobStep::Ran(result) => match &result.pull_request {
+    failures
+}
+
+/// The pull request as the summary links it, or why there is none.
+fn summary_pull_request(pr: &OsobStep) -> String {
+    match pr {
+        OsobStep::Ran(report) => match report.pull_request() {
             Some(pull_request) => format!(
                 "[#{}]({}): {}\n",
                 pull_request.number,
                 pull_request.url,
-                markdown_cell(&result.headline)
+                markdown_cell(&pr_step::headline(report))
             ),
-            None => format!("No pull request: {}\n", markdown_cell(&result.headline)),
+            None => format!(
+                "No pull request: {}\n",
+                markdown_cell(&pr_step::headline(report))
+            ),
         },
         OsobStep::Skipped(reason) => {
             format!("No pull request: {}\n", markdown_cell(&reason.to_string()))
         }
-    });
-    text
+    }
 }
 
 fn status_cell(job: &JobRow) -> String {
@@ -582,11 +634,12 @@ fn render_applied(applied: &Applied) -> String {
 /// The summary table: definition, status, tracking id, images, duration; messages below.
 fn render_jobs(jobs: &[JobRow]) -> String {
     let mut table = Table::new(&["definition", "status", "tracking id", "images", "took"]);
+    // As wide as the widest status, so the column stays put from one run to the next.
+    table.min_width(1, JobStatus::Submitting.as_str().len());
     for job in jobs {
         table.row(&[
             job.key.name(),
-            // Padded to the widest status, so the column stays put from one run to the next.
-            &format!("{:10}", status_cell(job)),
+            &status_cell(job),
             job.tracking_id.as_deref().unwrap_or("-"),
             &job.image_names.join(", "),
             &took_cell(job),

@@ -262,8 +262,7 @@ async fn record_states(context: &Context, reports: &[JobReport]) -> anyhow::Resu
                 let Some(entry) = ledger.entry_mut(key) else {
                     continue;
                 };
-                // Only the job the ledger still tracks: an older job's news is not this entry's.
-                if entry.tracking_id.as_deref() == Some(state.tracking_id.as_str()) {
+                if entry.tracks(&state.tracking_id) {
                     submission::record_state(entry, state, now);
                 }
             }

@@ -46,22 +46,7 @@ pub struct SubmitRequest {
 
 /// `imagegen submit`: renders, records the intent, sends, records the tracking id.
 pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit> {
-    let (candidates, diagnostics) = match &request.target {
-        SubmitTarget::File(target) => {
-            let target = resolve_render_target(&context.repo, target)?;
-            let (rendered, diagnostics) = render_target(&context.repo, &target);
-            let key = if target.is_definition {
-                LedgerKey::Definition(target.id.clone())
-            } else {
-                LedgerKey::Manual(target.file.clone())
-            };
-            let candidates = rendered
-                .map(|rendered| vec![Candidate::from_rendered(key, &rendered)])
-                .unwrap_or_default();
-            (candidates, diagnostics)
-        }
-        SubmitTarget::Variables(names) => candidates_for_variables(context, names)?,
-    };
+    let (candidates, diagnostics) = candidates(context, &request.target)?;
     let output = &context.output;
     output.diagnostics(&diagnostics)?;
     if diagnostics.has_errors() {
@@ -91,26 +76,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit>
     if request.dry_run {
         return print_dry_run(context, &request, &candidates);
     }
-    let client = Arc::new(request.factory.client()?);
-    let runtime = crate::runtime::shared()?;
-    let writer = runtime
-        .block_on(LedgerWriter::open(
-            &context.store,
-            request.lock_timeout,
-            "imagegen submit",
-        ))
-        .context("cannot record the submission in the ledger, so nothing was submitted")?;
-    let writer = Arc::new(writer);
-    let candidates = candidates
-        .into_iter()
-        .map(|candidate| (candidate, request.force))
-        .collect();
-    let results = runtime.block_on(async {
-        let results =
-            submission::submit_all(client, writer.clone(), candidates, request.concurrency).await;
-        writer.finish().await;
-        results
-    })?;
+    let results = send(context, &request, candidates)?;
     // On a platform, each payload not submitted is an error in the run's issues; off one, the
     // table below says it.
     for (key, outcome) in &results {
@@ -125,28 +91,86 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit>
             .collect();
         output.json(&json!({ "submitted": submitted, "diagnostics": diagnostics }))?;
     } else {
-        output.text(&render_outcomes(&results))?;
-        output.text(&super::ledger_line(context))?;
-        let problems = results.iter().filter(|(_, o)| o.is_problem()).count();
-        if results
-            .iter()
-            .any(|(_, o)| matches!(o, Outcome::AnswerLost { .. }))
-        {
-            output.note(
-                "a submission's answer was lost: the ledger keeps its intent, and the next \
-                 `imagegen submit` or `imagegen reconcile` sends it again with the same \
-                 idempotency key",
-            )?;
-        }
-        if problems > 0 {
-            output.note(&format!("{} not submitted", count(problems, "payload")))?;
-        }
+        print_outcomes(context, &results)?;
     }
     Ok(if results.iter().any(|(_, outcome)| outcome.is_problem()) {
         Exit::Error
     } else {
         Exit::Ok
     })
+}
+
+/// The payloads the target names, rendered, with the problems found on the way.
+fn candidates(
+    context: &Context,
+    target: &SubmitTarget,
+) -> anyhow::Result<(Vec<Candidate>, Diagnostics)> {
+    match target {
+        SubmitTarget::File(target) => {
+            let target = resolve_render_target(&context.repo, target)?;
+            let (rendered, diagnostics) = render_target(&context.repo, &target);
+            let key = if target.is_definition {
+                LedgerKey::Definition(target.id.clone())
+            } else {
+                LedgerKey::Manual(target.file.clone())
+            };
+            let candidates = rendered
+                .map(|rendered| vec![Candidate::from_rendered(key, &rendered)])
+                .unwrap_or_default();
+            Ok((candidates, diagnostics))
+        }
+        SubmitTarget::Variables(names) => candidates_for_variables(context, names),
+    }
+}
+
+/// Sends every candidate through the ledger, as many at once as asked.
+fn send(
+    context: &Context,
+    request: &SubmitRequest,
+    candidates: Vec<Candidate>,
+) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
+    let client = Arc::new(request.factory.client()?);
+    let runtime = crate::runtime::shared()?;
+    let writer = runtime
+        .block_on(LedgerWriter::open(
+            &context.store,
+            request.lock_timeout,
+            "imagegen submit",
+        ))
+        .context("cannot record the submission in the ledger, so nothing was submitted")?;
+    let writer = Arc::new(writer);
+    let candidates = candidates
+        .into_iter()
+        .map(|candidate| (candidate, request.force))
+        .collect();
+    runtime.block_on(async {
+        let results =
+            submission::submit_all(client, writer.clone(), candidates, request.concurrency).await;
+        writer.finish().await;
+        results
+    })
+}
+
+/// The outcomes for people: the table, then what to do about lost answers and refusals.
+fn print_outcomes(context: &Context, results: &[(LedgerKey, Outcome)]) -> anyhow::Result<()> {
+    let output = &context.output;
+    output.text(&render_outcomes(results))?;
+    output.text(&super::ledger_line(context))?;
+    let problems = results.iter().filter(|(_, o)| o.is_problem()).count();
+    if results
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::AnswerLost { .. }))
+    {
+        output.note(
+            "a submission's answer was lost: the ledger keeps its intent, and the next \
+             `imagegen submit` or `imagegen reconcile` sends it again with the same \
+             idempotency key",
+        )?;
+    }
+    if problems > 0 {
+        output.note(&format!("{} not submitted", count(problems, "payload")))?;
+    }
+    Ok(())
 }
 
 /// The error annotation for a payload that was not submitted.
@@ -170,6 +194,9 @@ fn submit_annotation(key: &LedgerKey, outcome: &Outcome) -> Option<Annotation> {
 
 fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
     let mut table = Table::new(&["definition", "tracking id", "result"]);
+    // A tracking id is 36 characters wide in the contract: keep the column that wide even
+    // when every id in this table is shorter (a `-`).
+    table.min_width(1, 36);
     for (key, outcome) in results {
         let (tracking_id, result) = match outcome {
             Outcome::Submitted {
@@ -178,7 +205,7 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
                 existing,
                 replaced,
             } => {
-                let mut result = status.to_lowercase();
+                let mut result = status.to_string();
                 if *existing {
                     result.push_str(" (the service already had this payload)");
                 }
@@ -202,9 +229,7 @@ fn render_outcomes(results: &[(LedgerKey, Outcome)]) -> String {
             Outcome::AnswerLost { message } => ("?".into(), format!("answer lost: {message}")),
             Outcome::Error { message } => ("-".into(), format!("error: {message}")),
         };
-        // A tracking id is 36 characters wide in the contract: keep the column that wide even
-        // when every id in this table is shorter (a `-`).
-        table.row(&[key.name(), &format!("{:36}", shown(&tracking_id)), &result]);
+        table.row(&[key.name(), &shown(&tracking_id), &result]);
     }
     table.render()
 }

@@ -141,38 +141,10 @@ struct SetReport<'a> {
 pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     let path = context.repo.join(VARIABLES_FILE);
     let sources = catalog::read_sources(&context.repo);
-    let text = match &sources.variables {
-        Some(text) => text.clone(),
-        None => {
-            let problems: Vec<String> = sources
-                .problems
-                .iter()
-                .filter(|problem| problem.file.as_deref() == Some(VARIABLES_FILE))
-                .map(ToString::to_string)
-                .collect();
-            anyhow::bail!("cannot edit {VARIABLES_FILE}: {}", problems.join("; "));
-        }
-    };
+    let text = variables_text(&sources)?;
     let outcome = variables::set_values(&text, &request.changes, request.add)
         .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
-
-    // Building the catalog twice tells the definitions the new values break from the ones that
-    // were broken already: only the first kind blocks the write.
-    let (before, after) = if outcome.is_changed() {
-        let with = |variables: &str| Sources {
-            variables: Some(variables.to_string()),
-            definitions: sources.definitions.clone(),
-            problems: sources.problems.clone(),
-        };
-        let before = Catalog::build(with(&text));
-        (Some(before), Catalog::build(with(&outcome.text)))
-    } else {
-        (None, Catalog::build(sources))
-    };
-    let broken: Vec<String> = match &before {
-        Some(before) => after.invalid.difference(&before.invalid).cloned().collect(),
-        None => Vec::new(),
-    };
+    let (after, broken) = rendered_after(sources, &text, &outcome);
     let changed = outcome.changed_names();
     let affected = after.affected_by(&changed);
     let errors = errors_of(&after);
@@ -196,64 +168,120 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
         })?;
     } else {
         output.diagnostics(&errors)?;
-        let mut text = String::new();
-        for change in &outcome.changes {
-            text.push_str(&match (change.status, &change.old) {
-                (SetStatus::Unchanged, _) => {
-                    format!("{}: {} (unchanged)\n", change.name, shown(&change.new))
-                }
-                (_, Some(old)) => {
-                    format!(
-                        "{}: {} -> {}\n",
-                        change.name,
-                        shown(old),
-                        shown(&change.new)
-                    )
-                }
-                (_, None) => format!("{}: (new) -> {}\n", change.name, shown(&change.new)),
-            });
-        }
-        if !affected.is_empty() && broken.is_empty() {
-            text.push_str(&format!(
-                "\nDefinitions to rebuild ({}):\n{}",
-                affected.len(),
-                affected_text(&affected)
-            ));
-        }
-        output.text(&text)?;
-        if !broken.is_empty() {
-            output.error(&format!(
-                "the new values break {} that {} now ({}); {VARIABLES_FILE} was not changed",
-                count(broken.len(), "definition"),
-                if broken.len() == 1 {
-                    "renders"
-                } else {
-                    "render"
-                },
-                broken.join(", ")
-            ))?;
-        } else if !outcome.is_changed() {
-            output.note(&format!(
-                "every value is already set: {VARIABLES_FILE} was not rewritten"
-            ))?;
-        } else {
-            if affected.is_empty() {
-                output.note(&format!("no definition uses {}", changed.join(" or ")))?;
-            }
-            output.note(&if request.dry_run {
-                format!("dry run: {VARIABLES_FILE} was not changed")
-            } else {
-                format!(
-                    "wrote {VARIABLES_FILE}; run `imagegen reconcile --dry-run` to see the plan"
-                )
-            })?;
-        }
+        output.text(&render_set(&outcome.changes, &affected, &broken))?;
+        note_set(output, request, &outcome, &changed, &affected, &broken)?;
     }
     Ok(if broken.is_empty() {
         exit_for(&errors)
     } else {
         crate::exit::Exit::Error
     })
+}
+
+/// The text of variables.json as read, or why it cannot be edited.
+fn variables_text(sources: &Sources) -> anyhow::Result<String> {
+    if let Some(text) = &sources.variables {
+        return Ok(text.clone());
+    }
+    let problems: Vec<String> = sources
+        .problems
+        .iter()
+        .filter(|problem| problem.file.as_deref() == Some(VARIABLES_FILE))
+        .map(ToString::to_string)
+        .collect();
+    anyhow::bail!("cannot edit {VARIABLES_FILE}: {}", problems.join("; "));
+}
+
+/// The catalog rendered with the new values, and the definitions they break. Building the
+/// catalog twice tells the definitions the new values break from the ones that were broken
+/// already: only the first kind blocks the write.
+fn rendered_after(
+    sources: Sources,
+    text: &str,
+    outcome: &variables::SetOutcome,
+) -> (Catalog, Vec<String>) {
+    if !outcome.is_changed() {
+        return (Catalog::build(sources), Vec::new());
+    }
+    let with = |variables: &str| Sources {
+        variables: Some(variables.to_string()),
+        definitions: sources.definitions.clone(),
+        problems: sources.problems.clone(),
+    };
+    let before = Catalog::build(with(text));
+    let after = Catalog::build(with(&outcome.text));
+    let broken = after.invalid.difference(&before.invalid).cloned().collect();
+    (after, broken)
+}
+
+/// One line per value (old -> new), then the definitions to rebuild.
+fn render_set(
+    changes: &[SetChange],
+    affected: &[(&Definition, Vec<String>)],
+    broken: &[String],
+) -> String {
+    let mut text = String::new();
+    for change in changes {
+        text.push_str(&match (change.status, &change.old) {
+            (SetStatus::Unchanged, _) => {
+                format!("{}: {} (unchanged)\n", change.name, shown(&change.new))
+            }
+            (_, Some(old)) => {
+                format!(
+                    "{}: {} -> {}\n",
+                    change.name,
+                    shown(old),
+                    shown(&change.new)
+                )
+            }
+            (_, None) => format!("{}: (new) -> {}\n", change.name, shown(&change.new)),
+        });
+    }
+    if !affected.is_empty() && broken.is_empty() {
+        text.push_str(&format!(
+            "\nDefinitions to rebuild ({}):\n{}",
+            affected.len(),
+            affected_text(affected)
+        ));
+    }
+    text
+}
+
+/// What became of the file: refused, left as it was, or written (or not, in a dry run).
+fn note_set(
+    output: &crate::output::Output,
+    request: &SetRequest,
+    outcome: &variables::SetOutcome,
+    changed: &[String],
+    affected: &[(&Definition, Vec<String>)],
+    broken: &[String],
+) -> anyhow::Result<()> {
+    if !broken.is_empty() {
+        output.error(&format!(
+            "the new values break {} that {} now ({}); {VARIABLES_FILE} was not changed",
+            count(broken.len(), "definition"),
+            if broken.len() == 1 {
+                "renders"
+            } else {
+                "render"
+            },
+            broken.join(", ")
+        ))?;
+    } else if !outcome.is_changed() {
+        output.note(&format!(
+            "every value is already set: {VARIABLES_FILE} was not rewritten"
+        ))?;
+    } else {
+        if affected.is_empty() {
+            output.note(&format!("no definition uses {}", changed.join(" or ")))?;
+        }
+        output.note(&if request.dry_run {
+            format!("dry run: {VARIABLES_FILE} was not changed")
+        } else {
+            format!("wrote {VARIABLES_FILE}; run `imagegen reconcile --dry-run` to see the plan")
+        })?;
+    }
+    Ok(())
 }
 
 /// Why `imagegen vars diff` could not read the older variables.json.
@@ -399,13 +427,6 @@ pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<Exit> {
     let comparable = !catalog.variables_invalid && old_problems.is_empty();
     errors.extend(old_problems);
     errors.sort();
-    let output = &context.output;
-    let as_map = |variables: &Variables| -> BTreeMap<String, String> {
-        variables
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect()
-    };
     let changes: Vec<ValueChange> = if comparable {
         variables::changes(&as_map(&old_variables), &as_map(&catalog.variables))
     } else {
@@ -420,19 +441,14 @@ pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<Exit> {
         .flatten()
         .map(|(definition, _)| definition.id.as_str())
         .collect();
-    let kind = |change: &ValueChange| match (&change.old, &change.new) {
-        (Some(_), Some(_)) => "changed",
-        (None, _) => "added",
-        (Some(_), None) => "removed",
-    };
-
+    let output = &context.output;
     if output.is_json() {
         let entries: Vec<DiffEntry> = changes
             .iter()
             .zip(&affected)
             .map(|(change, affected)| DiffEntry {
                 name: &change.name,
-                kind: kind(change),
+                kind: change_kind(change),
                 old: change.old.as_deref(),
                 new: change.new.as_deref(),
                 definitions: affected_json(affected),
@@ -449,26 +465,7 @@ pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<Exit> {
         }))?;
     } else {
         output.diagnostics(&errors)?;
-        let mut text = String::new();
-        for (change, affected) in changes.iter().zip(&affected) {
-            let line = match (&change.old, &change.new) {
-                (Some(old), Some(new)) => {
-                    format!("{}: {} -> {}", change.name, shown(old), shown(new))
-                }
-                (None, Some(new)) => format!("{}: (new) -> {}", change.name, shown(new)),
-                (Some(old), None) => format!("{}: {} -> (removed)", change.name, shown(old)),
-                (None, None) => continue,
-            };
-            text.push_str(&line);
-            text.push('\n');
-            if affected.is_empty() {
-                text.push_str("  no definition uses it\n");
-            }
-            for (definition, _) in affected {
-                text.push_str(&format!("  {}\n", definition.id));
-            }
-        }
-        output.text(&text)?;
+        output.text(&render_diff(&changes, &affected))?;
         let at = match &old.commit {
             Some(commit) => format!("{revision} ({})", &commit[..commit.len().min(10)]),
             None => revision.to_string(),
@@ -480,21 +477,64 @@ pub fn diff(context: &Context, request: &DiffRequest) -> anyhow::Result<Exit> {
             ))?;
         }
         if comparable {
-            output.note(&if changes.is_empty() {
-                format!("{VARIABLES_FILE} is the same as at {at}")
-            } else {
-                let of_kind = |wanted| changes.iter().filter(|c| kind(c) == wanted).count();
-                format!(
-                    "since {at}: {} changed, {} added, {} removed; {} to rebuild",
-                    of_kind("changed"),
-                    of_kind("added"),
-                    of_kind("removed"),
-                    count(rebuilt.len(), "definition")
-                )
-            })?;
+            output.note(&diff_counts_line(&at, &changes, rebuilt.len()))?;
         }
     }
     Ok(exit_for(&errors))
+}
+
+fn as_map(variables: &Variables) -> BTreeMap<String, String> {
+    variables
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+fn change_kind(change: &ValueChange) -> &'static str {
+    match (&change.old, &change.new) {
+        (Some(_), Some(_)) => "changed",
+        (None, _) => "added",
+        (Some(_), None) => "removed",
+    }
+}
+
+/// One line per change (old -> new), each followed by the definitions using the variable.
+fn render_diff(changes: &[ValueChange], affected: &[Vec<(&Definition, Vec<String>)>]) -> String {
+    let mut text = String::new();
+    for (change, affected) in changes.iter().zip(affected) {
+        let line = match (&change.old, &change.new) {
+            (Some(old), Some(new)) => {
+                format!("{}: {} -> {}", change.name, shown(old), shown(new))
+            }
+            (None, Some(new)) => format!("{}: (new) -> {}", change.name, shown(new)),
+            (Some(old), None) => format!("{}: {} -> (removed)", change.name, shown(old)),
+            (None, None) => continue,
+        };
+        text.push_str(&line);
+        text.push('\n');
+        if affected.is_empty() {
+            text.push_str("  no definition uses it\n");
+        }
+        for (definition, _) in affected {
+            text.push_str(&format!("  {}\n", definition.id));
+        }
+    }
+    text
+}
+
+/// `since HEAD~1 (0123456789): 1 changed, 0 added, 0 removed; 3 definitions to rebuild`.
+fn diff_counts_line(at: &str, changes: &[ValueChange], rebuilt: usize) -> String {
+    if changes.is_empty() {
+        return format!("{VARIABLES_FILE} is the same as at {at}");
+    }
+    let of_kind = |wanted| changes.iter().filter(|c| change_kind(c) == wanted).count();
+    format!(
+        "since {at}: {} changed, {} added, {} removed; {} to rebuild",
+        of_kind("changed"),
+        of_kind("added"),
+        of_kind("removed"),
+        count(rebuilt, "definition")
+    )
 }
 
 #[cfg(test)]

@@ -206,18 +206,59 @@ pub fn edit_file(
     patterns: &[&ImagePattern],
     review: Option<(&ReviewDates, jiff::civil::Date)>,
 ) -> Result<FileEdit, Vec<EditProblem>> {
-    let problem = |offset: Option<usize>, message: String| {
-        let (line, column) = offset.map(|offset| line_column(original, offset)).unzip();
-        EditProblem {
-            path: path.to_string(),
-            line,
-            column,
-            message,
+    let problem =
+        |offset: Option<usize>, message: String| problem_at(path, original, offset, message);
+    let is_yaml = path.ends_with(".yml") || path.ends_with(".yaml");
+    let (spans, mut problems) = find_spans(original, patterns, is_yaml, &problem);
+    let (kept, overlaps) = without_overlaps(original, spans, &problem);
+    problems.extend(overlaps);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let (mut edited, replacements, changed_lines) = replace_spans(original, &kept);
+    let mut dates = Vec::new();
+    if let (Some((review, today)), true) = (review, is_yaml) {
+        match move_review_dates(&edited, &changed_lines, review, today) {
+            Ok((text, changes)) => {
+                edited = text;
+                dates = changes;
+            }
+            Err(message) => return Err(vec![problem(None, message)]),
         }
-    };
+    }
+    if let Some(message) = still_parses(path, original, &edited) {
+        return Err(vec![problem(None, message)]);
+    }
+    Ok(FileEdit {
+        path: path.to_string(),
+        original: original.to_string(),
+        edited,
+        replacements,
+        dates,
+    })
+}
+
+/// A problem of the file at `path`, at `offset` of its text when known.
+fn problem_at(path: &str, original: &str, offset: Option<usize>, message: String) -> EditProblem {
+    let (line, column) = offset.map(|offset| line_column(original, offset)).unzip();
+    EditProblem {
+        path: path.to_string(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Every match of every pattern, in the order of the text, and a problem for each pattern
+/// that matches nothing.
+fn find_spans<'p>(
+    original: &str,
+    patterns: &[&'p ImagePattern],
+    is_yaml: bool,
+    problem: &impl Fn(Option<usize>, String) -> EditProblem,
+) -> (Vec<(Found, &'p ImagePattern)>, Vec<EditProblem>) {
     let mut problems = Vec::new();
     let mut spans: Vec<(Found, &ImagePattern)> = Vec::new();
-    let is_yaml = path.ends_with(".yml") || path.ends_with(".yaml");
     for pattern in patterns {
         let mut found = pattern.find(original);
         // A comment may record history ("moved from X"): it stays as written.
@@ -237,6 +278,17 @@ pub fn edit_file(
         spans.extend(found.into_iter().map(|found| (found, *pattern)));
     }
     spans.sort_by_key(|(found, pattern)| (found.start, found.end, pattern.definition.clone()));
+    (spans, problems)
+}
+
+/// The spans that overlap no other, and a problem for each span two definitions claim
+/// (the same span with the same new name is one claim, kept once).
+fn without_overlaps<'p>(
+    original: &str,
+    spans: Vec<(Found, &'p ImagePattern)>,
+    problem: &impl Fn(Option<usize>, String) -> EditProblem,
+) -> (Vec<(Found, &'p ImagePattern)>, Vec<EditProblem>) {
+    let mut problems = Vec::new();
     let mut kept: Vec<(Found, &ImagePattern)> = Vec::new();
     for (found, pattern) in spans {
         if let Some((previous, other)) = kept.last()
@@ -263,14 +315,20 @@ pub fn edit_file(
         }
         kept.push((found, pattern));
     }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    (kept, problems)
+}
+
+/// The text with every kept span replaced by its new name, the replacements, and the lines
+/// where a name changed.
+fn replace_spans(
+    original: &str,
+    kept: &[(Found, &ImagePattern)],
+) -> (String, Vec<Replacement>, Vec<usize>) {
     let mut edited = String::with_capacity(original.len());
     let mut replacements = Vec::new();
     let mut changed_lines = Vec::new();
     let mut cursor = 0;
-    for (found, pattern) in &kept {
+    for (found, pattern) in kept {
         let old = &original[found.start..found.end];
         let (line, column) = line_column(original, found.start);
         edited.push_str(&original[cursor..found.start]);
@@ -289,26 +347,7 @@ pub fn edit_file(
         });
     }
     edited.push_str(&original[cursor..]);
-    let mut dates = Vec::new();
-    if let (Some((review, today)), true) = (review, is_yaml) {
-        match move_review_dates(&edited, &changed_lines, review, today) {
-            Ok((text, changes)) => {
-                edited = text;
-                dates = changes;
-            }
-            Err(message) => return Err(vec![problem(None, message)]),
-        }
-    }
-    if let Some(message) = still_parses(path, original, &edited) {
-        return Err(vec![problem(None, message)]);
-    }
-    Ok(FileEdit {
-        path: path.to_string(),
-        original: original.to_string(),
-        edited,
-        replacements,
-        dates,
-    })
+    (edited, replacements, changed_lines)
 }
 
 /// Whether `offset` lies in a YAML comment: after a `#` that starts the line or follows a
@@ -415,62 +454,18 @@ fn move_review_dates(
     review: &ReviewDates,
     today: jiff::civil::Date,
 ) -> Result<(String, Vec<DateChange>), String> {
-    let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(index, _)| index + 1));
-    if starts.last() == Some(&text.len()) {
-        starts.pop();
-    }
-    let line_end = |index: usize| starts.get(index + 1).copied().unwrap_or(text.len());
-    let lines: Vec<YamlLine> = (0..starts.len())
-        .map(|index| yaml_line(text, starts[index], line_end(index)))
-        .collect();
+    let lines = yaml_lines(text);
     let new_date = today
         .checked_add(jiff::Span::new().days(i64::from(review.days)))
         .map_err(|error| format!("cannot add {} days to {today}: {error}", review.days))?;
     let mut edits: BTreeMap<usize, DateChange> = BTreeMap::new();
     let mut spans: BTreeMap<usize, (usize, usize, String)> = BTreeMap::new();
     for &line_number in changed_lines {
-        let mut owner = line_number - 1;
-        // A name mentioned in a comment moves no date.
-        if lines[owner].blank_or_comment {
+        let Some(owner) = owning_key(&lines, line_number - 1) else {
             continue;
-        }
-        // A name in a list under a key belongs to that key's mapping.
-        while lines[owner].key.is_none() || lines[owner].blank_or_comment {
-            let column = lines[owner].key_column;
-            match (0..owner)
-                .rev()
-                .find(|&i| !lines[i].blank_or_comment && lines[i].key_column < column)
-            {
-                Some(parent) => owner = parent,
-                None => break,
-            }
-        }
+        };
         let column = lines[owner].key_column;
-        let mut block = vec![owner];
-        // Up to the mapping's first key (a list item's `- ` line starts it).
-        let mut index = owner;
-        while !lines[index].list_item && index > 0 {
-            index -= 1;
-            let line = &lines[index];
-            if line.blank_or_comment || line.key_column > column {
-                continue;
-            }
-            if line.key_column < column {
-                break;
-            }
-            block.push(index);
-        }
-        for (index, line) in lines.iter().enumerate().skip(owner + 1) {
-            if line.blank_or_comment || line.key_column > column {
-                continue;
-            }
-            if line.key_column < column || line.list_item {
-                break;
-            }
-            block.push(index);
-        }
-        for index in block {
+        for index in mapping_keys(&lines, owner) {
             let line = &lines[index];
             let (Some(key), Some((start, end))) = (line.key, line.value) else {
                 continue;
@@ -499,19 +494,87 @@ fn move_review_dates(
             );
         }
     }
+    let changes = edits
+        .into_values()
+        .filter(|change| change.old != change.new)
+        .collect();
+    Ok((splice(text, spans.values()), changes))
+}
+
+/// Every line of `text`, split for finding keys.
+fn yaml_lines(text: &str) -> Vec<YamlLine<'_>> {
+    let mut starts = vec![0];
+    starts.extend(text.match_indices('\n').map(|(index, _)| index + 1));
+    if starts.last() == Some(&text.len()) {
+        starts.pop();
+    }
+    let line_end = |index: usize| starts.get(index + 1).copied().unwrap_or(text.len());
+    (0..starts.len())
+        .map(|index| yaml_line(text, starts[index], line_end(index)))
+        .collect()
+}
+
+/// The line (0-based) of the key whose mapping holds the name on line `index`; `None` for a
+/// name mentioned in a comment, which moves no date.
+fn owning_key(lines: &[YamlLine<'_>], index: usize) -> Option<usize> {
+    let mut owner = index;
+    if lines[owner].blank_or_comment {
+        return None;
+    }
+    // A name in a list under a key belongs to that key's mapping.
+    while lines[owner].key.is_none() || lines[owner].blank_or_comment {
+        let column = lines[owner].key_column;
+        match (0..owner)
+            .rev()
+            .find(|&i| !lines[i].blank_or_comment && lines[i].key_column < column)
+        {
+            Some(parent) => owner = parent,
+            None => break,
+        }
+    }
+    Some(owner)
+}
+
+/// The lines of the keys at the same level as `owner` in its mapping, `owner` first.
+fn mapping_keys(lines: &[YamlLine<'_>], owner: usize) -> Vec<usize> {
+    let column = lines[owner].key_column;
+    let mut block = vec![owner];
+    // Up to the mapping's first key (a list item's `- ` line starts it).
+    let mut index = owner;
+    while !lines[index].list_item && index > 0 {
+        index -= 1;
+        let line = &lines[index];
+        if line.blank_or_comment || line.key_column > column {
+            continue;
+        }
+        if line.key_column < column {
+            break;
+        }
+        block.push(index);
+    }
+    for (index, line) in lines.iter().enumerate().skip(owner + 1) {
+        if line.blank_or_comment || line.key_column > column {
+            continue;
+        }
+        if line.key_column < column || line.list_item {
+            break;
+        }
+        block.push(index);
+    }
+    block
+}
+
+/// `text` with each span (start, end, new), in order and apart, replaced by its new text.
+fn splice<'a>(text: &str, spans: impl Iterator<Item = &'a (usize, usize, String)>) -> String {
     let mut edited = String::with_capacity(text.len());
     let mut cursor = 0;
-    for (start, end, new) in spans.values() {
+    for (start, end, new) in spans {
         edited.push_str(&text[cursor..*start]);
         edited.push_str(new);
         cursor = *end;
     }
     edited.push_str(&text[cursor..]);
-    let changes = edits
-        .into_values()
-        .filter(|change| change.old != change.new)
-        .collect();
-    Ok((edited, changes))
+    edited
 }
 
 /// The strftime format a date is written in, for the formats OSOB uses.

@@ -112,27 +112,40 @@ impl Default for CommitAuthor {
 /// Reads the mapping, or returns every problem found (file, line and column where known).
 /// `definition_ids` are the definitions that exist, to catch ids that name none.
 pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Diagnostic>) {
-    let located = |diagnostic: Diagnostic| diagnostic.in_file(MAPPING_FILE);
+    let mapping = match read(text) {
+        Ok(mapping) => mapping,
+        Err(problems) => return (None, problems),
+    };
+    let text = json::strip_bom(text);
+    let mut problems = repository_problems(&mapping);
+    problems.extend(definition_problems(&mapping, text, definition_ids));
+    problems.extend(unmapped_definitions(&mapping, definition_ids));
+    (Some(mapping), problems)
+}
+
+/// A problem of the mapping file as a whole.
+fn located(diagnostic: Diagnostic) -> Diagnostic {
+    diagnostic.in_file(MAPPING_FILE)
+}
+
+/// The mapping as written, or the syntax or shape error (one) that stops it being read.
+fn read(text: &str) -> Result<Mapping, Vec<Diagnostic>> {
     if let Err(error) = json::parse_strict(text) {
         let diagnostic =
             Diagnostic::error(Code::JsonSyntax, error.message).at(error.line, error.column);
-        return (None, vec![located(diagnostic)]);
+        return Err(vec![located(diagnostic)]);
     }
     let text = json::strip_bom(text);
-    let mapping: Mapping = match serde_json::from_str(text) {
-        Ok(mapping) => mapping,
-        Err(error) => {
-            let error = json::json_error(text, &error);
-            let diagnostic =
-                Diagnostic::error(Code::Mapping, error.message).at(error.line, error.column);
-            return (None, vec![located(diagnostic)]);
-        }
-    };
-    let positions = definition_key_positions(text);
-    let at_key = |id: &str, diagnostic: Diagnostic| match positions.get(id) {
-        Some((line, column)) => located(diagnostic).at(*line, *column),
-        None => located(diagnostic),
-    };
+    serde_json::from_str(text).map_err(|error| {
+        let error = json::json_error(text, &error);
+        vec![located(
+            Diagnostic::error(Code::Mapping, error.message).at(error.line, error.column),
+        )]
+    })
+}
+
+/// The repository settings' problems: branch names, the URL, the review dates.
+fn repository_problems(mapping: &Mapping) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let settings = &mapping.repository;
     for (field, branch) in [
@@ -169,6 +182,22 @@ pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Dia
             "review_dates needs at least one key and a number of days from 1 to 3660",
         )));
     }
+    problems
+}
+
+/// The problems of each mapped definition, at its key: an id naming no definition, no file, a
+/// file path OSOB cannot hold, a file listed twice.
+fn definition_problems(
+    mapping: &Mapping,
+    text: &str,
+    definition_ids: &[String],
+) -> Vec<Diagnostic> {
+    let positions = definition_key_positions(text);
+    let at_key = |id: &str, diagnostic: Diagnostic| match positions.get(id) {
+        Some((line, column)) => located(diagnostic).at(*line, *column),
+        None => located(diagnostic),
+    };
+    let mut problems = Vec::new();
     for (id, files) in &mapping.definitions {
         if !definition_ids.contains(id) {
             let suggestion = definition_ids
@@ -217,6 +246,12 @@ pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Dia
             seen.push(file);
         }
     }
+    problems
+}
+
+/// A warning for each definition the mapping leaves out: its images are never named in OSOB.
+fn unmapped_definitions(mapping: &Mapping, definition_ids: &[String]) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
     for id in definition_ids {
         if !mapping.definitions.contains_key(id) {
             problems.push(located(
@@ -230,7 +265,7 @@ pub fn parse(text: &str, definition_ids: &[String]) -> (Option<Mapping>, Vec<Dia
             ));
         }
     }
-    (Some(mapping), problems)
+    problems
 }
 
 /// Reads the mapping from a repository; `None` (and no problem) when it has none.

@@ -13,7 +13,7 @@ use crate::duration;
 use crate::osob::edit::{self, EditProblem, FileEdit, ImagePattern};
 use crate::osob::mapping::{Mapping, Provider};
 use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
-use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, PrContent};
+use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, NotIncludedStatus, PrContent};
 use crate::state::{JobStatus, Ledger, SameName};
 
 /// Which images count as built.
@@ -70,74 +70,27 @@ pub fn targets(
         let (Some(definition), Some(rendered)) = (definition, rendered) else {
             left_out.push(NotIncluded {
                 definition: id.clone(),
-                status: "invalid".to_string(),
+                status: NotIncludedStatus::Invalid,
                 reason: "the definition has errors (see imagegen validate)".to_string(),
             });
             continue;
         };
         let entry = ledger.definitions.get(id);
-        let built_now = entry.filter(|entry| {
-            entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
-        });
-        let same_name = built_now.and_then(|entry| entry.same_name_allowed.clone());
-        let (tracking_id, built) = match (built_now, assume) {
-            (Some(entry), _) => {
-                let missing: Vec<&String> = rendered
-                    .image_names
-                    .iter()
-                    .filter(|name| !entry.adopted && !entry.image_names.contains(name))
-                    .collect();
-                if !missing.is_empty() {
-                    left_out.push(NotIncluded {
-                        definition: id.clone(),
-                        status: "other images".to_string(),
-                        reason: format!(
-                            "job {} produced {}, not {} that the definition names; nothing of \
-                             it goes into OSOB",
-                            entry.tracking_id.as_deref().unwrap_or("(none)"),
-                            list_or_none(&entry.image_names),
-                            missing
-                                .iter()
-                                .map(|name| name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    });
-                    continue;
-                }
-                (entry.tracking_id.clone(), Some(built_text(entry)))
-            }
-            (None, Assume::Planned) => (None, Some("after this run's build".to_string())),
-            (None, Assume::Built) => {
-                left_out.push(not_included(id, entry, rendered));
+        let (tracking_id, built, same_name) = match publishable(id, entry, rendered, assume) {
+            Publishable::Yes {
+                tracking_id,
+                built,
+                same_name,
+            } => (tracking_id, built, same_name),
+            Publishable::LeftOut(not_included) => {
+                left_out.push(not_included);
                 continue;
             }
         };
-        let mut known_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (name, value) in &rendered.variables {
-            known_values
-                .entry(name.clone())
-                .or_default()
-                .push(value.clone());
-        }
-        if let Some(entry) = entry {
-            for (name, value) in &entry.variables {
-                known_values
-                    .entry(name.clone())
-                    .or_default()
-                    .push(value.clone());
-            }
-        }
-        let patterns = definition
-            .image_name_templates
-            .iter()
-            .zip(&rendered.image_names)
-            .map(|(template, new_name)| ImagePattern::new(id, template, new_name, &known_values))
-            .collect();
         targets.push(Target {
             definition: id.clone(),
             files: files.clone(),
-            patterns,
+            patterns: patterns(id, definition, rendered, entry),
             new_values: rendered.variables.clone(),
             tracking_id,
             built,
@@ -145,6 +98,95 @@ pub fn targets(
         });
     }
     (targets, left_out, Vec::new())
+}
+
+/// Whether a definition's images go into OSOB, and what the pull request says of them.
+enum Publishable {
+    Yes {
+        tracking_id: Option<String>,
+        /// When it was built, as the pull request says it.
+        built: Option<String>,
+        same_name: Option<SameName>,
+    },
+    LeftOut(NotIncluded),
+}
+
+/// A definition's images go in when a job built them from the definition as it is now (or,
+/// with [`Assume::Planned`], when the plan would build them), and named what it names.
+fn publishable(
+    id: &str,
+    entry: Option<&crate::state::LedgerEntry>,
+    rendered: &crate::definitions::Rendered,
+    assume: Assume,
+) -> Publishable {
+    let built_now = entry.filter(|entry| {
+        entry.status == JobStatus::Succeeded && entry.payload_hash == rendered.hash
+    });
+    let Some(entry) = built_now else {
+        return match assume {
+            Assume::Planned => Publishable::Yes {
+                tracking_id: None,
+                built: Some("after this run's build".to_string()),
+                same_name: None,
+            },
+            Assume::Built => Publishable::LeftOut(not_included(id, entry, rendered)),
+        };
+    };
+    let missing: Vec<&String> = rendered
+        .image_names
+        .iter()
+        .filter(|name| !entry.adopted && !entry.image_names.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        return Publishable::LeftOut(NotIncluded {
+            definition: id.to_string(),
+            status: NotIncludedStatus::OtherImages,
+            reason: format!(
+                "job {} produced {}, not {} that the definition names; nothing of it goes into \
+                 OSOB",
+                entry.tracking_id.as_deref().unwrap_or("(none)"),
+                list_or_none(&entry.image_names),
+                missing
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Publishable::Yes {
+        tracking_id: entry.tracking_id.clone(),
+        built: Some(built_text(entry)),
+        same_name: entry.same_name_allowed.clone(),
+    }
+}
+
+/// The patterns that find a definition's images in OSOB: each `CustomImageName` template, its
+/// placeholders matching the values the variables have now or had at the last submission.
+fn patterns(
+    id: &str,
+    definition: &crate::definitions::Definition,
+    rendered: &crate::definitions::Rendered,
+    entry: Option<&crate::state::LedgerEntry>,
+) -> Vec<ImagePattern> {
+    let mut known_values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let earlier = entry.map(|entry| &entry.variables);
+    for (name, value) in rendered
+        .variables
+        .iter()
+        .chain(earlier.into_iter().flatten())
+    {
+        known_values
+            .entry(name.clone())
+            .or_default()
+            .push(value.clone());
+    }
+    definition
+        .image_name_templates
+        .iter()
+        .zip(&rendered.image_names)
+        .map(|(template, new_name)| ImagePattern::new(id, template, new_name, &known_values))
+        .collect()
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -182,11 +224,11 @@ fn not_included(
     };
     let (status, reason) = match entry {
         None => (
-            "not built".to_string(),
+            NotIncludedStatus::NotBuilt,
             "never submitted; run imagegen reconcile".to_string(),
         ),
         Some(entry) if entry.status == JobStatus::NoImages => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!(
                 "{}: {}",
                 job(entry),
@@ -194,11 +236,11 @@ fn not_included(
             ),
         ),
         Some(entry) if entry.status.is_pending() => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!("{} is still building", job(entry)),
         ),
         Some(entry) if entry.status.is_unsuccessful() => (
-            entry.status.to_string(),
+            NotIncludedStatus::Job(entry.status),
             format!(
                 "{} {}: {}",
                 job(entry),
@@ -214,7 +256,7 @@ fn not_included(
         ) {
             // Planned as refused: reviewers learn why the image stays as it is.
             Some(same_name) => (
-                "same name".to_string(),
+                NotIncludedStatus::SameName,
                 format!(
                     "the definition changed since {} built it ({}) but keeps the image name {}: \
                      it is not rebuilt until its name changes, or a person allows it with \
@@ -225,7 +267,7 @@ fn not_included(
                 ),
             ),
             None => (
-                "changed".to_string(),
+                NotIncludedStatus::Changed,
                 format!(
                     "the definition changed since {} built it; the new payload is not built yet",
                     job(entry)
@@ -478,22 +520,7 @@ pub fn git_auth(url: &str, provider: &Provider) -> Option<GitAuth> {
     if !url.starts_with("https://") {
         return None;
     }
-    let token = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-    };
-    let (username, token) = match provider {
-        Provider::GitHub { .. } => (
-            "x-access-token",
-            token(crate::pr::github::GITHUB_TOKEN_VAR)?,
-        ),
-        Provider::AzureDevOps { .. } | Provider::Local => (
-            "imagegen",
-            token(crate::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR)
-                .or_else(|| token(crate::pr::azure_devops::PAT_VAR))?,
-        ),
-    };
+    let (username, token) = crate::pr::git_credentials(provider)?;
     Some(GitAuth {
         username: username.to_string(),
         token: secrecy::SecretString::from(token),
@@ -632,10 +659,6 @@ pub enum PublishError {
     },
     #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Edit { problems: Vec<EditProblem> },
-    #[error("{}", .0.join("\n"))]
-    Images(Vec<String>),
-    #[error(transparent)]
-    PullRequest(#[from] crate::pr::PrError),
 }
 
 /// Today's date in UTC, for review dates.

@@ -27,6 +27,10 @@ use super::{Access, PrError, PullRequest, PullRequestAction, PullRequestSpec};
 pub const SYSTEM_ACCESS_TOKEN_VAR: &str = "SYSTEM_ACCESSTOKEN";
 /// A personal access token, sent with basic authentication.
 pub const PAT_VAR: &str = "AZURE_DEVOPS_PAT";
+/// The variables a token is read from, in the order they are tried.
+pub const TOKEN_VARS: [&str; 2] = [SYSTEM_ACCESS_TOKEN_VAR, PAT_VAR];
+/// The user name git sends with the token over https (Azure Repos reads only the token).
+pub const GIT_USERNAME: &str = "imagegen";
 /// Characters Azure DevOps accepts in a pull request description.
 pub const BODY_LIMIT: usize = 4_000;
 
@@ -270,29 +274,44 @@ impl AzureDevOpsProvider {
         spec: &PullRequestSpec,
         created: bool,
     ) -> Result<(), PrError> {
-        let operation = |what: &str| {
-            format!(
-                "{what} the report comment of pull request {id} from {}",
-                spec.source_branch
-            )
-        };
         if created && spec.report.is_none() {
             // A pull request created a moment ago has no comment to find or retire.
             return Ok(());
         }
-        let threads: GitPullRequestCommentThreadList = if created {
-            GitPullRequestCommentThreadList::default()
+        let existing = if created {
+            None
         } else {
-            let answer = self
-                .client
-                .pull_request_threads_client()
-                .list(&self.organization, &self.repository, id, &self.project)
-                .send()
-                .await
-                .map_err(|error| api_error(operation("find"), &error))?;
-            decode(operation("find"), answer.into_raw_response())?
+            self.find_report(id, spec).await?
         };
-        let existing = threads.value.iter().find_map(|thread| {
+        let Some(wanted) = super::report_to_write(
+            spec.report.as_deref(),
+            existing.as_ref().map(|report| report.content.as_str()),
+        ) else {
+            return Ok(());
+        };
+        match existing {
+            Some(report) => self.update_report(id, spec, &report, &wanted).await,
+            None => self.post_report(id, spec, &wanted).await,
+        }
+    }
+
+    /// The report comment an earlier run left on pull request `id`, if any is still there.
+    async fn find_report(
+        &self,
+        id: i32,
+        spec: &PullRequestSpec,
+    ) -> Result<Option<ReportComment>, PrError> {
+        let operation = report_operation("find", id, spec);
+        let answer = self
+            .client
+            .pull_request_threads_client()
+            .list(&self.organization, &self.repository, id, &self.project)
+            .send()
+            .await
+            .map_err(|error| api_error(operation.clone(), &error))?;
+        let threads: GitPullRequestCommentThreadList =
+            decode(operation, answer.into_raw_response())?;
+        Ok(threads.value.iter().find_map(|thread| {
             let thread = &thread.comment_thread;
             let first = thread.comments.first()?;
             let content = first.content.as_deref()?;
@@ -302,70 +321,72 @@ impl AzureDevOpsProvider {
             {
                 return None;
             }
-            Some((
-                thread.id?,
-                i32::try_from(first.id?).ok()?,
-                content.to_owned(),
-            ))
-        });
-        let Some(wanted) = super::report_to_write(
-            spec.report.as_deref(),
-            existing.as_ref().map(|(_, _, content)| content.as_str()),
-        ) else {
-            return Ok(());
-        };
-        let text = |content: &str| {
-            let mut comment = Comment::new();
-            comment.content = Some(content.to_owned());
-            comment.comment_type = Some(comment::CommentType::Text);
-            comment
-        };
-        match existing {
-            Some((thread_id, comment_id, _)) => {
-                let answer = self
-                    .client
-                    .pull_request_thread_comments_client()
-                    .update(
-                        &self.organization,
-                        text(&wanted),
-                        &self.repository,
-                        id,
-                        thread_id,
-                        comment_id,
-                        &self.project,
-                    )
-                    .send()
-                    .await
-                    .map_err(|error| api_error(operation("update"), &error))?;
-                let _: Comment = decode(operation("update"), answer.into_raw_response())?;
-                Ok(())
-            }
-            None => {
-                let mut first = text(&wanted);
-                first.parent_comment_id = Some(0);
-                let mut thread = CommentThread::new();
-                thread.comments = vec![first];
-                thread.status = Some(comment_thread::Status::Closed);
-                let mut body = GitPullRequestCommentThread::new();
-                body.comment_thread = thread;
-                let answer = self
-                    .client
-                    .pull_request_threads_client()
-                    .create(
-                        &self.organization,
-                        body,
-                        &self.repository,
-                        id,
-                        &self.project,
-                    )
-                    .send()
-                    .await
-                    .map_err(|error| api_error(operation("post"), &error))?;
-                let _: GitPullRequestCommentThread =
-                    decode(operation("post"), answer.into_raw_response())?;
-                Ok(())
-            }
-        }
+            Some(ReportComment {
+                thread_id: thread.id?,
+                comment_id: i32::try_from(first.id?).ok()?,
+                content: content.to_owned(),
+            })
+        }))
+    }
+
+    /// Rewrites the report comment in place.
+    async fn update_report(
+        &self,
+        id: i32,
+        spec: &PullRequestSpec,
+        report: &ReportComment,
+        wanted: &str,
+    ) -> Result<(), PrError> {
+        let operation = report_operation("update", id, spec);
+        let answer = self
+            .client
+            .pull_request_thread_comments_client()
+            .update(
+                &self.organization,
+                text_comment(wanted),
+                &self.repository,
+                id,
+                report.thread_id,
+                report.comment_id,
+                &self.project,
+            )
+            .send()
+            .await
+            .map_err(|error| api_error(operation.clone(), &error))?;
+        let _: Comment = decode(operation, answer.into_raw_response())?;
+        Ok(())
+    }
+
+    /// Posts the report as the first comment of a new thread, closed: it asks nothing of anyone.
+    async fn post_report(
+        &self,
+        id: i32,
+        spec: &PullRequestSpec,
+        wanted: &str,
+    ) -> Result<(), PrError> {
+        let operation = report_operation("post", id, spec);
+        let mut first = text_comment(wanted);
+        first.parent_comment_id = Some(0);
+        let mut thread = CommentThread::new();
+        thread.comments = vec![first];
+        thread.status = Some(comment_thread::Status::Closed);
+        let mut body = GitPullRequestCommentThread::new();
+        body.comment_thread = thread;
+        let answer = self
+            .client
+            .pull_request_threads_client()
+            .create(
+                &self.organization,
+                body,
+                &self.repository,
+                id,
+                &self.project,
+            )
+            .send()
+            .await
+            .map_err(|error| api_error(operation.clone(), &error))?;
+        let _: GitPullRequestCommentThread = decode(operation, answer.into_raw_response())?;
+        Ok(())
     }
 
     /// Where people open pull request `id`: the API's own `url` is the REST address.
@@ -681,6 +702,29 @@ fn api_error(operation: String, error: &azure_core::Error) -> PrError {
         status: error.http_status().map(u16::from),
         message,
     }
+}
+
+/// imagegen's report comment as found on a pull request.
+struct ReportComment {
+    thread_id: i32,
+    comment_id: i32,
+    content: String,
+}
+
+/// What was being done with the report comment, for errors.
+fn report_operation(what: &str, id: i32, spec: &PullRequestSpec) -> String {
+    format!(
+        "{what} the report comment of pull request {id} from {}",
+        spec.source_branch
+    )
+}
+
+/// A plain text comment holding `content`.
+fn text_comment(content: &str) -> Comment {
+    let mut comment = Comment::new();
+    comment.content = Some(content.to_owned());
+    comment.comment_type = Some(comment::CommentType::Text);
+    comment
 }
 
 #[cfg(test)]

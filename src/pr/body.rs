@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::platform::markdown_cell;
+use crate::state::JobStatus;
 
 /// One image name that changes in OSOB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,8 +26,51 @@ pub struct ImageChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotIncluded {
     pub definition: String,
-    pub status: String,
+    pub status: NotIncludedStatus,
     pub reason: String,
+}
+
+/// Where a definition left out of the pull request stands: its "status" column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotIncludedStatus {
+    /// The definition has errors.
+    Invalid,
+    /// Never submitted.
+    NotBuilt,
+    /// Its job is still being built, or ended without an image: the ledger's status.
+    Job(JobStatus),
+    /// Its job produced other images than the definition names.
+    OtherImages,
+    /// Changed since it was built, but keeping the image name: refused until a person allows it.
+    SameName,
+    /// Changed since it was built; the new payload is not built yet.
+    Changed,
+}
+
+impl NotIncludedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::NotBuilt => "not built",
+            Self::Job(status) => status.as_str(),
+            Self::OtherImages => "other images",
+            Self::SameName => "same name",
+            Self::Changed => "changed",
+        }
+    }
+}
+
+impl std::fmt::Display for NotIncludedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Written as its column reads, as it was when the status was text.
+impl Serialize for NotIncludedStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// A review date moved in an OSOB file.
@@ -181,7 +225,7 @@ fn full_sections(content: &PrContent) -> Vec<Section> {
                     format!(
                         "| {} | {} | {} |\n",
                         markdown_cell(&item.definition),
-                        markdown_cell(&item.status),
+                        markdown_cell(item.status.as_str()),
                         markdown_cell(&item.reason)
                     )
                 })
@@ -363,7 +407,7 @@ mod tests {
             changes: (0..count).map(change).collect(),
             not_included: vec![NotIncluded {
                 definition: "vs2022/x".into(),
-                status: "failed".into(),
+                status: NotIncludedStatus::Job(JobStatus::Failed),
                 reason: "job j-9 failed: installer exited with code 1603 | see logs".into(),
             }],
             dates: vec![DateMove {

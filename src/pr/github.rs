@@ -16,6 +16,9 @@ use super::{Access, PrError, PullRequest, PullRequestAction, PullRequestSpec};
 /// Where the token comes from.
 pub const GITHUB_TOKEN_VAR: &str = "GITHUB_TOKEN";
 
+/// The user name git sends with the token over https.
+pub const GIT_USERNAME: &str = "x-access-token";
+
 /// Characters GitHub accepts in a pull request body.
 pub const BODY_LIMIT: usize = 65_536;
 

@@ -74,6 +74,34 @@ impl Limits {
     }
 }
 
+/// The variables the provider's token is read from, in the order they are tried; `local`
+/// pushes with the Azure DevOps ones.
+pub fn token_variables(provider: &mapping::Provider) -> &'static [&'static str] {
+    match provider {
+        mapping::Provider::GitHub { .. } => &[github::GITHUB_TOKEN_VAR],
+        mapping::Provider::AzureDevOps { .. } | mapping::Provider::Local => {
+            &azure_devops::TOKEN_VARS
+        }
+    }
+}
+
+/// The user name and token git pushes with over https to the provider's repository: the first
+/// of [`token_variables`] set to something other than blanks. `None` when none is.
+pub fn git_credentials(provider: &mapping::Provider) -> Option<(&'static str, String)> {
+    let token = token_variables(provider).iter().find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    })?;
+    let username = match provider {
+        mapping::Provider::GitHub { .. } => github::GIT_USERNAME,
+        mapping::Provider::AzureDevOps { .. } | mapping::Provider::Local => {
+            azure_devops::GIT_USERNAME
+        }
+    };
+    Some((username, token))
+}
+
 /// What a provider did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

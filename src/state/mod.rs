@@ -181,6 +181,18 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
+    /// Whether this entry still tracks the job `tracking_id`: news of an older job, which a
+    /// newer submission replaced, is not this entry's.
+    pub fn tracks(&self, tracking_id: &str) -> bool {
+        self.tracking_id.as_deref() == Some(tracking_id)
+    }
+
+    /// Whether this entry holds the intent of the submission sent under `idempotency_key`: only
+    /// that submission may record its answer here.
+    pub fn holds_intent(&self, idempotency_key: &str) -> bool {
+        self.idempotency_key.as_deref() == Some(idempotency_key)
+    }
+
     /// The entry recorded just before a payload is sent: what is being submitted and the key
     /// that makes sending it again safe, with no tracking id yet.
     pub fn intent(rendered: &Rendered, idempotency_key: String, now: Timestamp) -> Self {

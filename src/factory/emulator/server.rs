@@ -78,23 +78,7 @@ async fn handle(
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let route = route_of(&path);
-    let mut entry = LoggedRequest {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        route: route.map(|route| match route {
-            Route::Token => "token",
-            Route::Jobs => "jobs",
-        }),
-        idempotency_key: parts
-            .headers
-            .get(IDEMPOTENCY_KEY_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_string),
-        body: logged_body(route, &bytes),
-        status: None,
-        fault: None,
-        at_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    };
+    let mut entry = logged_request(&shared, &parts, path, route, &bytes);
     let fault = route.and_then(|route| shared.next_fault(route, parts.method.as_str()));
     entry.fault = fault.as_ref().map(|fault| format!("{fault:?}"));
     let response = match fault {
@@ -102,19 +86,7 @@ async fn handle(
             shared.lock().log.push(entry);
             return Err(ResetOnPurpose);
         }
-        Some(Fault::Throttle { retry_after }) => {
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "throttled by the emulator",
-            );
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, seconds.into());
-            }
-            response
-        }
+        Some(Fault::Throttle { retry_after }) => throttled(retry_after),
         Some(Fault::ServerError(status)) => error_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "ServerError",
@@ -167,6 +139,48 @@ async fn handle(
     entry.status = Some(response.status().as_u16());
     shared.lock().log.push(entry);
     Ok(response)
+}
+
+/// The request as the log keeps it; its status and fault are added once known.
+fn logged_request(
+    shared: &Shared,
+    parts: &axum::http::request::Parts,
+    path: String,
+    route: Option<Route>,
+    bytes: &[u8],
+) -> LoggedRequest {
+    LoggedRequest {
+        method: parts.method.to_string(),
+        path,
+        route: route.map(|route| match route {
+            Route::Token => "token",
+            Route::Jobs => "jobs",
+        }),
+        idempotency_key: parts
+            .headers
+            .get(IDEMPOTENCY_KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
+        body: logged_body(route, bytes),
+        status: None,
+        fault: None,
+        at_ms: u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// 429, with a `Retry-After` when the fault names one.
+fn throttled(retry_after: Option<u64>) -> Response<Body> {
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "throttled by the emulator",
+    );
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// A submission's answer turned into the replay of a finished job: 200, `Succeeded`, and the
