@@ -97,9 +97,38 @@ pub fn status(context: &Context, request: StatusRequest) -> anyhow::Result<Exit>
 /// `imagegen status <tracking-id>...`: each job's state; `--watch` polls until all ended.
 fn jobs(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
     let client = Arc::new(request.factory.client()?);
-    // The ledger only names the jobs it knows; without one, the ids speak for themselves.
     let runtime = crate::runtime::shared()?;
-    let read = runtime.block_on(context.store.read());
+    let (mut reports, ledger_line) = named_reports(context, &request);
+    let output = &context.output;
+    let mut first = true;
+    loop {
+        let asking: Vec<(usize, String)> = reports
+            .iter()
+            .enumerate()
+            .filter(|(_, report)| !report.is_terminal())
+            .map(|(index, report)| (index, report.tracking_id.clone()))
+            .collect();
+        for (index, answer) in runtime.block_on(ask_all(&client, asking)) {
+            take_answer(context, &request, &mut reports[index], answer, first)?;
+        }
+        if request.watch && first && !output.is_json() {
+            output.text(&render_reports(&reports))?;
+        }
+        first = false;
+        if !request.watch || reports.iter().all(JobReport::is_terminal) {
+            break;
+        }
+        std::thread::sleep(request.poll_interval);
+    }
+    runtime.block_on(record_states(context, &reports))?;
+    print_reports(context, &request, &reports, &ledger_line)?;
+    Ok(status_exit_code(&reports))
+}
+
+/// A report for each tracking id asked about, named after the definition the ledger holds it
+/// for, and the ledger line that ends the text. Without a ledger, the ids speak for themselves.
+fn named_reports(context: &Context, request: &StatusRequest) -> (Vec<JobReport>, String) {
+    let read = context.store.read_blocking();
     let ledger_line = match &read {
         Ok(_) => super::ledger_line(context),
         Err(error) => format!(
@@ -115,8 +144,7 @@ fn jobs(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
                 .collect()
         })
         .unwrap_or_default();
-    let output = &context.output;
-    let mut reports: Vec<JobReport> = request
+    let reports = request
         .tracking_ids
         .iter()
         .map(|id| JobReport {
@@ -128,72 +156,75 @@ fn jobs(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
             ask_again: true,
         })
         .collect();
-    let mut first = true;
-    loop {
-        let asking: Vec<(usize, String)> = reports
-            .iter()
-            .enumerate()
-            .filter(|(_, report)| !report.is_terminal())
-            .map(|(index, report)| (index, report.tracking_id.clone()))
-            .collect();
-        for (index, answer) in runtime.block_on(ask_all(&client, asking)) {
-            let report = &mut reports[index];
-            let before = report.summary();
-            match answer {
-                Ok(state) => {
-                    if let RemoteStatus::Other(status) = &state.status {
-                        tracing::warn!(
-                            "job {}: status {status:?} is not one the contract names; \
-                             taking it as not finished",
-                            report.tracking_id
-                        );
-                    }
-                    report.state = Some(state);
-                    report.error = None;
-                    report.transient = false;
-                    report.ask_again = false;
-                }
-                Err(error) => {
-                    report.transient = error.is_transient();
-                    report.ask_again = report.transient && request.watch;
-                    if report.ask_again && !first {
-                        output.note(&format!(
-                            "job {}: {error}; asking again in {}",
-                            report.tracking_id,
-                            duration::display(request.poll_interval)
-                        ))?;
-                    }
-                    report.error = Some(error.to_string());
-                }
+    (reports, ledger_line)
+}
+
+/// Records one answer in its report; while watching, says what changed (from the second
+/// round on: the first round's table says it all).
+fn take_answer(
+    context: &Context,
+    request: &StatusRequest,
+    report: &mut JobReport,
+    answer: Result<JobState, FactoryError>,
+    first: bool,
+) -> anyhow::Result<()> {
+    let output = &context.output;
+    let before = report.summary();
+    match answer {
+        Ok(state) => {
+            if let RemoteStatus::Other(status) = &state.status {
+                tracing::warn!(
+                    "job {}: status {status:?} is not one the contract names; taking it as not \
+                     finished",
+                    report.tracking_id
+                );
             }
-            if request.watch && !first && !output.is_json() && report.summary() != before {
-                output.text(&format!(
-                    "{}  {}{}: {} -> {}\n",
-                    seconds(Timestamp::now()),
+            report.state = Some(state);
+            report.error = None;
+            report.transient = false;
+            report.ask_again = false;
+        }
+        Err(error) => {
+            report.transient = error.is_transient();
+            report.ask_again = report.transient && request.watch;
+            if report.ask_again && !first {
+                output.note(&format!(
+                    "job {}: {error}; asking again in {}",
                     report.tracking_id,
-                    report
-                        .ledger
-                        .as_ref()
-                        .map(|key| format!(" ({key})"))
-                        .unwrap_or_default(),
-                    before,
-                    report.summary()
+                    duration::display(request.poll_interval)
                 ))?;
             }
+            report.error = Some(error.to_string());
         }
-        if request.watch && first && !output.is_json() {
-            output.text(&render_reports(&reports))?;
-        }
-        first = false;
-        if !request.watch || reports.iter().all(JobReport::is_terminal) {
-            break;
-        }
-        std::thread::sleep(request.poll_interval);
     }
-    runtime.block_on(record_states(context, &reports))?;
+    if request.watch && !first && !output.is_json() && report.summary() != before {
+        output.text(&format!(
+            "{}  {}{}: {} -> {}\n",
+            seconds(Timestamp::now()),
+            report.tracking_id,
+            report
+                .ledger
+                .as_ref()
+                .map(|key| format!(" ({key})"))
+                .unwrap_or_default(),
+            before,
+            report.summary()
+        ))?;
+    }
+    Ok(())
+}
+
+/// The reports as annotations (on a CI platform), then as JSON or the table.
+fn print_reports(
+    context: &Context,
+    request: &StatusRequest,
+    reports: &[JobReport],
+    ledger_line: &str,
+) -> anyhow::Result<()> {
+    let output = &context.output;
     // On a platform, each job that makes the exit code 1 is an error in the run's issues; off
     // one, the report below says it.
-    for report in &reports {
+    for report in reports {
         if let Some(annotation) = status_annotation(report) {
             output.annotate(&annotation)?;
         }
@@ -204,10 +235,10 @@ fn jobs(context: &Context, request: StatusRequest) -> anyhow::Result<Exit> {
         if request.watch {
             output.text("\n")?;
         }
-        output.text(&render_reports(&reports))?;
-        output.text(&ledger_line)?;
+        output.text(&render_reports(reports))?;
+        output.text(ledger_line)?;
     }
-    Ok(status_exit_code(&reports))
+    Ok(())
 }
 
 /// Asks the service about each `(index, tracking id)` at once, [`POLL_CONCURRENCY`] at a time,
