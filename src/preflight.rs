@@ -23,7 +23,7 @@ use crate::factory::{AUTHORITY_VAR, FactoryError, TOKEN_VERSION_VAR, URL_VAR};
 use crate::osob::mapping::{MAPPING_FILE, Mapping, Provider};
 use crate::osob::publish::{self, Assume};
 use crate::osob::workspace::Workspace;
-use crate::pr::{PrClient, PrError};
+use crate::pull_request::{PrClient, PrError};
 use crate::state::blob::{NEEDED_PERMISSIONS, SAS_VAR, STATE_VAR};
 use crate::state::{Ledger, Rewrite, StateError, Store};
 
@@ -910,7 +910,7 @@ fn reach_fix(url: &str, with_token: bool, provider: &Provider) -> String {
 
 /// The variables a provider's token is read from, as people set them.
 fn token_names(provider: &Provider) -> String {
-    crate::pr::token_variables(provider).join(" or ")
+    crate::pull_request::token_variables(provider).join(" or ")
 }
 
 // ---------------------------------------------------------------------------------------------

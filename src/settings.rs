@@ -16,9 +16,12 @@ pub const ENVIRONMENT_ONLY: &[(&str, bool)] = &[
     (crate::factory::auth::CLIENT_SECRET_VAR, true),
     (crate::factory::auth::RESOURCE_ID_VAR, false),
     (crate::state::blob::SAS_VAR, true),
-    (crate::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR, true),
-    (crate::pr::azure_devops::PAT_VAR, true),
-    (crate::pr::github::GITHUB_TOKEN_VAR, true),
+    (
+        crate::pull_request::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
+        true,
+    ),
+    (crate::pull_request::azure_devops::PAT_VAR, true),
+    (crate::pull_request::github::GITHUB_TOKEN_VAR, true),
 ];
 
 /// One setting as people may give it: its flag, its environment variable, or both.

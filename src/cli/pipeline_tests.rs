@@ -341,9 +341,9 @@ const RECONCILE_SETTINGS: [&str; 7] = [
 
 /// The tokens for the OSOB pull request: a pipeline maps the one (or ones) its provider reads.
 const PULL_REQUEST_TOKENS: [&str; 3] = [
-    imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
-    imagegen::pr::azure_devops::PAT_VAR,
-    imagegen::pr::github::GITHUB_TOKEN_VAR,
+    imagegen::pull_request::azure_devops::SYSTEM_ACCESS_TOKEN_VAR,
+    imagegen::pull_request::azure_devops::PAT_VAR,
+    imagegen::pull_request::github::GITHUB_TOKEN_VAR,
 ];
 
 /// Read by a reconcile, but left unmapped on purpose: mapping a variable the pipeline does not
@@ -608,7 +608,7 @@ fn production_declares_the_osob_repository_the_mapping_names() {
 fn production_reconcile_step_maps_every_setting_and_passes_on_pending_jobs() {
     let pipeline = azure_production();
     let step = reconcile_step("imagegen.yml", &pipeline);
-    let azure_token = imagegen::pr::azure_devops::SYSTEM_ACCESS_TOKEN_VAR;
+    let azure_token = imagegen::pull_request::azure_devops::SYSTEM_ACCESS_TOKEN_VAR;
     let settings: Vec<&str> = RECONCILE_SETTINGS
         .into_iter()
         .chain([azure_token])
@@ -912,8 +912,8 @@ fn the_github_reconcile_workflow_in_the_docs_runs_the_binary_ci_uploaded_from_ma
     let settings: Vec<&str> = RECONCILE_SETTINGS
         .into_iter()
         .chain([
-            imagegen::pr::github::GITHUB_TOKEN_VAR,
-            imagegen::pr::azure_devops::PAT_VAR,
+            imagegen::pull_request::github::GITHUB_TOKEN_VAR,
+            imagegen::pull_request::azure_devops::PAT_VAR,
         ])
         .collect();
     check_reconcile_step(file, reconcile, &settings);

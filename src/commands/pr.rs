@@ -11,8 +11,8 @@ use crate::exit::Exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::publish::{self, BranchOutcome, Prepared};
 use crate::osob::step::{self, Change, NothingToDo, Preview, StepOptions, StepReport, StepResult};
-use crate::pr::PullRequest;
-use crate::pr::body::{self, NotIncluded};
+use crate::pull_request::PullRequest;
+use crate::pull_request::body::{self, NotIncluded};
 use crate::state::Ledger;
 
 /// What `imagegen pr` is asked to do.
@@ -364,12 +364,12 @@ fn render_report(report: &PrReport<'_>, provider: &Provider) -> String {
     text
 }
 
-fn action_word(action: crate::pr::PullRequestAction) -> &'static str {
+fn action_word(action: crate::pull_request::PullRequestAction) -> &'static str {
     match action {
-        crate::pr::PullRequestAction::Created => "created",
-        crate::pr::PullRequestAction::Updated => "updated",
-        crate::pr::PullRequestAction::Adopted => "adopted and updated",
-        crate::pr::PullRequestAction::Unchanged => "already up to date",
+        crate::pull_request::PullRequestAction::Created => "created",
+        crate::pull_request::PullRequestAction::Updated => "updated",
+        crate::pull_request::PullRequestAction::Adopted => "adopted and updated",
+        crate::pull_request::PullRequestAction::Unchanged => "already up to date",
     }
 }
 

@@ -13,7 +13,9 @@ use crate::duration;
 use crate::osob::edit::{self, EditProblem, FileEdit, ImagePattern};
 use crate::osob::mapping::{Mapping, Provider};
 use crate::osob::workspace::{GitAuth, Workspace, WorkspaceError};
-use crate::pr::body::{self, DateMove, ImageChange, NotIncluded, NotIncludedStatus, PrContent};
+use crate::pull_request::body::{
+    self, DateMove, ImageChange, NotIncluded, NotIncludedStatus, PrContent,
+};
 use crate::state::{JobStatus, Ledger, SameName};
 
 /// Which images count as built.
@@ -520,7 +522,7 @@ pub fn git_auth(url: &str, provider: &Provider) -> Option<GitAuth> {
     if !url.starts_with("https://") {
         return None;
     }
-    let (username, token) = crate::pr::git_credentials(provider)?;
+    let (username, token) = crate::pull_request::git_credentials(provider)?;
     Some(GitAuth {
         username: username.to_string(),
         token: secrecy::SecretString::from(token),

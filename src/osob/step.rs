@@ -10,8 +10,8 @@ use crate::exit::Exit;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping, Provider};
 use crate::osob::publish::{self, Assume, BranchOptions, BranchOutcome, Prepared, PublishError};
 use crate::osob::workspace::{Workspace, WorkspaceError};
-use crate::pr::body::{self, NotIncluded};
-use crate::pr::{Limits, PrClient, PullRequest, PullRequestSpec};
+use crate::pull_request::body::{self, NotIncluded};
+use crate::pull_request::{Limits, PrClient, PullRequest, PullRequestSpec};
 use crate::runtime::RuntimeError;
 use crate::state::Ledger;
 

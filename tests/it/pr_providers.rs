@@ -1,11 +1,11 @@
 //! The GitHub and Azure DevOps providers over real HTTP: octocrab and azure_devops_rust_api
 //! against fake services the tests start on 127.0.0.1, down to the requests they received.
 
-use imagegen::pr::azure_devops::{
+use imagegen::pull_request::azure_devops::{
     AzureDevOpsProvider, AzureDevOpsToken, PAT_VAR, SYSTEM_ACCESS_TOKEN_VAR,
 };
-use imagegen::pr::github::{GITHUB_TOKEN_VAR, GitHubProvider};
-use imagegen::pr::{Access, PrClient, PrError, PullRequestAction, PullRequestSpec};
+use imagegen::pull_request::github::{GITHUB_TOKEN_VAR, GitHubProvider};
+use imagegen::pull_request::{Access, PrClient, PrError, PullRequestAction, PullRequestSpec};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -829,7 +829,7 @@ fn spec_with_report(report: &str) -> PullRequestSpec {
     let mut spec = spec(&[], &[]);
     spec.report = Some(format!(
         "{}\n\n{report}\n",
-        imagegen::pr::body::REPORT_HEADING
+        imagegen::pull_request::body::REPORT_HEADING
     ));
     spec
 }

@@ -73,7 +73,7 @@ impl GitHubProvider {
                 "GitHub needs a repository as owner and name, got `{owner}/{repo}`"
             )));
         }
-        crate::pr::check_token_is_header_safe(
+        crate::pull_request::check_token_is_header_safe(
             &token,
             &format!("GitHub token (from {GITHUB_TOKEN_VAR})"),
         )?;
@@ -139,7 +139,7 @@ impl GitHubProvider {
     /// exists, that one is found again and updated. Then asks for the reviewers and adds the
     /// labels it does not have yet.
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
-        let body = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
+        let body = crate::pull_request::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_open(spec).await? {
             Some(open)
                 if open.title.as_deref() == Some(spec.title.as_str())
@@ -584,15 +584,18 @@ mod tests {
 
     #[test]
     fn a_body_within_the_limit_is_kept_and_a_longer_one_is_cut_at_a_character() {
-        assert_eq!(crate::pr::cap_body("short", BODY_LIMIT, PROVIDER), "short");
+        assert_eq!(
+            crate::pull_request::cap_body("short", BODY_LIMIT, PROVIDER),
+            "short"
+        );
         let long = "é".repeat(BODY_LIMIT + 5);
-        let capped = crate::pr::cap_body(&long, BODY_LIMIT, PROVIDER);
+        let capped = crate::pull_request::cap_body(&long, BODY_LIMIT, PROVIDER);
         assert_eq!(capped.chars().count(), BODY_LIMIT);
     }
 
     #[test]
     fn a_token_with_a_newline_is_refused_without_showing_it() {
-        let error = crate::pr::check_token_is_header_safe(
+        let error = crate::pull_request::check_token_is_header_safe(
             &SecretString::from("canary-token\n"),
             "GitHub token (from GITHUB_TOKEN)",
         )

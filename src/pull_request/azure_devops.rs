@@ -187,7 +187,7 @@ impl AzureDevOpsProvider {
                 )));
             }
         }
-        crate::pr::check_token_is_header_safe(
+        crate::pull_request::check_token_is_header_safe(
             token.secret(),
             &format!("Azure DevOps token (from {SYSTEM_ACCESS_TOKEN_VAR} or {PAT_VAR})"),
         )?;
@@ -223,7 +223,7 @@ impl AzureDevOpsProvider {
     /// creating answers TF401179 (one already exists), that one is found again and updated. An
     /// updated pull request gets the reviewers and labels it does not have yet.
     pub async fn open_or_update(&self, spec: &PullRequestSpec) -> Result<PullRequest, PrError> {
-        let description = crate::pr::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
+        let description = crate::pull_request::cap_body(&spec.body, BODY_LIMIT, PROVIDER);
         let (pull_request, action) = match self.find_active(spec).await? {
             Some(active)
                 if active.title.as_deref() == Some(spec.title.as_str())
@@ -794,11 +794,14 @@ mod tests {
     fn a_description_over_the_limit_is_cut_at_a_character() {
         let long = "ü".repeat(BODY_LIMIT + 1);
         assert_eq!(
-            crate::pr::cap_body(&long, BODY_LIMIT, PROVIDER)
+            crate::pull_request::cap_body(&long, BODY_LIMIT, PROVIDER)
                 .chars()
                 .count(),
             BODY_LIMIT
         );
-        assert_eq!(crate::pr::cap_body("short", BODY_LIMIT, PROVIDER), "short");
+        assert_eq!(
+            crate::pull_request::cap_body("short", BODY_LIMIT, PROVIDER),
+            "short"
+        );
     }
 }
