@@ -24,6 +24,7 @@ pub mod preflight;
 pub mod runtime;
 pub mod selection;
 pub mod settings;
+pub mod sources;
 pub mod state;
 pub mod suggest;
 pub mod variables;

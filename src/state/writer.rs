@@ -301,7 +301,12 @@ impl LedgerWriter {
             return;
         };
         // A journal with no record (or none that continues the snapshot) holds nothing to fold.
-        if durable.base.journal.as_ref().is_none_or(|tail| tail.records == 0) {
+        if durable
+            .base
+            .journal
+            .as_ref()
+            .is_none_or(|tail| tail.records == 0)
+        {
             return;
         }
         if let Err(error) = run(&mut slot, Operation::Compact(None)).await {
