@@ -11,11 +11,16 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Context, affected_json, affected_text, count, errors_of, exit_for};
-use crate::catalog::{self, Catalog, Sources};
+use crate::catalog::{self, Catalog};
 use crate::definitions::Definition;
 use crate::diagnostics::Diagnostics;
 use crate::output::Table;
 use crate::variables::{self, SetChange, SetStatus, VARIABLES_FILE, ValueChange, Variables};
+
+mod consequences;
+pub mod update;
+
+pub(crate) use consequences::Consequences;
 
 /// What `imagegen vars` is asked to do.
 #[derive(Debug, Clone)]
@@ -23,6 +28,7 @@ pub enum VarsRequest {
     List,
     Set(SetRequest),
     Diff(DiffRequest),
+    Update(Box<update::UpdateRequest>),
 }
 
 /// `imagegen vars set NAME=VALUE...`.
@@ -49,6 +55,7 @@ pub fn vars(context: &Context, request: VarsRequest) -> anyhow::Result<Exit> {
         VarsRequest::List => list(context),
         VarsRequest::Set(request) => set(context, &request),
         VarsRequest::Diff(request) => diff(context, &request),
+        VarsRequest::Update(request) => update::update(context, &request),
     }
 }
 
@@ -156,26 +163,15 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     let outcome = variables::set_values(&text, &request.changes, request.add)
         .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
 
-    // Building the catalog twice tells the definitions the new values break from the ones that
-    // were broken already: only the first kind blocks the write.
-    let (before, after) = if outcome.is_changed() {
-        let with = |variables: &str| Sources {
-            variables: Some(variables.to_string()),
-            definitions: sources.definitions.clone(),
-            problems: sources.problems.clone(),
-        };
-        let before = Catalog::build(with(&text));
-        (Some(before), Catalog::build(with(&outcome.text)))
-    } else {
-        (None, Catalog::build(sources))
-    };
-    let broken: Vec<String> = match &before {
-        Some(before) => after.invalid.difference(&before.invalid).cloned().collect(),
-        None => Vec::new(),
-    };
-    let changed = outcome.changed_names();
-    let affected = after.affected_by(&changed);
-    let errors = errors_of(&after);
+    let consequences = Consequences::of(&sources, &text, &outcome);
+    let Consequences {
+        after,
+        broken,
+        changed,
+        ..
+    } = &consequences;
+    let affected = after.affected_by(changed);
+    let errors = errors_of(after);
 
     let write = outcome.is_changed() && broken.is_empty() && !request.dry_run;
     if write {
@@ -191,7 +187,7 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
             written: write,
             changes: &outcome.changes,
             definitions: affected_json(&affected),
-            broken: &broken,
+            broken,
             diagnostics: &errors,
         })?;
     } else {

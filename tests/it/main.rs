@@ -36,3 +36,4 @@ mod reconcile;
 #[cfg(feature = "emulator")]
 mod settings;
 mod vars;
+mod vars_update;
