@@ -921,6 +921,9 @@ fn check_given_settings(
 mod pipeline_tests;
 
 #[cfg(test)]
+mod variable_updates_pipeline_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -12,13 +12,6 @@ use crate::factory::auth::{Credentials, DEFAULT_AUTHORITY, TokenSource};
 use crate::factory::wire::TokenVersion;
 use crate::http::{self, RetryPolicy, Timeouts};
 
-/// The setting that names the subscription Resource Manager is asked through.
-pub const SUBSCRIPTION_VAR: &str = "IMAGEGEN_SUBSCRIPTION_ID";
-/// The setting that replaces Resource Manager's URL (a local stand-in, a sovereign cloud).
-pub const ARM_URL_VAR: &str = "IMAGEGEN_ARM_URL";
-/// The setting that rewrites sources' URLs (`FROM=TO`, separated by spaces).
-pub const REWRITE_VAR: &str = "IMAGEGEN_SOURCE_URL_REWRITE";
-
 /// The most pages of one versions list followed: far more than any SKU has.
 const MAX_PAGES: usize = 100;
 
@@ -123,7 +116,7 @@ impl Fetcher {
 
     async fn marketplace(&self, sku: &marketplace::ImageSku) -> Result<Vec<Candidate>, String> {
         let subscription = sku.subscription.as_deref().or(self.settings.subscription.as_deref()).ok_or_else(|| {
-            format!("no subscription to ask Resource Manager through: set {SUBSCRIPTION_VAR} or --subscription, or name one in the source")
+            format!("no subscription to ask Resource Manager through: set IMAGEGEN_SUBSCRIPTION_ID or --subscription, or name one in the source")
         })?;
         let base = self.settings.arm_url.as_deref().unwrap_or(DEFAULT_ARM_URL);
         let base = Url::parse(&format!("{}/", base.trim_end_matches('/')))

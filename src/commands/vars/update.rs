@@ -28,9 +28,6 @@ use crate::sources::{self, PullRequestTarget, SOURCES_FILE, SourcesFile, Variabl
 use crate::state::LedgerWriter;
 use crate::variables::{self, SetOutcome, VARIABLES_FILE, Variables};
 
-/// The setting that points `--pr` at another clone of this repository than the file names.
-pub const REPO_URL_VAR: &str = "IMAGEGEN_REPO_URL";
-
 /// `imagegen vars update`.
 #[derive(Debug, Clone, Default)]
 pub struct UpdateRequest {
