@@ -116,7 +116,7 @@ impl Fetcher {
 
     async fn marketplace(&self, sku: &marketplace::ImageSku) -> Result<Vec<Candidate>, String> {
         let subscription = sku.subscription.as_deref().or(self.settings.subscription.as_deref()).ok_or_else(|| {
-            format!("no subscription to ask Resource Manager through: set IMAGEGEN_SUBSCRIPTION_ID or --subscription, or name one in the source")
+            "no subscription to ask Resource Manager through: set IMAGEGEN_SUBSCRIPTION_ID or --subscription, or name one in the source".to_string()
         })?;
         let base = self.settings.arm_url.as_deref().unwrap_or(DEFAULT_ARM_URL);
         let base = Url::parse(&format!("{}/", base.trim_end_matches('/')))
