@@ -443,8 +443,8 @@ Examples:
 
 Starts an Image Factory emulator in-process and a bare git repository standing in for OSOB,
 copies the shipped definitions into a throw-away folder, and goes through this week's Visual
-Studio update with the commands a person would type: adopt last week's images, vars set,
-reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
+Studio update with the commands a person would type: adopt last week's images, vars update (the
+new release found in a channel manifest the demo serves on loopback), reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
 submits nothing. The pull request is printed, not opened. Nothing outside the throw-away
 folder is read or changed, and nothing leaves the machine. A build without the default
 features (the production pipeline's) has no emulator: there the command says so and exits 1.
