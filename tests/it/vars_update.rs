@@ -494,3 +494,49 @@ async fn pr_with_nothing_newer_pushes_nothing_and_opens_nothing() {
     assert_eq!(on_branch(&bare, UPDATE_BRANCH), None);
     assert!(github.pulls().is_empty());
 }
+
+#[test]
+fn a_minimum_age_counts_from_the_first_run_that_saw_the_version_kept_in_the_ledger() {
+    let publishers = Publishers::start(published("17.12.3"));
+    let repo = Repo::shipped();
+    repo.write(
+        "variable-sources.json",
+        r#"{"variables": {"VS_2022_VERSION": {"channel": {"url": "https://aka.ms/vs/17/release/channel", "field": "display-version"}, "format": "{parts:_}", "min_age": "2d"}}}"#,
+    );
+    let before = repo.read("variables.json");
+
+    // A dry run counts from now and records nothing.
+    let output = run(&repo, &publishers, &["--dry-run"], 0);
+    assert!(
+        stdout_of(&output).contains("  not proposed: 17.12.3 (17_12_3): too new: first seen "),
+        "{}",
+        stdout_of(&output)
+    );
+    assert!(repo.ledger().seen.is_empty());
+
+    // The first real run records the date, and proposes nothing yet.
+    run(&repo, &publishers, &[], 0);
+    assert_eq!(repo.read("variables.json"), before);
+    let mut ledger = repo.ledger();
+    let first = ledger.seen["VS_2022_VERSION"]["17.12.3"];
+    assert!(jiff::Timestamp::now().duration_since(first).as_secs() < 60);
+
+    // Two days and a bit later (the ledger says so), it is proposed and written.
+    let earlier = first
+        .checked_sub(jiff::SignedDuration::from_hours(49))
+        .unwrap();
+    ledger
+        .seen
+        .get_mut("VS_2022_VERSION")
+        .unwrap()
+        .insert("17.12.3".into(), earlier);
+    repo.save_ledger(&ledger);
+    run(&repo, &publishers, &[], 0);
+    assert_eq!(
+        repo.read("variables.json"),
+        before.replace("\"17_12_1\"", "\"17_12_3\"")
+    );
+    // Once the value is current, the ledger forgets the date.
+    run(&repo, &publishers, &[], 0);
+    assert!(repo.ledger().seen.is_empty(), "{:?}", repo.ledger().seen);
+}
