@@ -339,15 +339,28 @@ pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit
     if let Some(error) = &failure {
         output.error(error)?;
     }
-    output.note(&closing_note(
-        request,
-        blocked,
-        outcome.is_changed(),
-        written,
-        branch.as_ref(),
-        pull_request.as_ref(),
-        target.as_ref(),
-    ))?;
+    let held = reports.iter().any(|report| {
+        report
+            .resolution
+            .as_ref()
+            .is_some_and(|resolution| !resolution.held_back.is_empty())
+    });
+    let note = if !blocked && !outcome.is_changed() && held {
+        "nothing newer passes the rules (see \"not proposed\" above): nothing was written or \
+         pushed"
+            .to_string()
+    } else {
+        closing_note(
+            request,
+            blocked,
+            outcome.is_changed(),
+            written,
+            branch.as_ref(),
+            pull_request.as_ref(),
+            target.as_ref(),
+        )
+    };
+    output.note(&note)?;
     Ok(exit)
 }
 
