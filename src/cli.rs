@@ -14,6 +14,7 @@ use imagegen::commands::ledger::{ImportRequest, LedgerRequest};
 use imagegen::commands::pr::PrRequest;
 use imagegen::commands::status::StatusRequest;
 use imagegen::commands::submit::{SubmitRequest, SubmitTarget};
+use imagegen::commands::vars::update::UpdateRequest;
 use imagegen::commands::vars::{DiffRequest, SetRequest, VarsRequest};
 use imagegen::commands::{AdoptRequest, Context, ReconcileRequest};
 use imagegen::duration;
@@ -22,6 +23,7 @@ use imagegen::output::{Format, Output};
 use imagegen::plan::PlanOptions;
 use imagegen::platform::{self, Platform};
 use imagegen::settings::{self, Setting, SettingError, Source};
+use imagegen::sources::fetch::FetchSettings;
 use imagegen::state::MissingLedger;
 use imagegen::variables;
 
@@ -193,6 +195,7 @@ Examples:
   imagegen vars set VS_2022_VERSION=17_12_2 --dry-run
   imagegen vars set VS_2022_VERSION=17_12_2
   imagegen vars diff HEAD
+  imagegen vars update --dry-run
 
 Exit codes: 0 done, 1 an error (nothing is written then).";
 
@@ -229,6 +232,131 @@ Compares variables.json at the revision with the file in the working tree (uncom
 included). A revision without variables.json counts every variable as added.
 Exit codes: 0 done, 1 an error (not a git repository, unknown revision, a file with errors).")]
     Diff(VarsDiffArgs),
+
+    /// Find each variable's newest value where it is published, and write or propose it
+    #[command(after_help = VARS_UPDATE_HELP)]
+    Update(VarsUpdateArgs),
+}
+
+const VARS_UPDATE_HELP: &str = "\
+Examples:
+  imagegen vars update --dry-run
+  imagegen vars update --only VS_2022_VERSION
+  imagegen vars update --pr
+  imagegen vars update --dry-run --output json
+
+Reads variable-sources.json (see docs/variable-sources.md): for each variable, where its newest
+value is published (a Visual Studio channel manifest, Azure Marketplace image versions through
+Resource Manager, or a JSON document), how the value is written, and the rules that hold a newer
+version back (within, ignore, min_age). Prints each variable's current and newest value, why a
+newer one is not proposed, the definitions each change rebuilds and the image names old -> new,
+warning of any image whose name would not change. Without --dry-run it writes variables.json in
+place as `vars set` does; with --pr it pushes one branch on this repository instead (rebuilt
+from the base branch, never over someone else's commit) and opens or updates one pull request.
+A source that fails changes nothing, and is named with its variable.
+Exit codes: 0 done or up to date, 2 (dry run) newer values found, 1 an error (nothing written).
+Marketplace sources need the IMAGE_FACTORY_TENANT_ID, _CLIENT_ID and _CLIENT_SECRET settings and
+a subscription; --pr needs the provider's token (see docs/configuration.md).";
+
+#[derive(Debug, Args)]
+pub struct VarsUpdateArgs {
+    /// Show what would change; write, push and record nothing
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Push one branch on this repository and open or update one pull request, instead of
+    /// writing variables.json
+    #[arg(long)]
+    pr: bool,
+
+    /// Update only these variables (glob patterns over names), repeatable
+    #[arg(long, value_name = "GLOB")]
+    only: Vec<String>,
+
+    /// Leave these variables alone (glob patterns over names), repeatable
+    #[arg(long, value_name = "GLOB")]
+    except: Vec<String>,
+
+    /// This repository's URL (or a local path) for --pr, instead of variable-sources.json's
+    #[arg(long, env = "IMAGEGEN_REPO_URL", value_name = "URL")]
+    repo_url: Option<String>,
+
+    /// Rebuild the branch even if someone else committed to it (their commits are dropped)
+    #[arg(long)]
+    take_over_branch: bool,
+
+    /// The subscription Resource Manager is asked through, for Marketplace sources naming none
+    #[arg(long, env = "IMAGEGEN_SUBSCRIPTION_ID", value_name = "ID")]
+    subscription: Option<String>,
+
+    /// Resource Manager's base URL
+    #[arg(long, env = "IMAGEGEN_ARM_URL", value_name = "URL")]
+    arm_url: Option<String>,
+
+    /// Replace a prefix of every source URL (a mirror, a proxy, a local stand-in), repeatable;
+    /// the environment variable takes several, separated by spaces
+    #[arg(long, env = "IMAGEGEN_SOURCE_URL_REWRITE", value_name = "FROM=TO", value_delimiter = ' ', value_parser = parse_rewrite)]
+    rewrite_source_url: Vec<(String, String)>,
+
+    /// The Azure AD authority that issues the Resource Manager token
+    #[arg(long, env = "IMAGE_FACTORY_AUTHORITY", value_name = "URL")]
+    authority: Option<String>,
+
+    /// The Azure AD token endpoint
+    #[arg(
+        long,
+        env = "IMAGE_FACTORY_TOKEN_VERSION",
+        value_name = "VERSION",
+        default_value = "v2"
+    )]
+    token_version: TokenVersion,
+
+    /// How long one request may take
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
+    http_timeout: Duration,
+
+    /// Retries of a throttled, failing or timed-out request (never past 2 minutes)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=20))]
+    retries: u32,
+
+    /// How long to wait for another run holding a file ledger (first-seen dates are kept there)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse)]
+    lock_timeout: Duration,
+}
+
+fn parse_rewrite(argument: &str) -> Result<(String, String), String> {
+    imagegen::sources::fetch::parse_rewrite(argument)
+}
+
+impl VarsUpdateArgs {
+    fn request(&self) -> UpdateRequest {
+        let factory = FactoryOptions {
+            authority: self.authority.clone(),
+            token_version: self.token_version,
+            request_timeout: self.http_timeout,
+            retries: self.retries,
+            ..FactoryOptions::default()
+        };
+        UpdateRequest {
+            dry_run: self.dry_run,
+            pr: self.pr,
+            only: self.only.clone(),
+            except: self.except.clone(),
+            fetch: FetchSettings {
+                timeouts: factory.timeouts(),
+                retry: factory.retry(),
+                rewrites: self.rewrite_source_url.clone(),
+                arm_url: self.arm_url.clone(),
+                subscription: self.subscription.clone(),
+                authority: self.authority.clone(),
+                token_version: self.token_version,
+                credentials: None,
+            },
+            repo_url: self.repo_url.clone(),
+            take_over_branch: self.take_over_branch,
+            lock_timeout: self.lock_timeout,
+        }
+    }
 }
 
 const VARS_SET_HELP: &str = "\
@@ -284,6 +412,7 @@ impl VarsArgs {
             VarsCommand::Diff(diff) => VarsRequest::Diff(DiffRequest {
                 revision: diff.revision.clone(),
             }),
+            VarsCommand::Update(update) => VarsRequest::Update(Box::new(update.request())),
         }
     }
 }
@@ -400,8 +529,8 @@ Examples:
 
 Starts an Image Factory emulator in-process and a bare git repository standing in for OSOB,
 copies the shipped definitions into a throw-away folder, and goes through this week's Visual
-Studio update with the commands a person would type: adopt last week's images, vars set,
-reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
+Studio update with the commands a person would type: adopt last week's images, vars update (the
+new release found in a channel manifest the demo serves on loopback), reconcile --dry-run, reconcile --wait (one image fails on purpose), and reconcile again, which
 submits nothing. The pull request is printed, not opened. Nothing outside the throw-away
 folder is read or changed, and nothing leaves the machine. A build without the default
 features (the production pipeline's) has no emulator: there the command says so and exits 1.
@@ -925,6 +1054,9 @@ fn check_given_settings(
 
 #[cfg(test)]
 mod pipeline_tests;
+
+#[cfg(test)]
+mod variable_updates_pipeline_tests;
 
 #[cfg(test)]
 mod tests {

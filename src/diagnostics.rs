@@ -57,6 +57,8 @@ pub enum Code {
     /// A symbolic link under `definitions/` that leads outside the repository, nowhere, or
     /// round in a loop: it is not followed.
     Symlink,
+    /// variable-sources.json is malformed or names a variable variables.json lacks.
+    Sources,
 }
 
 /// One problem, located as precisely as what was being read allows.

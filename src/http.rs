@@ -38,6 +38,19 @@ pub fn client(timeouts: Timeouts) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// Builds the client for public documents fetched without credentials (a release feed, Visual
+/// Studio's channel manifest): like [`client`], but following redirects to other hosts, as
+/// such links (`aka.ms/...`) are redirects to a download host by design. Never used to send a
+/// secret.
+pub fn public_client(timeouts: Timeouts) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .build()
+}
+
 /// The most redirects followed for one request, as reqwest's default policy has it.
 const MAX_REDIRECTS: usize = 10;
 

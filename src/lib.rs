@@ -26,6 +26,7 @@ pub mod pull_request;
 pub mod runtime;
 pub mod selection;
 pub mod settings;
+pub mod sources;
 pub mod state;
 pub mod suggest;
 pub mod variables;

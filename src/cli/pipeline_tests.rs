@@ -17,7 +17,7 @@ const PRODUCTION: &str = include_str!("../../eng/pipelines/imagegen.yml");
 const PIPELINE_DOC: &str = include_str!("../../docs/pipeline.md");
 const OSOB_MAPPING: &str = include_str!("../../osob-mapping/osob.json");
 
-fn yaml(text: &str, what: &str) -> Value {
+pub(super) fn yaml(text: &str, what: &str) -> Value {
     serde_saphyr::from_str::<Value>(text).unwrap_or_else(|error| panic!("{what}: {error}"))
 }
 
@@ -30,14 +30,14 @@ fn azure_production() -> Value {
 }
 
 /// One shell script of a pipeline, with the step it belongs to for the messages.
-struct Script {
-    step: String,
-    text: String,
+pub(super) struct Script {
+    pub(super) step: String,
+    pub(super) text: String,
 }
 
 /// Every script of a pipeline in the order it runs: Azure's `script` and `bash` steps and
 /// GitHub's `run` steps, wherever they sit (a job's steps, a deployment's strategy).
-fn scripts(pipeline: &Value) -> Vec<Script> {
+pub(super) fn scripts(pipeline: &Value) -> Vec<Script> {
     fn collect(value: &Value, found: &mut Vec<Script>) {
         match value {
             Value::Object(map) => {
@@ -67,7 +67,7 @@ fn scripts(pipeline: &Value) -> Vec<Script> {
 }
 
 /// Every step of a pipeline in the order it runs, wherever the steps sit.
-fn steps(pipeline: &Value) -> Vec<&Value> {
+pub(super) fn steps(pipeline: &Value) -> Vec<&Value> {
     fn collect<'a>(value: &'a Value, found: &mut Vec<&'a Value>) {
         match value {
             Value::Object(map) => {
@@ -111,7 +111,7 @@ fn runs(script: &str, program: &str) -> bool {
 
 /// The first line of a script is `set -euo pipefail`: without it bash carries on after a
 /// failed command, and a step whose build failed still ends green.
-fn check_scripts_fail_on_the_first_error(file: &str, pipeline: &Value) {
+pub(super) fn check_scripts_fail_on_the_first_error(file: &str, pipeline: &Value) {
     let scripts = scripts(pipeline);
     assert!(!scripts.is_empty(), "{file} has no script");
     for script in scripts {
@@ -126,7 +126,7 @@ fn check_scripts_fail_on_the_first_error(file: &str, pipeline: &Value) {
 }
 
 /// Every imagegen command in the pipeline's scripts is one the command line accepts.
-fn check_imagegen_commands_parse(file: &str, pipeline: &Value) -> Vec<Vec<String>> {
+pub(super) fn check_imagegen_commands_parse(file: &str, pipeline: &Value) -> Vec<Vec<String>> {
     let commands: Vec<Vec<String>> = scripts(pipeline)
         .iter()
         .flat_map(|script| imagegen_command_lines(&script.text))
@@ -279,7 +279,7 @@ fn scripts_are_told_apart_from_other_steps_and_commands_after_operators() {
 }
 
 /// Production builds nothing: no cargo, rustup or rustc in any of its scripts.
-fn check_builds_nothing(file: &str, pipeline: &Value) {
+pub(super) fn check_builds_nothing(file: &str, pipeline: &Value) {
     for script in scripts(pipeline) {
         for program in ["cargo", "rustup", "rustc"] {
             assert!(
@@ -296,7 +296,7 @@ type Place = (usize, usize);
 
 /// The binary is checked against its sha256 before anything runs it, and the first thing it is
 /// asked is its version, so the log says which build ran.
-fn check_sha256_before_the_binary_runs(file: &str, pipeline: &Value) {
+pub(super) fn check_sha256_before_the_binary_runs(file: &str, pipeline: &Value) {
     let scripts = scripts(pipeline);
     let first = |wanted: &dyn Fn(&str) -> bool| -> Option<Place> {
         scripts.iter().enumerate().find_map(|(index, script)| {

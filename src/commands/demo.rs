@@ -5,6 +5,8 @@
 //! command the docs show meets that, not a bare "unrecognized subcommand".
 
 #[cfg(feature = "emulator")]
+mod channel_server;
+#[cfg(feature = "emulator")]
 mod story;
 
 #[cfg(feature = "emulator")]

@@ -100,6 +100,9 @@ pub fn validate(context: &Context) -> anyhow::Result<Exit> {
     let mut diagnostics = catalog.diagnostics.clone();
     let (_, mapping_problems) = mapping::load(&context.repo, &catalog.ids());
     diagnostics.extend(mapping_problems);
+    let names: Vec<String> = catalog.variables.names().map(str::to_string).collect();
+    let (_, source_problems) = crate::sources::load(&context.repo, &names);
+    diagnostics.extend(source_problems);
     diagnostics.sort();
     let diagnostics = &diagnostics;
     let output = &context.output;

@@ -11,11 +11,16 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Context, affected_json, affected_text, count, errors_of, exit_for};
-use crate::catalog::{self, Catalog, Sources};
+use crate::catalog::{self, Catalog};
 use crate::definitions::Definition;
 use crate::diagnostics::Diagnostics;
 use crate::output::Table;
 use crate::variables::{self, SetChange, SetStatus, VARIABLES_FILE, ValueChange, Variables};
+
+mod consequences;
+pub mod update;
+
+pub(crate) use consequences::Consequences;
 
 /// What `imagegen vars` is asked to do.
 #[derive(Debug, Clone)]
@@ -23,6 +28,7 @@ pub enum VarsRequest {
     List,
     Set(SetRequest),
     Diff(DiffRequest),
+    Update(Box<update::UpdateRequest>),
 }
 
 /// `imagegen vars set NAME=VALUE...`.
@@ -49,6 +55,7 @@ pub fn vars(context: &Context, request: VarsRequest) -> anyhow::Result<Exit> {
         VarsRequest::List => list(context),
         VarsRequest::Set(request) => set(context, &request),
         VarsRequest::Diff(request) => diff(context, &request),
+        VarsRequest::Update(request) => update::update(context, &request),
     }
 }
 
@@ -144,10 +151,16 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     let text = variables_text(&sources)?;
     let outcome = variables::set_values(&text, &request.changes, request.add)
         .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
-    let (after, broken) = rendered_after(sources, &text, &outcome);
-    let changed = outcome.changed_names();
-    let affected = after.affected_by(&changed);
-    let errors = errors_of(&after);
+
+    let consequences = Consequences::of(&sources, &text, &outcome);
+    let Consequences {
+        after,
+        broken,
+        changed,
+        ..
+    } = &consequences;
+    let affected = after.affected_by(changed);
+    let errors = errors_of(after);
 
     let write = outcome.is_changed() && broken.is_empty() && !request.dry_run;
     if write {
@@ -163,13 +176,13 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
             written: write,
             changes: &outcome.changes,
             definitions: affected_json(&affected),
-            broken: &broken,
+            broken,
             diagnostics: &errors,
         })?;
     } else {
         output.diagnostics(&errors)?;
-        output.text(&render_set(&outcome.changes, &affected, &broken))?;
-        note_set(output, request, &outcome, &changed, &affected, &broken)?;
+        output.text(&render_set(&outcome.changes, &affected, broken))?;
+        note_set(output, request, &outcome, changed, &affected, broken)?;
     }
     Ok(if broken.is_empty() {
         exit_for(&errors)
@@ -179,7 +192,7 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
 }
 
 /// The text of variables.json as read, or why it cannot be edited.
-fn variables_text(sources: &Sources) -> anyhow::Result<String> {
+fn variables_text(sources: &crate::catalog::Sources) -> anyhow::Result<String> {
     if let Some(text) = &sources.variables {
         return Ok(text.clone());
     }
@@ -190,28 +203,6 @@ fn variables_text(sources: &Sources) -> anyhow::Result<String> {
         .map(ToString::to_string)
         .collect();
     anyhow::bail!("cannot edit {VARIABLES_FILE}: {}", problems.join("; "));
-}
-
-/// The catalog rendered with the new values, and the definitions they break. Building the
-/// catalog twice tells the definitions the new values break from the ones that were broken
-/// already: only the first kind blocks the write.
-fn rendered_after(
-    sources: Sources,
-    text: &str,
-    outcome: &variables::SetOutcome,
-) -> (Catalog, Vec<String>) {
-    if !outcome.is_changed() {
-        return (Catalog::build(sources), Vec::new());
-    }
-    let with = |variables: &str| Sources {
-        variables: Some(variables.to_string()),
-        definitions: sources.definitions.clone(),
-        problems: sources.problems.clone(),
-    };
-    let before = Catalog::build(with(text));
-    let after = Catalog::build(with(&outcome.text));
-    let broken = after.invalid.difference(&before.invalid).cloned().collect();
-    (after, broken)
 }
 
 /// One line per value (old -> new), then the definitions to rebuild.

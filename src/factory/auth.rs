@@ -90,6 +90,24 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The same identity, signing in for another resource (Resource Manager, for the
+    /// variables' sources): the tenant, client and secret settings, with `resource` in place of
+    /// `IMAGE_FACTORY_RESOURCE_ID`, which is then not needed.
+    pub fn from_env_for(resource: &str) -> Result<Self, FactoryError> {
+        Self::from_lookup(|name| match name {
+            RESOURCE_ID_VAR => Some(resource.to_string()),
+            _ => std::env::var(name).ok(),
+        })
+    }
+
+    /// These credentials, asking for tokens for `resource` instead.
+    pub fn for_resource(mut self, resource: &str) -> Self {
+        self.resource_id = resource.to_string();
+        self
+    }
+}
+
 /// A bearer token and when to stop using it.
 #[derive(Clone)]
 pub struct AccessToken {

@@ -561,12 +561,37 @@ pub fn push_branch(
     if files.is_empty() {
         return Ok(BranchOutcome::NothingToDo);
     }
+    let message = commit_message(&prepared.content);
+    push_commit(
+        workspace,
+        branch,
+        &mapping.commit_author,
+        base,
+        &files,
+        &message,
+        take_over,
+    )
+}
+
+/// Commits `files` on `base` and pushes the commit to `branch` with a lease: the branch is
+/// rebuilt from the base each time, a branch already holding exactly this change is left as
+/// it is, and one holding commits by anyone but `author` is left alone unless `take_over`.
+/// The OSOB branch and the variable updates' branch follow these same rules.
+pub fn push_commit(
+    workspace: &Workspace,
+    branch: &str,
+    author: &crate::osob::mapping::CommitAuthor,
+    base: git2::Oid,
+    files: &[(String, Vec<u8>)],
+    message: &str,
+    take_over: bool,
+) -> Result<BranchOutcome, PublishError> {
     let current = workspace.tip(branch);
     if let Some(tip) = current {
-        let foreign = workspace.foreign_commits(tip, base, &mapping.commit_author)?;
+        let foreign = workspace.foreign_commits(tip, base, author)?;
         if !foreign.is_empty() && !take_over {
             return Err(PublishError::ForeignCommits {
-                branch: branch.clone(),
+                branch: branch.to_string(),
                 commits: foreign
                     .iter()
                     .map(|c| format!("{} by {}: {}", &c.id[..12], c.author, c.summary))
@@ -574,8 +599,7 @@ pub fn push_branch(
             });
         }
     }
-    let message = commit_message(&prepared.content);
-    let commit = workspace.commit(base, &files, &message, &mapping.commit_author)?;
+    let commit = workspace.commit(base, files, message, author)?;
     if let Some(tip) = current
         && workspace.is_same_change(tip, base, commit)
     {

@@ -4,6 +4,7 @@
 pub mod azure_devops;
 pub mod body;
 pub mod github;
+pub mod variable_updates;
 
 use crate::osob::mapping;
 

@@ -52,6 +52,10 @@ pub struct Ledger {
     /// given. Kept apart so that a plan never mistakes them for retired definitions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub manual: BTreeMap<String, LedgerEntry>,
+    /// When `imagegen vars update` first saw each version a source offers, by variable then
+    /// version: a minimum age is counted from it when the source states no date.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen: BTreeMap<String, BTreeMap<String, Timestamp>>,
 }
 
 /// Where an entry lives in the ledger.
@@ -137,6 +141,7 @@ impl Default for Ledger {
             version: LEDGER_FORMAT_VERSION,
             definitions: BTreeMap::new(),
             manual: BTreeMap::new(),
+            seen: BTreeMap::new(),
         }
     }
 }

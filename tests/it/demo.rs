@@ -43,7 +43,11 @@ fn the_demo_shows_one_failure_the_pull_request_and_a_second_run_that_submits_not
 
     let set = step(&stdout, "2");
     assert!(
-        set.contains("$ imagegen vars set VS_2022_VERSION=17_12_1"),
+        set.contains(" imagegen vars update --only VS_2022_VERSION"),
+        "{set}"
+    );
+    assert!(
+        set.contains("VS_2022_VERSION: 17_12_0 -> 17_12_1 (17.12.1, from the Visual Studio channel manifest https://aka.ms/vs/17/release/channel)"),
         "{set}"
     );
     assert!(set.contains("17_12_0 -> 17_12_1"), "{set}");

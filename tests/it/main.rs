@@ -40,3 +40,4 @@ mod reconcile;
 #[cfg(feature = "emulator")]
 mod settings;
 mod vars;
+mod vars_update;

@@ -15,12 +15,13 @@ use super::DemoRequest;
 use crate::apply::WaitOptions;
 use crate::commands::factory_options::FactoryOptions;
 use crate::commands::pr::PrRequest;
-use crate::commands::vars::{self, SetRequest};
+use crate::commands::vars::{self, update::UpdateRequest};
 use crate::commands::{self, AdoptRequest, Context, ReconcileRequest};
 use crate::exit::Exit;
 use crate::factory::emulator::{Emulator, EmulatorConfig};
 use crate::osob::mapping::MAPPING_FILE;
 use crate::plan::PlanOptions;
+use crate::sources::fetch::FetchSettings;
 use crate::state::DEFAULT_STATE_PATH;
 use crate::variables::{self, VARIABLES_FILE};
 
@@ -29,6 +30,7 @@ static DEFINITIONS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/definitions");
 /// A small OSOB with last week's image names; the OSOB tests use the same files.
 static OSOB_FIXTURE: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/tests/fixtures/osob");
 const SHIPPED_VARIABLES: &str = include_str!("../../../variables.json");
+const SHIPPED_SOURCES: &str = include_str!("../../../variable-sources.json");
 const SHIPPED_MAPPING: &str = include_str!("../../../osob-mapping/osob.json");
 
 /// The values behind the image names the OSOB fixture holds: last week's. The other variables
@@ -134,21 +136,42 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<Exit> {
     )?;
     expect.exit("imagegen adopt", code, Exit::Ok);
 
-    let assignment = format!("{BUMPED}={this_week}");
+    // This week's release, published in a channel manifest served on loopback: the demo finds
+    // it there, as the daily pipeline finds it in the real one.
+    let channel = super::channel_server::ChannelServer::start(&this_week.replace('_', "."))
+        .context("cannot start the demo's channel manifest server")?;
     heading(
         context,
-        "2. This week's Visual Studio release: one variable changes",
-        &format!("imagegen vars set {assignment}"),
+        "2. This week's Visual Studio release, found where it is published: one variable changes",
+        &format!(
+            "IMAGEGEN_SOURCE_URL_REWRITE=https://aka.ms/={} imagegen vars update --only {BUMPED}",
+            channel.url()
+        ),
     )?;
-    let code = vars::set(
+    let code = vars::update::update(
         &demo,
-        &SetRequest {
-            changes: vec![(BUMPED.to_string(), this_week.clone())],
-            add: false,
-            dry_run: false,
+        &UpdateRequest {
+            only: vec![BUMPED.to_string()],
+            fetch: FetchSettings {
+                rewrites: vec![("https://aka.ms/".to_string(), channel.url())],
+                ..FetchSettings::default()
+            },
+            lock_timeout: Duration::from_secs(5),
+            ..UpdateRequest::default()
         },
     )?;
-    expect.exit("imagegen vars set", code, Exit::Ok);
+    expect.exit("imagegen vars update", code, Exit::Ok);
+    let found = crate::catalog::read_variables_text(&stage.repo)
+        .map(|text| {
+            variables::Variables::parse(VARIABLES_FILE, &text)
+                .0
+                .get(BUMPED)
+                == Some(this_week.as_str())
+        })
+        .unwrap_or(false);
+    expect.check(found, || {
+        format!("vars update did not find {this_week} for {BUMPED} in the channel manifest")
+    });
 
     heading(
         context,
@@ -260,6 +283,10 @@ impl Stage {
         let last_week = variables::set_values(SHIPPED_VARIABLES, &overrides, false)
             .context("cannot set last week's values in the shipped variables.json")?;
         write(&stage.repo.join(VARIABLES_FILE), last_week.text.as_bytes())?;
+        write(
+            &stage.repo.join(crate::sources::SOURCES_FILE),
+            SHIPPED_SOURCES.as_bytes(),
+        )?;
         write(
             &stage.repo.join(MAPPING_FILE),
             local_mapping(&stage.osob)?.as_bytes(),

@@ -6,6 +6,7 @@ pub mod azurite;
 #[cfg(feature = "emulator")]
 pub mod git_https;
 pub mod osob;
+pub mod publishers;
 pub mod raw_server;
 pub mod router_server;
 
@@ -113,6 +114,10 @@ impl Repo {
             "SYSTEM_ACCESSTOKEN",
             "AZURE_DEVOPS_PAT",
             "GITHUB_TOKEN",
+            "IMAGEGEN_SUBSCRIPTION_ID",
+            "IMAGEGEN_ARM_URL",
+            "IMAGEGEN_SOURCE_URL_REWRITE",
+            "IMAGEGEN_REPO_URL",
             // A test run inside a pipeline (CI=true, as the project's own CI sets it) must
             // neither speak the pipeline's logging commands nor refuse a missing ledger as a
             // pipeline run does: a test that wants either sets the variable itself.
