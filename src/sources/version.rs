@@ -262,27 +262,7 @@ pub fn resolve(
     let newest = *sorted
         .first()
         .ok_or_else(|| "the source offers no version".to_string())?;
-    let offered = |candidate: &Candidate| -> Result<Offered, String> {
-        Ok(Offered {
-            version: candidate.version.raw.clone(),
-            value: format.apply(candidate)?,
-            notes: candidate.notes.clone(),
-        })
-    };
-    // The version the variable holds now: the candidate whose value it is, or else the numbers
-    // of the value itself (a formatted version like 17_12_1). A value that is neither (a URL
-    // no longer offered) is older than anything offered.
-    let mut current_version = None;
-    for candidate in &sorted {
-        if offered(candidate)?.value == current {
-            current_version = Some(candidate.version.clone());
-            break;
-        }
-    }
-    // A value that is not a version (a URL) says nothing by its digits.
-    let value_is_version = !format.uses_value() || newest.value == newest.version.raw;
-    let current_version =
-        current_version.or_else(|| value_is_version.then(|| Version::parse(current)).flatten());
+    let current_version = current_version(current, &sorted, format)?;
     let is_newer = |candidate: &Candidate| {
         current_version
             .as_ref()
@@ -295,42 +275,8 @@ pub fn resolve(
         if !is_newer(candidate) {
             break;
         }
-        let why = if let Some(within) = rules
-            .within
-            .as_ref()
-            .filter(|within| !candidate.version.is_within(&within.parts))
-        {
-            Some(HeldBack::OutOfRange {
-                within: within.raw.clone(),
-            })
-        } else if rules.ignore.iter().any(|ignored| {
-            Version::parse(ignored).is_some_and(|v| v.parts == candidate.version.parts)
-                || *ignored == candidate.version.raw
-        }) {
-            Some(HeldBack::Ignored)
-        } else if let Some(min_age) = rules.min_age {
-            let (since, stated) = match (candidate.published, seen.get(&candidate.version.raw)) {
-                (Some(published), _) => (published, true),
-                (None, Some(first)) => (*first, false),
-                (None, None) => {
-                    first_seen.push(candidate.version.raw.clone());
-                    (now, false)
-                }
-            };
-            let ready_at = since
-                .checked_add(
-                    jiff::SignedDuration::try_from(min_age).unwrap_or(jiff::SignedDuration::MAX),
-                )
-                .unwrap_or(Timestamp::MAX);
-            (ready_at > now).then_some(HeldBack::TooYoung {
-                since,
-                stated,
-                ready_at,
-            })
-        } else {
-            None
-        };
-        let offer = offered(candidate)?;
+        let why = held_back_by(candidate, rules, seen, now, &mut first_seen);
+        let offer = offered(candidate, format)?;
         match why {
             Some(why) => held_back.push(Withheld {
                 version: offer.version,
@@ -348,10 +294,81 @@ pub fn resolve(
         }
     }
     Ok(Resolution {
-        newest: offered(newest)?,
+        newest: offered(newest, format)?,
         proposed,
         held_back,
         first_seen,
+    })
+}
+
+/// A candidate as the variable would hold it.
+fn offered(candidate: &Candidate, format: &ValueFormat) -> Result<Offered, String> {
+    Ok(Offered {
+        version: candidate.version.raw.clone(),
+        value: format.apply(candidate)?,
+        notes: candidate.notes.clone(),
+    })
+}
+
+/// The version the variable holds now: the candidate whose value it is, or else the numbers
+/// of the value itself (a formatted version like 17_12_1). A value that is neither (a URL no
+/// longer offered) is older than anything offered. `sorted` is newest first, never empty.
+fn current_version(
+    current: &str,
+    sorted: &[&Candidate],
+    format: &ValueFormat,
+) -> Result<Option<Version>, String> {
+    for candidate in sorted {
+        if offered(candidate, format)?.value == current {
+            return Ok(Some(candidate.version.clone()));
+        }
+    }
+    let newest = sorted[0];
+    // A value that is not a version (a URL) says nothing by its digits.
+    let value_is_version = !format.uses_value() || newest.value == newest.version.raw;
+    Ok(value_is_version.then(|| Version::parse(current)).flatten())
+}
+
+/// Why the rules hold a newer candidate back, if they do. A version the age rule meets for
+/// the first time is added to `first_seen`: its age counts from now.
+fn held_back_by(
+    candidate: &Candidate,
+    rules: &Rules,
+    seen: &BTreeMap<String, Timestamp>,
+    now: Timestamp,
+    first_seen: &mut Vec<String>,
+) -> Option<HeldBack> {
+    if let Some(within) = rules
+        .within
+        .as_ref()
+        .filter(|within| !candidate.version.is_within(&within.parts))
+    {
+        return Some(HeldBack::OutOfRange {
+            within: within.raw.clone(),
+        });
+    }
+    if rules.ignore.iter().any(|ignored| {
+        Version::parse(ignored).is_some_and(|v| v.parts == candidate.version.parts)
+            || *ignored == candidate.version.raw
+    }) {
+        return Some(HeldBack::Ignored);
+    }
+    let min_age = rules.min_age?;
+    let (since, stated) = match (candidate.published, seen.get(&candidate.version.raw)) {
+        (Some(published), _) => (published, true),
+        (None, Some(first)) => (*first, false),
+        (None, None) => {
+            first_seen.push(candidate.version.raw.clone());
+            (now, false)
+        }
+    };
+    let ready_at = since
+        .checked_add(jiff::SignedDuration::try_from(min_age).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX);
+    (ready_at > now).then_some(HeldBack::TooYoung {
+        since,
+        stated,
+        ready_at,
     })
 }
 
