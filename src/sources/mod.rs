@@ -176,8 +176,6 @@ pub fn load(repo: &Path, variable_names: &[String]) -> (Option<SourcesFile>, Vec
 /// `variable_names` are the variables variables.json defines: a source for any other is an
 /// error. The file is returned only when it has no error.
 pub fn parse(text: &str, variable_names: &[String]) -> (Option<SourcesFile>, Vec<Diagnostic>) {
-    let located = |diagnostic: Diagnostic| diagnostic.in_file(SOURCES_FILE);
-    let problem = |message: String| Diagnostic::error(Code::Sources, message);
     if let Err(error) = json::parse_strict(text) {
         let diagnostic =
             Diagnostic::error(Code::JsonSyntax, error.message).at(error.line, error.column);
@@ -195,26 +193,11 @@ pub fn parse(text: &str, variable_names: &[String]) -> (Option<SourcesFile>, Vec
         }
     };
     let _ = raw.variables;
-    let mut problems = Vec::new();
-    if let Some(target) = &raw.pull_request {
-        let repository = &target.repository;
-        for (field, branch) in [
-            ("base_branch", &repository.base_branch),
-            ("pr_branch", &repository.pr_branch),
-        ] {
-            if let Some(reason) = mapping::branch_name_problem(branch) {
-                problems.push(located(problem(format!(
-                    "pull_request.repository.{field} {} is not a usable branch name: {reason}",
-                    crate::output::quoted(branch)
-                ))));
-            }
-        }
-        if repository.base_branch == repository.pr_branch {
-            problems.push(located(problem(
-                "pull_request.repository.pr_branch must differ from base_branch: imagegen rebuilds its branch".to_string(),
-            )));
-        }
-    }
+    let mut problems = raw
+        .pull_request
+        .as_ref()
+        .map(pull_request_problems)
+        .unwrap_or_default();
     let members = json::parse_members(text).unwrap_or_default();
     let Some(variables) = members.iter().find(|member| member.key == "variables") else {
         return (None, problems);
@@ -231,47 +214,10 @@ pub fn parse(text: &str, variable_names: &[String]) -> (Option<SourcesFile>, Vec
         }
     };
     let mut sources = Vec::new();
-    for entry in entries {
-        let key_at = json::line_column(text, variables.value_offset + entry.key_offset);
-        let at_key = |message: String| located(problem(message).at(key_at.0, key_at.1));
-        let name = entry.key.clone();
-        if !variable_names.contains(&name) {
-            let suggestions = crate::suggest::closest(&name, variable_names.iter().cloned());
-            problems.push(at_key(format!(
-                "{name} has a source, but variables.json defines no {name}{}",
-                crate::suggest::did_you_mean(&suggestions)
-            )));
-            continue;
-        }
-        let raw_entry: RawEntry = match serde_json::from_str(entry.raw.get()) {
-            Ok(raw_entry) => raw_entry,
-            Err(error) => {
-                let inner = json::json_error(entry.raw.get(), &error);
-                let value_at = json::line_column(text, variables.value_offset + entry.value_offset);
-                let (line, column) = if inner.line == 1 {
-                    (value_at.0, value_at.1 + inner.column - 1)
-                } else {
-                    (value_at.0 + inner.line - 1, inner.column)
-                };
-                problems.push(located(
-                    problem(format!("{name}: {}", inner.message)).at(line, column),
-                ));
-                continue;
-            }
-        };
-        match entry_source(&name, raw_entry) {
-            Ok((source, format, rules)) => sources.push(VariableSource {
-                name,
-                line: key_at.0,
-                source,
-                format,
-                rules,
-            }),
-            Err(reasons) => problems.extend(
-                reasons
-                    .into_iter()
-                    .map(|reason| at_key(format!("{name}: {reason}"))),
-            ),
+    for entry in &entries {
+        match variable_source(text, variables, entry, variable_names) {
+            Ok(source) => sources.push(source),
+            Err(entry_problems) => problems.extend(entry_problems),
         }
     }
     if problems.iter().any(Diagnostic::is_error) {
@@ -284,6 +230,83 @@ pub fn parse(text: &str, variable_names: &[String]) -> (Option<SourcesFile>, Vec
         }),
         problems,
     )
+}
+
+/// A problem of this file, which the caller places.
+fn problem(message: String) -> Diagnostic {
+    Diagnostic::error(Code::Sources, message)
+}
+
+/// Names this file as where the problem is.
+fn located(diagnostic: Diagnostic) -> Diagnostic {
+    diagnostic.in_file(SOURCES_FILE)
+}
+
+/// What is wrong with the branches the pull request section names.
+fn pull_request_problems(target: &PullRequestTarget) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let repository = &target.repository;
+    for (field, branch) in [
+        ("base_branch", &repository.base_branch),
+        ("pr_branch", &repository.pr_branch),
+    ] {
+        if let Some(reason) = mapping::branch_name_problem(branch) {
+            problems.push(located(problem(format!(
+                "pull_request.repository.{field} {} is not a usable branch name: {reason}",
+                crate::output::quoted(branch)
+            ))));
+        }
+    }
+    if repository.base_branch == repository.pr_branch {
+        problems.push(located(problem(
+            "pull_request.repository.pr_branch must differ from base_branch: imagegen rebuilds its branch".to_string(),
+        )));
+    }
+    problems
+}
+
+/// One member of `variables` read as a variable's source, or its problems, located in `text`.
+fn variable_source(
+    text: &str,
+    variables: &json::Member<'_>,
+    entry: &json::Member<'_>,
+    variable_names: &[String],
+) -> Result<VariableSource, Vec<Diagnostic>> {
+    let key_at = json::line_column(text, variables.value_offset + entry.key_offset);
+    let at_key = |message: String| located(problem(message).at(key_at.0, key_at.1));
+    let name = entry.key.clone();
+    if !variable_names.contains(&name) {
+        let suggestions = crate::suggest::closest(&name, variable_names.iter().cloned());
+        return Err(vec![at_key(format!(
+            "{name} has a source, but variables.json defines no {name}{}",
+            crate::suggest::did_you_mean(&suggestions)
+        ))]);
+    }
+    let raw_entry: RawEntry = serde_json::from_str(entry.raw.get()).map_err(|error| {
+        let inner = json::json_error(entry.raw.get(), &error);
+        let value_at = json::line_column(text, variables.value_offset + entry.value_offset);
+        let (line, column) = if inner.line == 1 {
+            (value_at.0, value_at.1 + inner.column - 1)
+        } else {
+            (value_at.0 + inner.line - 1, inner.column)
+        };
+        vec![located(
+            problem(format!("{name}: {}", inner.message)).at(line, column),
+        )]
+    })?;
+    match entry_source(&name, raw_entry) {
+        Ok((source, format, rules)) => Ok(VariableSource {
+            name,
+            line: key_at.0,
+            source,
+            format,
+            rules,
+        }),
+        Err(reasons) => Err(reasons
+            .into_iter()
+            .map(|reason| at_key(format!("{name}: {reason}")))
+            .collect()),
+    }
 }
 
 /// One entry's source, format and rules, or every reason it has none.
