@@ -12,9 +12,12 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::json;
 
+use super::consequences::Renamed;
 use super::{Consequences, shown};
 use crate::catalog::{self, Sources};
 use crate::commands::{Context, affected_json, affected_text, count, errors_of};
+use crate::definitions::Definition;
+use crate::diagnostics::Diagnostics;
 use crate::exit::Exit;
 use crate::osob::publish::{self, BranchOutcome, PUSH_ATTEMPTS, PublishError};
 use crate::osob::workspace::{GitAuth, Workspace};
@@ -23,7 +26,7 @@ use crate::pull_request::variable_updates::{self, Bump, Rebuild, UpdateContent};
 use crate::pull_request::{PrClient, PullRequest, PullRequestSpec};
 use crate::selection::Selection;
 use crate::sources::fetch::{FetchError, FetchSettings, Fetcher};
-use crate::sources::version::{self, Resolution};
+use crate::sources::version::{self, Candidate, Resolution};
 use crate::sources::{self, PullRequestTarget, SOURCES_FILE, SourcesFile, VariableSource};
 use crate::state::LedgerWriter;
 use crate::variables::{self, SetOutcome, VARIABLES_FILE, Variables};
@@ -64,53 +67,19 @@ struct VariableReport {
 
 /// Runs `imagegen vars update`.
 pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit> {
-    let output = &context.output;
     let read = catalog::read_sources(&context.repo);
     let Some(working_text) = read.variables.clone() else {
         let problems: Vec<String> = read.problems.iter().map(ToString::to_string).collect();
         anyhow::bail!("cannot read {VARIABLES_FILE}: {}", problems.join("; "));
     };
-    let (working, problems) = Variables::parse(VARIABLES_FILE, &working_text);
-    if let Some(problem) = problems.first() {
-        anyhow::bail!(
-            "{VARIABLES_FILE} has errors ({problem}); fix them first (imagegen validate lists them)"
-        );
-    }
-    let names: Vec<String> = working.names().map(str::to_string).collect();
-    let (file, problems) = sources::load(&context.repo, &names);
-    let mut diagnostics = crate::diagnostics::Diagnostics::default();
-    diagnostics.extend(problems);
-    diagnostics.sort();
-    let Some(file) = file else {
-        if diagnostics.is_empty() {
-            anyhow::bail!(
-                "no {SOURCES_FILE} in {}: it says where each variable's newest value is published \
-                 (see docs/variable-sources.md)",
-                context.repo.display()
-            );
-        }
-        output.diagnostics(&diagnostics)?;
-        if output.is_json() {
-            output.json(&json!({ "diagnostics": diagnostics }))?;
-        }
+    let Some(file) = load_sources_file(context, &working_text)? else {
         return Ok(Exit::Error);
     };
     let selected = select(&file, request)?;
-    let target = if request.pr {
-        Some(file.pull_request.clone().with_context(|| {
-            format!("--pr needs a pull_request section in {SOURCES_FILE}: this repository's URL, base branch and provider (see docs/variable-sources.md)")
-        })?)
-    } else {
-        None
-    };
+    let target = pull_request_target(&file, request)?;
     // The provider (and its token) first: a run that cannot open the pull request must not
     // push the branch.
-    let client = match (&target, request.dry_run) {
-        (Some(target), false) => Some(crate::runtime::block_on(PrClient::connect(
-            &target.provider,
-        ))??),
-        _ => None,
-    };
+    let client = connect_provider(target.as_ref(), request)?;
     // With --pr the change is made to variables.json as the base branch holds it, since the
     // branch is rebuilt on the base: the working tree may be anything.
     let base = match &target {
@@ -133,23 +102,145 @@ pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit
     } else {
         BTreeMap::new()
     };
-    let fetcher = Fetcher::new(request.fetch.clone()).context("cannot build the HTTP client")?;
-    let fetched: Vec<Result<Vec<version::Candidate>, FetchError>> =
-        crate::runtime::block_on(async {
-            let mut results = Vec::new();
-            for variable in &selected {
-                results.push(fetcher.candidates(variable).await);
-            }
-            results
-        })?;
-
+    let fetched = fetch_candidates(request, &selected)?;
     let now = jiff::Timestamp::now();
+    let mut resolved = resolve_all(&selected, fetched, &current, &seen, now);
+    let change = Change::of(read, &text, &resolved)?;
+    change.name_rebuilt_definitions(&mut resolved.reports);
+
+    // What is done: nothing on a dry run or when anything failed; else the file, or the branch
+    // and the pull request.
+    let done = if change.is_applicable() && !request.dry_run {
+        let place = Place {
+            target: target.as_ref(),
+            base: base.as_ref(),
+            client: client.as_ref(),
+        };
+        carry_out(
+            context, request, &place, &text, &change, &resolved, &current,
+        )?
+    } else {
+        Done::default()
+    };
+    if !request.dry_run && resolved.errors.is_empty() && needs_ledger {
+        record_seen(context, request, &resolved, now)?;
+    }
+
+    let outcome = Outcome {
+        resolved: &resolved,
+        change: &change,
+        done: &done,
+        target: target.as_ref(),
+    };
+    let exit = outcome.exit(request);
+    if context.output.is_json() {
+        report_json(context, request, &outcome, exit)?;
+    } else {
+        report_text(context, request, &outcome)?;
+    }
+    Ok(exit)
+}
+
+/// Reads variable-sources.json against the variables variables.json defines. `None` when it
+/// has problems, which are shown; an error when either file is unusable.
+fn load_sources_file(context: &Context, working_text: &str) -> anyhow::Result<Option<SourcesFile>> {
+    let output = &context.output;
+    let (working, problems) = Variables::parse(VARIABLES_FILE, working_text);
+    if let Some(problem) = problems.first() {
+        anyhow::bail!(
+            "{VARIABLES_FILE} has errors ({problem}); fix them first (imagegen validate lists them)"
+        );
+    }
+    let names: Vec<String> = working.names().map(str::to_string).collect();
+    let (file, problems) = sources::load(&context.repo, &names);
+    let mut diagnostics = crate::diagnostics::Diagnostics::default();
+    diagnostics.extend(problems);
+    diagnostics.sort();
+    if file.is_some() {
+        return Ok(file);
+    }
+    if diagnostics.is_empty() {
+        anyhow::bail!(
+            "no {SOURCES_FILE} in {}: it says where each variable's newest value is published \
+             (see docs/variable-sources.md)",
+            context.repo.display()
+        );
+    }
+    output.diagnostics(&diagnostics)?;
+    if output.is_json() {
+        output.json(&json!({ "diagnostics": diagnostics }))?;
+    }
+    Ok(None)
+}
+
+/// The pull request provider's client, when a pull request is to be opened.
+fn connect_provider(
+    target: Option<&PullRequestTarget>,
+    request: &UpdateRequest,
+) -> anyhow::Result<Option<PrClient>> {
+    Ok(match (target, request.dry_run) {
+        (Some(target), false) => Some(crate::runtime::block_on(PrClient::connect(
+            &target.provider,
+        ))??),
+        _ => None,
+    })
+}
+
+/// Where `--pr` proposes the change; `None` without `--pr`.
+fn pull_request_target(
+    file: &SourcesFile,
+    request: &UpdateRequest,
+) -> anyhow::Result<Option<PullRequestTarget>> {
+    if !request.pr {
+        return Ok(None);
+    }
+    let target = file.pull_request.clone().with_context(|| {
+        format!("--pr needs a pull_request section in {SOURCES_FILE}: this repository's URL, base branch and provider (see docs/variable-sources.md)")
+    })?;
+    Ok(Some(target))
+}
+
+/// Each selected variable's candidates from its source, one source after another.
+fn fetch_candidates(
+    request: &UpdateRequest,
+    selected: &[&VariableSource],
+) -> anyhow::Result<Vec<Result<Vec<Candidate>, FetchError>>> {
+    let fetcher = Fetcher::new(request.fetch.clone()).context("cannot build the HTTP client")?;
+    let fetched = crate::runtime::block_on(async {
+        let mut results = Vec::new();
+        for variable in selected {
+            results.push(fetcher.candidates(variable).await);
+        }
+        results
+    })?;
+    Ok(fetched)
+}
+
+/// What the rules make of every source's answer.
+#[derive(Default)]
+struct Resolved<'a> {
+    reports: Vec<VariableReport>,
+    /// The sources that failed, each naming its variable.
+    errors: Vec<String>,
+    /// The variables with a newer value to propose.
+    proposals: Vec<(&'a VariableSource, Resolution)>,
+    /// By variable, the versions seen for the first time now.
+    first_seen: BTreeMap<String, Vec<String>>,
+    /// By variable, the versions newer than its value (held back or proposed): the only ones
+    /// whose first-seen date is still worth keeping.
+    pending: BTreeMap<String, Vec<String>>,
+}
+
+/// Applies each variable's rules to what its source offered, in the order selected.
+fn resolve_all<'a>(
+    selected: &[&'a VariableSource],
+    fetched: Vec<Result<Vec<Candidate>, FetchError>>,
+    current: &Variables,
+    seen: &BTreeMap<String, BTreeMap<String, jiff::Timestamp>>,
+    now: jiff::Timestamp,
+) -> Resolved<'a> {
     let empty = BTreeMap::new();
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    let mut proposals: Vec<(&VariableSource, Resolution)> = Vec::new();
-    let mut first_seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut pending: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut resolved = Resolved::default();
     for (variable, result) in selected.iter().copied().zip(fetched) {
         let value = current.get(&variable.name).map(str::to_string);
         let mut report = VariableReport {
@@ -160,165 +251,290 @@ pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit
             definitions: Vec::new(),
             error: None,
         };
-        let resolved = result
-            .map_err(|error| error.to_string())
-            .and_then(|candidates| {
-                version::resolve(
-                    value.as_deref().unwrap_or_default(),
-                    &candidates,
-                    &variable.format,
-                    &variable.rules,
-                    seen.get(&variable.name).unwrap_or(&empty),
-                    now,
-                )
-                .map_err(|reason| {
-                    FetchError {
-                        variable: variable.name.clone(),
-                        source_name: variable.source.describe(),
-                        reason,
-                    }
-                    .to_string()
-                })
-            });
-        match resolved {
+        let seen = seen.get(&variable.name).unwrap_or(&empty);
+        match resolve_one(variable, result, value.as_deref(), seen, now) {
             Ok(resolution) => {
-                first_seen.insert(variable.name.clone(), resolution.first_seen.clone());
-                pending.insert(
-                    variable.name.clone(),
-                    resolution
-                        .held_back
-                        .iter()
-                        .map(|held| held.version.clone())
-                        .chain(
-                            resolution
-                                .proposed
-                                .iter()
-                                .map(|offer| offer.version.clone()),
-                        )
-                        .collect(),
-                );
-                if resolution.proposed.is_some() {
-                    proposals.push((variable, resolution.clone()));
-                }
+                resolved.remember(variable, &resolution);
                 report.resolution = Some(resolution);
             }
             Err(error) => {
-                errors.push(error.clone());
+                resolved.errors.push(error.clone());
                 report.error = Some(error);
             }
         }
-        reports.push(report);
+        resolved.reports.push(report);
     }
+    resolved
+}
 
-    let changes: Vec<(String, String)> = proposals
-        .iter()
-        .filter_map(|(variable, resolution)| {
+/// One variable's resolution, or why its source or rules gave none.
+fn resolve_one(
+    variable: &VariableSource,
+    fetched: Result<Vec<Candidate>, FetchError>,
+    value: Option<&str>,
+    seen: &BTreeMap<String, jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> Result<Resolution, String> {
+    let candidates = fetched.map_err(|error| error.to_string())?;
+    version::resolve(
+        value.unwrap_or_default(),
+        &candidates,
+        &variable.format,
+        &variable.rules,
+        seen,
+        now,
+    )
+    .map_err(|reason| {
+        FetchError {
+            variable: variable.name.clone(),
+            source_name: variable.source.describe(),
+            reason,
+        }
+        .to_string()
+    })
+}
+
+impl<'a> Resolved<'a> {
+    /// Keeps what the ledger and the proposal need from one variable's resolution.
+    fn remember(&mut self, variable: &'a VariableSource, resolution: &Resolution) {
+        self.first_seen
+            .insert(variable.name.clone(), resolution.first_seen.clone());
+        self.pending.insert(
+            variable.name.clone(),
             resolution
-                .proposed
-                .as_ref()
-                .map(|offer| (variable.name.clone(), offer.value.clone()))
-        })
-        .collect();
-    let outcome = variables::set_values(&text, &changes, false)
-        .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
-    let sources_for_catalog = Sources {
-        variables: Some(text.clone()),
-        definitions: read.definitions,
-        problems: read.problems,
-    };
-    let consequences = Consequences::of(&sources_for_catalog, &text, &outcome);
-    for report in &mut reports {
-        if report
-            .resolution
-            .as_ref()
-            .is_some_and(|r| r.proposed.is_some())
-        {
-            report.definitions = consequences
-                .affected_by(std::slice::from_ref(&report.name))
+                .held_back
                 .iter()
-                .map(|(definition, _)| definition.id.clone())
-                .collect();
+                .map(|held| held.version.clone())
+                .chain(
+                    resolution
+                        .proposed
+                        .iter()
+                        .map(|offer| offer.version.clone()),
+                )
+                .collect(),
+        );
+        if resolution.proposed.is_some() {
+            self.proposals.push((variable, resolution.clone()));
         }
     }
-    let renamed = consequences.renamed();
-    let affected = consequences.affected_by(&consequences.changed);
-    let catalog_errors = errors_of(&consequences.after);
-    let blocked = !errors.is_empty() || !consequences.broken.is_empty();
-    let changed = outcome.is_changed() && !blocked;
 
-    // What is done: nothing on a dry run or when anything failed; else the file, or the branch
-    // and the pull request.
-    let mut written = false;
-    let mut branch = None;
-    let mut pull_request = None;
-    let mut failure = None;
-    let content = pr_content(&proposals, &current, &renamed);
-    if changed && !request.dry_run {
-        match (&target, &base) {
-            (Some(target), Some(base)) => {
-                match propose(request, target, base, &outcome, &content, client.as_ref()) {
-                    Ok((outcome, opened)) => {
-                        branch = Some(outcome);
-                        pull_request = opened;
-                    }
-                    Err(error) => failure = Some(format!("{error:#}")),
-                }
-            }
-            _ => {
-                let path = context.repo.join(VARIABLES_FILE);
-                // Only if the file is still what was read: an edit made while the sources were
-                // read is not lost.
-                let still = || Ok(std::fs::read_to_string(&path)? == text);
-                written = crate::atomic_file::replace_if(&path, outcome.text.as_bytes(), still)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                if !written {
-                    failure = Some(format!(
-                        "{VARIABLES_FILE} changed while the sources were read; it was left as it                          is now: run imagegen vars update again"
-                    ));
-                }
+    /// The new value of each variable with a proposal.
+    fn changes(&self) -> Vec<(String, String)> {
+        self.proposals
+            .iter()
+            .filter_map(|(variable, resolution)| {
+                resolution
+                    .proposed
+                    .as_ref()
+                    .map(|offer| (variable.name.clone(), offer.value.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The proposals made to variables.json, and what they do to the catalog.
+struct Change {
+    outcome: SetOutcome,
+    consequences: Consequences,
+    renamed: Vec<Renamed>,
+    catalog_errors: Diagnostics,
+    /// A source failed or a definition breaks: nothing is written or pushed.
+    blocked: bool,
+}
+
+impl Change {
+    /// `read` is the repository as read; `text` is variables.json as the change starts from
+    /// (the base branch's with `--pr`).
+    fn of(read: Sources, text: &str, resolved: &Resolved<'_>) -> anyhow::Result<Self> {
+        let outcome = variables::set_values(text, &resolved.changes(), false)
+            .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
+        let sources_for_catalog = Sources {
+            variables: Some(text.to_string()),
+            definitions: read.definitions,
+            problems: read.problems,
+        };
+        let consequences = Consequences::of(&sources_for_catalog, text, &outcome);
+        let renamed = consequences.renamed();
+        let catalog_errors = errors_of(&consequences.after);
+        let blocked = !resolved.errors.is_empty() || !consequences.broken.is_empty();
+        Ok(Self {
+            outcome,
+            consequences,
+            renamed,
+            catalog_errors,
+            blocked,
+        })
+    }
+
+    /// There is something to write or push, and nothing stops it.
+    fn is_applicable(&self) -> bool {
+        self.outcome.is_changed() && !self.blocked
+    }
+
+    /// The definitions the change rebuilds, each with the changed variables it uses.
+    fn affected(&self) -> Vec<(&Definition, Vec<String>)> {
+        self.consequences.affected_by(&self.consequences.changed)
+    }
+
+    /// Tells each report with a proposal which definitions its variable rebuilds.
+    fn name_rebuilt_definitions(&self, reports: &mut [VariableReport]) {
+        for report in reports {
+            if report
+                .resolution
+                .as_ref()
+                .is_some_and(|r| r.proposed.is_some())
+            {
+                report.definitions = self
+                    .consequences
+                    .affected_by(std::slice::from_ref(&report.name))
+                    .iter()
+                    .map(|(definition, _)| definition.id.clone())
+                    .collect();
             }
         }
     }
-    if !request.dry_run && errors.is_empty() && needs_ledger {
-        record_seen(context, request, &first_seen, &pending, now)?;
-    }
+}
 
-    let exit = if blocked || failure.is_some() || catalog_errors.has_errors() {
-        Exit::Error
-    } else if request.dry_run && outcome.is_changed() {
-        Exit::Pending
-    } else {
-        Exit::Ok
-    };
-    if output.is_json() {
-        output.json(&json!({
-            "file": VARIABLES_FILE,
-            "sources": SOURCES_FILE,
-            "dry_run": request.dry_run,
-            "pr": request.pr,
-            "written": written,
-            "variables": reports,
-            "changes": if blocked { &[][..] } else { &outcome.changes[..] },
-            "definitions": affected_json(&affected),
-            "images": renamed,
-            "broken": consequences.broken,
-            "branch": branch,
-            "pull_request": pull_request,
-            "errors": errors.iter().chain(failure.iter()).collect::<Vec<_>>(),
-            "diagnostics": catalog_errors,
-            "exit_code": exit.code(),
-        }))?;
-        return Ok(exit);
+/// Where `--pr` takes the change; all `None` without it.
+struct Place<'a> {
+    target: Option<&'a PullRequestTarget>,
+    base: Option<&'a BaseBranch>,
+    /// `None` on a dry run, or for a local provider.
+    client: Option<&'a PrClient>,
+}
+
+/// What a run did with its change.
+#[derive(Default)]
+struct Done {
+    written: bool,
+    branch: Option<BranchOutcome>,
+    pull_request: Option<PullRequest>,
+    /// Why the change was not made after all (an error, already said as text).
+    failure: Option<String>,
+}
+
+/// Writes the change into variables.json, or with `--pr` pushes it and opens the pull request.
+fn carry_out(
+    context: &Context,
+    request: &UpdateRequest,
+    place: &Place<'_>,
+    text: &str,
+    change: &Change,
+    resolved: &Resolved<'_>,
+    current: &Variables,
+) -> anyhow::Result<Done> {
+    let mut done = Done::default();
+    if let (Some(target), Some(base)) = (place.target, place.base) {
+        let content = pr_content(&resolved.proposals, current, &change.renamed);
+        match propose(
+            request,
+            target,
+            base,
+            &change.outcome,
+            &content,
+            place.client,
+        ) {
+            Ok((outcome, opened)) => {
+                done.branch = Some(outcome);
+                done.pull_request = opened;
+            }
+            Err(error) => done.failure = Some(format!("{error:#}")),
+        }
+        return Ok(done);
     }
-    output.diagnostics(&catalog_errors)?;
+    let path = context.repo.join(VARIABLES_FILE);
+    // Only if the file is still what was read: an edit made while the sources were read is
+    // not lost.
+    let still = || Ok(std::fs::read_to_string(&path)? == text);
+    done.written = crate::atomic_file::replace_if(&path, change.outcome.text.as_bytes(), still)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !done.written {
+        done.failure = Some(format!(
+            "{VARIABLES_FILE} changed while the sources were read; it was left as it                          is now: run imagegen vars update again"
+        ));
+    }
+    Ok(done)
+}
+
+/// Everything a report tells.
+struct Outcome<'a> {
+    resolved: &'a Resolved<'a>,
+    change: &'a Change,
+    done: &'a Done,
+    target: Option<&'a PullRequestTarget>,
+}
+
+impl Outcome<'_> {
+    fn exit(&self, request: &UpdateRequest) -> Exit {
+        let Self { change, done, .. } = self;
+        if change.blocked || done.failure.is_some() || change.catalog_errors.has_errors() {
+            Exit::Error
+        } else if request.dry_run && change.outcome.is_changed() {
+            Exit::Pending
+        } else {
+            Exit::Ok
+        }
+    }
+}
+
+/// The JSON report.
+fn report_json(
+    context: &Context,
+    request: &UpdateRequest,
+    outcome: &Outcome<'_>,
+    exit: Exit,
+) -> anyhow::Result<()> {
+    let Outcome {
+        resolved,
+        change,
+        done,
+        ..
+    } = outcome;
+    let affected = change.affected();
+    context.output.json(&json!({
+        "file": VARIABLES_FILE,
+        "sources": SOURCES_FILE,
+        "dry_run": request.dry_run,
+        "pr": request.pr,
+        "written": done.written,
+        "variables": resolved.reports,
+        "changes": if change.blocked { &[][..] } else { &change.outcome.changes[..] },
+        "definitions": affected_json(&affected),
+        "images": change.renamed,
+        "broken": change.consequences.broken,
+        "branch": done.branch,
+        "pull_request": done.pull_request,
+        "errors": resolved.errors.iter().chain(done.failure.iter()).collect::<Vec<_>>(),
+        "diagnostics": change.catalog_errors,
+        "exit_code": exit.code(),
+    }))?;
+    Ok(())
+}
+
+/// The text report: each variable and what it rebuilds, the warnings and errors, and a closing
+/// note on what was done.
+fn report_text(
+    context: &Context,
+    request: &UpdateRequest,
+    outcome: &Outcome<'_>,
+) -> anyhow::Result<()> {
+    let output = &context.output;
+    let Outcome {
+        resolved,
+        change,
+        done,
+        target,
+    } = outcome;
+    let affected = change.affected();
+    output.diagnostics(&change.catalog_errors)?;
     output.text(&render_text(
-        &reports,
+        &resolved.reports,
         &affected_text(&affected),
         affected.len(),
-        &renamed,
-        blocked,
+        &change.renamed,
+        change.blocked,
     ))?;
-    for same in renamed.iter().filter(|renamed| renamed.same_name) {
+    for same in change.renamed.iter().filter(|renamed| renamed.same_name) {
         output.warning_annotation(crate::platform::Annotation::warning(format!(
             "{} is rebuilt but keeps its image name {}: reconcile refuses it unless a person \
              allows it with --allow-same-name",
@@ -326,42 +542,43 @@ pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit
             same.new.join(", ")
         )))?;
     }
-    for error in &errors {
+    for error in &resolved.errors {
         output.error(error)?;
     }
-    if !consequences.broken.is_empty() {
+    let broken = &change.consequences.broken;
+    if !broken.is_empty() {
         output.error(&format!(
             "the new values break {} ({}); {VARIABLES_FILE} was not changed",
-            count(consequences.broken.len(), "definition"),
-            consequences.broken.join(", ")
+            count(broken.len(), "definition"),
+            broken.join(", ")
         ))?;
     }
-    if let Some(error) = &failure {
+    if let Some(error) = &done.failure {
         output.error(error)?;
     }
-    let held = reports.iter().any(|report| {
+    let held = resolved.reports.iter().any(|report| {
         report
             .resolution
             .as_ref()
             .is_some_and(|resolution| !resolution.held_back.is_empty())
     });
-    let note = if !blocked && !outcome.is_changed() && held {
+    let note = if !change.blocked && !change.outcome.is_changed() && held {
         "nothing newer passes the rules (see \"not proposed\" above): nothing was written or \
          pushed"
             .to_string()
     } else {
         closing_note(
             request,
-            blocked,
-            outcome.is_changed(),
-            written,
-            branch.as_ref(),
-            pull_request.as_ref(),
-            target.as_ref(),
+            change.blocked,
+            change.outcome.is_changed(),
+            done.written,
+            done.branch.as_ref(),
+            done.pull_request.as_ref(),
+            *target,
         )
     };
     output.note(&note)?;
-    Ok(exit)
+    Ok(())
 }
 
 /// The variables `--only` and `--except` choose, in file order.
@@ -402,7 +619,7 @@ fn render_text(
     reports: &[VariableReport],
     affected_text: &str,
     affected: usize,
-    renamed: &[super::consequences::Renamed],
+    renamed: &[Renamed],
     blocked: bool,
 ) -> String {
     let mut text = String::new();
@@ -522,9 +739,9 @@ fn closing_note(
 fn pr_content(
     proposals: &[(&VariableSource, Resolution)],
     current: &Variables,
-    renamed: &[super::consequences::Renamed],
+    renamed: &[Renamed],
 ) -> UpdateContent {
-    let row = |renamed: &super::consequences::Renamed| Rebuild {
+    let row = |renamed: &Renamed| Rebuild {
         definition: renamed.definition.clone(),
         old: renamed.old.clone(),
         new: renamed.new.clone(),
@@ -704,10 +921,14 @@ fn propose(
 fn record_seen(
     context: &Context,
     request: &UpdateRequest,
-    first_seen: &BTreeMap<String, Vec<String>>,
-    pending: &BTreeMap<String, Vec<String>>,
+    resolved: &Resolved<'_>,
     now: jiff::Timestamp,
 ) -> anyhow::Result<()> {
+    let Resolved {
+        first_seen,
+        pending,
+        ..
+    } = resolved;
     crate::runtime::block_on(async {
         let writer =
             LedgerWriter::open(&context.store, request.lock_timeout, "imagegen vars update")
