@@ -148,7 +148,7 @@ struct SetReport<'a> {
 pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     let path = context.repo.join(VARIABLES_FILE);
     let sources = catalog::read_sources(&context.repo);
-    let text = variables_text(&sources)?;
+    let text = variables_text(&sources, "edit")?;
     let outcome = variables::set_values(&text, &request.changes, request.add)
         .with_context(|| format!("{VARIABLES_FILE} was not changed"))?;
 
@@ -191,8 +191,9 @@ pub fn set(context: &Context, request: &SetRequest) -> anyhow::Result<Exit> {
     })
 }
 
-/// The text of variables.json as read, or why it cannot be edited.
-fn variables_text(sources: &crate::catalog::Sources) -> anyhow::Result<String> {
+/// The text of variables.json as read, or why the command, which needs it to `verb` it
+/// (`edit`, `read`), cannot.
+fn variables_text(sources: &crate::catalog::Sources, verb: &str) -> anyhow::Result<String> {
     if let Some(text) = &sources.variables {
         return Ok(text.clone());
     }
@@ -202,7 +203,7 @@ fn variables_text(sources: &crate::catalog::Sources) -> anyhow::Result<String> {
         .filter(|problem| problem.file.as_deref() == Some(VARIABLES_FILE))
         .map(ToString::to_string)
         .collect();
-    anyhow::bail!("cannot edit {VARIABLES_FILE}: {}", problems.join("; "));
+    anyhow::bail!("cannot {verb} {VARIABLES_FILE}: {}", problems.join("; "));
 }
 
 /// One line per value (old -> new), then the definitions to rebuild.

@@ -68,10 +68,7 @@ struct VariableReport {
 /// Runs `imagegen vars update`.
 pub fn update(context: &Context, request: &UpdateRequest) -> anyhow::Result<Exit> {
     let read = catalog::read_sources(&context.repo);
-    let Some(working_text) = read.variables.clone() else {
-        let problems: Vec<String> = read.problems.iter().map(ToString::to_string).collect();
-        anyhow::bail!("cannot read {VARIABLES_FILE}: {}", problems.join("; "));
-    };
+    let working_text = super::variables_text(&read, "read")?;
     let Some(file) = load_sources_file(context, &working_text)? else {
         return Ok(Exit::Error);
     };
