@@ -800,3 +800,61 @@ async fn a_version_1_blob_is_migrated_at_the_first_write_and_folded_at_the_end()
     );
     assert_eq!(store.read().await.unwrap(), read);
 }
+
+/// Runs of `reconcile --wait` on one blob ledger, killed at random moments (in the middle of
+/// an append, a fold or a POST), then two at once: the work ends with every definition built
+/// exactly once, and the ledger (snapshot and journal) reads whole after each kill.
+#[cfg(feature = "emulator")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_a_blob_ledger_killed_at_random_or_two_at_once_build_each_definition_once() {
+    use std::process::Stdio;
+    let azurite = Azurite::start();
+    let container = azurite.container("ledgers").await;
+    let url = azurite.blob_url(&container, BLOB);
+    let store = store_at(&url);
+    let repo = common::Repo::shipped();
+    let emulator = common::fast_emulator();
+    let wait = ["reconcile", "--wait", "--poll-interval", "100ms", "--no-pr"];
+    let spawn = || {
+        common::process_against(&repo, &emulator)
+            .env("IMAGEGEN_STATE", &url)
+            .args(wait)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start imagegen")
+    };
+    let mut random = fastrand::Rng::with_seed(15);
+    for _ in 0..6 {
+        let mut child = spawn();
+        tokio::time::sleep(Duration::from_millis(random.u64(50..700))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        store
+            .read()
+            .await
+            .expect("the ledger reads whole after a kill");
+    }
+    let (first, second) = (spawn(), spawn());
+    for child in [first, second] {
+        let output = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(emulator.job_count(), 16, "one job per definition");
+    let ledger = store.read().await.unwrap();
+    assert_eq!(ledger.definitions.len(), 16);
+    let tracking_ids: std::collections::BTreeSet<_> = ledger
+        .definitions
+        .values()
+        .map(|entry| {
+            assert_eq!(entry.status, JobStatus::Succeeded, "{entry:?}");
+            entry.tracking_id.clone().unwrap()
+        })
+        .collect();
+    assert_eq!(tracking_ids.len(), 16, "each definition its own job");
+}
