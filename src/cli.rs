@@ -495,7 +495,7 @@ pub struct ReconcileArgs {
     poll_interval: Duration,
 
     /// Submissions and polls at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = imagegen::factory::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
     /// How long to wait for another run holding the ledger
@@ -628,7 +628,7 @@ pub struct SubmitArgs {
     allow_same_name: bool,
 
     /// Submissions at once with --vars
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = imagegen::factory::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
     /// How long to wait for another run holding the ledger
