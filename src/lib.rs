@@ -15,6 +15,7 @@ pub mod exit;
 pub mod factory;
 pub mod http;
 pub mod json;
+pub mod limiter;
 pub mod osob;
 pub mod output;
 pub mod plan;

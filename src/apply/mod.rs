@@ -26,8 +26,6 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub plan: PlanOptions,
-    /// Submissions and polls at once.
-    pub concurrency: usize,
     /// How long to wait for another run holding the ledger's lock.
     pub lock_timeout: Duration,
     /// Follow this run's jobs until they end (`--wait`).
@@ -208,7 +206,7 @@ pub async fn apply(
     progress.phase(Phase::Polling {
         jobs: in_flight.len(),
     });
-    let polled = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+    let polled = poll(&client, &writer, &in_flight, progress).await?;
     let mut poll_errors = polled.errors;
     let mut unnamed_statuses = polled.unnamed;
 
@@ -252,13 +250,7 @@ pub async fn apply(
     progress.phase(Phase::Submitting {
         payloads: candidates.len(),
     });
-    let mut outcomes = submission::submit_all(
-        client.clone(),
-        writer.clone(),
-        candidates,
-        options.concurrency,
-    )
-    .await?;
+    let mut outcomes = submission::submit_all(client.clone(), writer.clone(), candidates).await?;
 
     // The jobs this run answers for: what it submitted, followed, or reports as failed.
     let mut tracked: Vec<LedgerKey> = plan
@@ -283,6 +275,7 @@ pub async fn apply(
         progress.phase(Phase::Waiting { jobs });
         let deadline = Instant::now() + wait.timeout;
         let mut interval = wait.poll_interval;
+        let mut next_poll = Instant::now() + interval;
         loop {
             let pending = rows(&*writer.lock().await, &tracked)
                 .into_iter()
@@ -296,12 +289,15 @@ pub async fn apply(
                 timed_out = true;
                 break;
             }
-            let sleep = interval.min(deadline - now);
+            let sleep = next_poll.saturating_duration_since(now).min(deadline - now);
             progress.waiting(&pending, sleep);
             tokio::time::sleep(sleep).await;
             interval = interval
                 .mul_f64(1.5)
                 .min(MAX_POLL_INTERVAL.max(wait.poll_interval));
+            // The next poll is due an interval after this one starts, not after it ends: a
+            // round whose stragglers wait out their retries does not push the schedule back.
+            next_poll = Instant::now() + interval;
             // Submissions whose answer was lost are sent again with the same key.
             let resend: Vec<(Candidate, bool)> = pending
                 .iter()
@@ -312,13 +308,7 @@ pub async fn apply(
                 })
                 .collect();
             if !resend.is_empty() {
-                let resent = submission::submit_all(
-                    client.clone(),
-                    writer.clone(),
-                    resend,
-                    options.concurrency,
-                )
-                .await?;
+                let resent = submission::submit_all(client.clone(), writer.clone(), resend).await?;
                 for (key, outcome) in resent {
                     match outcomes.iter_mut().find(|(known, _)| *known == key) {
                         Some((_, earlier)) => *earlier = outcome,
@@ -327,7 +317,7 @@ pub async fn apply(
                 }
             }
             let polled: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
-            let answers = poll(&client, &writer, &polled, options.concurrency, progress).await?;
+            let answers = poll(&client, &writer, &polled, progress).await?;
             for key in &polled {
                 poll_errors.remove(key);
             }
@@ -356,7 +346,6 @@ async fn poll(
     client: &Arc<FactoryClient>,
     writer: &Arc<SharedWriter>,
     keys: &[LedgerKey],
-    concurrency: usize,
     progress: &dyn Progress,
 ) -> Result<Polled, StateError> {
     let asked: Vec<(LedgerKey, String, JobRow)> = {
@@ -372,16 +361,13 @@ async fn poll(
             })
             .collect()
     };
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    // Every poll starts at once: the client's limiter bounds the requests in flight, and a
+    // poll waiting out a backoff holds no slot there.
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (_, tracking_id, _)) in asked.iter().enumerate() {
         let client = client.clone();
-        let permits = permits.clone();
         let tracking_id = tracking_id.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (index, client.job(&tracking_id).await)
-        });
+        tasks.spawn(async move { (index, client.job(&tracking_id).await) });
     }
     let mut answers: Vec<(usize, Result<JobState, FactoryError>)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {

@@ -477,23 +477,20 @@ pub async fn submit(
     }
 }
 
-/// Submits every candidate (with its `force`), `concurrency` at a time, and returns each
-/// outcome in ledger-key order. A ledger that cannot be written stops the run with the jobs
-/// started so far named, so none is lost from sight.
+/// Submits every candidate (with its `force`), and returns each outcome in ledger-key order.
+/// Every submission starts at once: the client's limiter bounds the requests in flight, and a
+/// submission waiting out a backoff holds no slot there. A ledger that cannot be written stops
+/// the run with the jobs started so far named, so none is lost from sight.
 pub async fn submit_all(
     client: Arc<FactoryClient>,
     writer: Arc<SharedWriter>,
     candidates: Vec<(Candidate, bool)>,
-    concurrency: usize,
 ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (candidate, force) in candidates {
         let client = client.clone();
         let writer = writer.clone();
-        let permits = permits.clone();
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
             let outcome = submit(&client, &writer, &candidate, force).await;
             (candidate.key, outcome)
         });

@@ -38,8 +38,6 @@ pub struct SubmitRequest {
     pub force: bool,
     /// Send a changed payload that keeps image names its last submission used.
     pub allow_same_name: bool,
-    /// Submissions at once, with `--vars`.
-    pub concurrency: usize,
     pub lock_timeout: Duration,
     pub factory: FactoryOptions,
 }
@@ -105,12 +103,7 @@ pub fn submit(context: &Context, request: SubmitRequest) -> anyhow::Result<Exit>
         .into_iter()
         .map(|candidate| (candidate, request.force))
         .collect();
-    let results = runtime.block_on(submission::submit_all(
-        client,
-        writer,
-        candidates,
-        request.concurrency,
-    ))?;
+    let results = runtime.block_on(submission::submit_all(client, writer, candidates))?;
     // On a platform, each payload not submitted is an error in the run's issues; off one, the
     // table below says it.
     for (key, outcome) in &results {
