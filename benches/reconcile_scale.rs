@@ -420,6 +420,8 @@ struct Run {
     peak_rss: Option<u64>,
     writes: u64,
     bytes_written: u64,
+    /// From the first log line to the last submission's answer.
+    submitting: Option<Duration>,
     stderr: PathBuf,
 }
 
@@ -490,6 +492,7 @@ fn imagegen(root: &Path, emulator: &EmulatorProcess, settings: &Settings, state:
         peak_rss: peak,
         writes,
         bytes_written,
+        submitting: submitting(&log),
         stderr,
     }
 }
@@ -500,6 +503,22 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// How long the submissions took: from the first line of the debug log to the last
+/// submission's answer (`DEBUG POST ... status=`), by the lines' timestamps.
+fn submitting(log: &str) -> Option<Duration> {
+    let at = |line: &str| {
+        let stamp = line.split_whitespace().next()?;
+        stamp.parse::<jiff::Timestamp>().ok()
+    };
+    let first = log.lines().find_map(at)?;
+    let last_post = log
+        .lines()
+        .rev()
+        .filter(|line| line.contains(" DEBUG POST ") && line.contains(" status="))
+        .find_map(at)?;
+    Duration::try_from(last_post.duration_since(first)).ok()
 }
 
 /// The sum of the ledger writers' `ledger writes: N writes, M bytes written` lines.
@@ -515,6 +534,22 @@ fn ledger_writes(log: &str) -> (u64, u64) {
             ))
         })
         .fold((0, 0), |(writes, bytes), (w, b)| (writes + w, bytes + b))
+}
+
+/// The size of a blob in Azurite's `bench` container, 0 when there is none. A client of its
+/// own: Azurite closes idle connections, and a pooled one from the start of the run is stale.
+async fn blob_size(azurite: &azurite::Azurite, blob: &str) -> u64 {
+    let answer = reqwest::Client::new()
+        .get(azurite.blob_url("bench", blob))
+        .header("x-ms-version", "2020-12-06")
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("reading blob {blob} from Azurite: {error}"));
+    match answer.status().as_u16() {
+        404 => 0,
+        200 => answer.bytes().await.map_or(0, |bytes| bytes.len() as u64),
+        status => panic!("reading blob {blob} from Azurite answered {status}"),
+    }
 }
 
 fn file_size(path: &Path) -> u64 {
@@ -615,13 +650,10 @@ fn main() {
                     file_size(Path::new(&format!("{state}.journal"))),
                 ),
                 Some(azurite) => runtime.block_on(async {
-                    let size = |blob| async move {
-                        azurite
-                            .blob("bench", blob)
-                            .await
-                            .map_or(0, |(bytes, _)| bytes.len() as u64)
-                    };
-                    (size("state.json").await, size("state.json.journal").await)
+                    (
+                        blob_size(azurite, "state.json").await,
+                        blob_size(azurite, "state.json.journal").await,
+                    )
                 }),
             };
             let requests = runtime.block_on(count_requests(&emulator));
@@ -640,6 +672,16 @@ fn main() {
                 per_request.as_secs_f64() * 1e6,
                 settings.concurrency,
             );
+            if let Some(submitting) = run.submitting {
+                println!(
+                    "  submissions took {:.1} s (the emulator alone: {:.1} s); the wait after them \
+                     {:.1} s (the poll schedule: {:.1} s)",
+                    submitting.as_secs_f64(),
+                    per_request.as_secs_f64() * jobs as f64 / (1.0 - settings.fault_rate),
+                    run.wall.saturating_sub(submitting).as_secs_f64(),
+                    last_poll.as_secs_f64(),
+                );
+            }
             let exited_well = run.exit == Some(0);
             if !exited_well {
                 println!(
