@@ -702,8 +702,8 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
     poll_interval: Duration,
 
-    /// Submissions and polls at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Requests to Image Factory at once; fewer while it throttles
+    #[arg(long, value_name = "N", default_value_t = imagegen::factory::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
     #[command(flatten)]
@@ -736,9 +736,11 @@ impl ReconcileArgs {
                 timeout: self.timeout,
                 poll_interval: self.poll_interval,
             }),
-            concurrency: usize::from(self.concurrency),
             lock_timeout: self.lock.lock_timeout,
-            factory: self.factory.options(),
+            factory: FactoryOptions {
+                concurrency: usize::from(self.concurrency),
+                ..self.factory.options()
+            },
             pr: PrRequest {
                 dry_run: false,
                 take_over_branch: self.take_over_branch,
@@ -861,8 +863,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     allow_same_name: bool,
 
-    /// Submissions at once with --vars
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Requests to Image Factory at once; fewer while it throttles
+    #[arg(long, value_name = "N", default_value_t = imagegen::factory::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
     #[command(flatten)]
@@ -953,9 +955,11 @@ impl SubmitArgs {
             dry_run: self.dry_run,
             force: self.force,
             allow_same_name: self.allow_same_name,
-            concurrency: usize::from(self.concurrency),
             lock_timeout: self.lock.lock_timeout,
-            factory: self.factory.options(),
+            factory: FactoryOptions {
+                concurrency: usize::from(self.concurrency),
+                ..self.factory.options()
+            },
         }
     }
 }
@@ -968,6 +972,8 @@ impl FactoryArgs {
             token_version: self.token_version,
             request_timeout: self.http_timeout,
             retries: self.retries,
+            // Commands with a `--concurrency` flag set their own.
+            concurrency: usize::from(imagegen::factory::DEFAULT_CONCURRENCY),
             credentials: None,
         }
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use tokio::time::Instant;
 
+use crate::limiter::{Answer, Change, Limiter};
+
 /// The user agent every request carries, so a service's logs can name the tool and version.
 pub const USER_AGENT: &str = concat!("imagegen/", env!("CARGO_PKG_VERSION"));
 
@@ -165,16 +167,43 @@ pub fn is_transient_error(error: &reqwest::Error) -> bool {
 /// Sends the request `build` makes, trying again under `policy` while the answer is 429 (as
 /// long as its Retry-After asks), a 5xx, or a transport failure. `what` names the request in
 /// logs. `build` is called once per try, so each try gets fresh headers.
-pub async fn send(
+pub async fn send(policy: &RetryPolicy, what: &str, build: impl FnMut() -> RequestBuilder) -> Sent {
+    send_limited(policy, None, what, build).await
+}
+
+/// [`send`], with each try taking a slot of `limiter` (when given) and giving it back as soon
+/// as the answer's headers are in, before any backoff: a request waiting to try again holds no
+/// slot another one could use. Every answer is reported to the limiter, so a 429 slows down
+/// every request of the client, not only the one throttled.
+pub async fn send_limited(
     policy: &RetryPolicy,
+    limiter: Option<&Limiter>,
     what: &str,
     mut build: impl FnMut() -> RequestBuilder,
 ) -> Sent {
-    let started = Instant::now();
+    let mut first_try = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let slot = match limiter {
+            Some(limiter) => Some(limiter.acquire().await),
+            None => None,
+        };
+        // Time spent waiting for the first slot is not spent retrying.
+        let started = *first_try.get_or_insert_with(Instant::now);
         let result = build().send().await;
+        if let (Some(limiter), Some(slot)) = (limiter, &slot) {
+            match limiter.record(slot, answer_of(&result)) {
+                Some(Change::Lowered { to }) => tracing::warn!(
+                    "{what}: the service throttles; at most {to} requests at once to it from now on"
+                ),
+                Some(Change::Raised { to }) => {
+                    tracing::debug!("{what}: up to {to} requests at once to the service again")
+                }
+                None => {}
+            }
+        }
+        drop(slot);
         let wait = match &result {
             Ok(response) if is_transient_status(response.status()) => {
                 let status = response.status();
@@ -216,6 +245,18 @@ pub async fn send(
         // The answer is dropped before the wait, so its connection goes back to the pool.
         drop(result);
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// How a limiter counts the outcome of one try.
+fn answer_of(result: &Result<Response, reqwest::Error>) -> Answer {
+    match result {
+        Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Answer::Throttled {
+            retry_after: retry_after(response),
+        },
+        Ok(response) if is_transient_status(response.status()) => Answer::Failed,
+        Ok(_) => Answer::Served,
+        Err(_) => Answer::Failed,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod http;
 pub mod json;
 pub mod ledger_copy;
+pub mod limiter;
 pub mod osob;
 pub mod output;
 pub mod plan;

@@ -27,8 +27,6 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub plan: PlanOptions,
-    /// Submissions and polls at once.
-    pub concurrency: usize,
     /// How long to wait for another run holding the ledger's lock.
     pub lock_timeout: Duration,
     /// Follow this run's jobs until they end (`--wait`).
@@ -196,7 +194,6 @@ pub async fn apply(
         client: &client,
         writer: &writer,
         payloads: &payloads,
-        concurrency: options.concurrency,
         progress,
     };
 
@@ -206,7 +203,7 @@ pub async fn apply(
     progress.phase(Phase::Polling {
         jobs: in_flight.len(),
     });
-    let polled = poll(&client, &writer, &in_flight, options.concurrency, progress).await?;
+    let polled = poll(&client, &writer, &in_flight, progress).await?;
 
     // 2. Plan from the ledger as it now is, and submit what it marks. Intents an earlier run
     // recorded without an answer are sent again with their key.
@@ -334,7 +331,6 @@ struct Run<'a> {
     client: &'a Arc<FactoryClient>,
     writer: &'a Arc<LedgerWriter>,
     payloads: &'a Payloads<'a>,
-    concurrency: usize,
     progress: &'a dyn Progress,
 }
 
@@ -343,13 +339,7 @@ impl Run<'_> {
         &self,
         candidates: Vec<(Candidate, bool)>,
     ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-        submission::submit_all(
-            self.client.clone(),
-            self.writer.clone(),
-            candidates,
-            self.concurrency,
-        )
-        .await
+        submission::submit_all(self.client.clone(), self.writer.clone(), candidates).await
     }
 
     /// With `--wait`: polls the `tracked` jobs still pending, at a growing interval, until they
@@ -364,6 +354,7 @@ impl Run<'_> {
         self.progress.phase(Phase::Waiting { jobs });
         let deadline = Instant::now() + wait.timeout;
         let mut interval = wait.poll_interval;
+        let mut next_poll = Instant::now() + interval;
         loop {
             let pending = self.pending(tracked).await;
             if pending.is_empty() {
@@ -374,12 +365,15 @@ impl Run<'_> {
                 followed.timed_out = true;
                 break;
             }
-            let sleep = interval.min(deadline - now);
+            let sleep = next_poll.saturating_duration_since(now).min(deadline - now);
             self.progress.waiting(&pending, sleep);
             tokio::time::sleep(sleep).await;
             interval = interval
                 .mul_f64(1.5)
                 .min(MAX_POLL_INTERVAL.max(wait.poll_interval));
+            // The next poll is due an interval after this one starts, not after it ends: a
+            // round whose stragglers wait out their retries does not push the schedule back.
+            next_poll = Instant::now() + interval;
             self.resend_unanswered(&pending, followed).await?;
             self.poll_again(&pending, followed).await?;
         }
@@ -429,14 +423,7 @@ impl Run<'_> {
     /// Polls the pending jobs; what this poll learned replaces what earlier ones said of them.
     async fn poll_again(&self, pending: &[JobRow], followed: &mut Followed) -> anyhow::Result<()> {
         let keys: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
-        let answers = poll(
-            self.client,
-            self.writer,
-            &keys,
-            self.concurrency,
-            self.progress,
-        )
-        .await?;
+        let answers = poll(self.client, self.writer, &keys, self.progress).await?;
         for key in &keys {
             followed.poll_errors.remove(key);
         }
@@ -453,7 +440,6 @@ async fn poll(
     client: &Arc<FactoryClient>,
     writer: &Arc<LedgerWriter>,
     keys: &[LedgerKey],
-    concurrency: usize,
     progress: &dyn Progress,
 ) -> Result<Polled, StateError> {
     let asked: Vec<(LedgerKey, String, JobRow)> = writer.with_ledger(|ledger| {
@@ -468,16 +454,13 @@ async fn poll(
             })
             .collect()
     });
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    // Every poll starts at once: the client's limiter bounds the requests in flight, and a
+    // poll waiting out a backoff holds no slot there.
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (_, tracking_id, _)) in asked.iter().enumerate() {
         let client = client.clone();
-        let permits = permits.clone();
         let tracking_id = tracking_id.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (index, client.job(&tracking_id).await)
-        });
+        tasks.spawn(async move { (index, client.job(&tracking_id).await) });
     }
     let mut answers: Vec<(usize, Result<JobState, FactoryError>)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {

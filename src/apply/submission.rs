@@ -640,30 +640,28 @@ fn undo_intent<'a>(
     }
 }
 
-/// Submits every candidate (with its `force`), `concurrency` at a time, and returns each
-/// outcome in ledger-key order. A ledger that cannot be written stops the run with the jobs
-/// started so far named, so none is lost from sight.
+/// Submissions under way at once, per request the client may have in flight. Each one under
+/// way may be sent and not yet recorded (its answer waits its turn at the ledger behind the
+/// writes queued before it), which a kill would leave to the idempotency key alone, and each
+/// holds its task's memory: the bound keeps both small. It is a multiple of the client's
+/// concurrency, not the concurrency itself, so that submissions waiting out a backoff (which
+/// hold no slot of the client's) do not leave its slots idle.
+const SUBMISSIONS_PER_SLOT: usize = 4;
+
+/// Submits every candidate (with its `force`), and returns each outcome in ledger-key order.
+/// The client's limiter bounds the requests in flight; [`SUBMISSIONS_PER_SLOT`] bounds the
+/// submissions under way. A ledger that cannot be written stops the run with the jobs started
+/// so far named, so none is lost from sight.
 pub async fn submit_all(
     client: Arc<FactoryClient>,
     writer: Arc<LedgerWriter>,
     candidates: Vec<(Candidate, bool)>,
-    concurrency: usize,
 ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let under_way = SUBMISSIONS_PER_SLOT * client.settings().concurrency.max(1);
     let mut tasks = tokio::task::JoinSet::new();
-    for (candidate, force) in candidates {
-        let client = client.clone();
-        let writer = writer.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let outcome = submit(&client, &writer, &candidate, force).await;
-            (candidate.key, outcome)
-        });
-    }
     let mut results = Vec::new();
     let mut ledger_error = None;
-    while let Some(joined) = tasks.join_next().await {
+    let mut record = |joined: Result<_, tokio::task::JoinError>| -> anyhow::Result<()> {
         let (key, outcome) = joined.context("a submission task panicked")?;
         match outcome {
             Ok(outcome) => results.push((key, outcome)),
@@ -671,6 +669,25 @@ pub async fn submit_all(
                 ledger_error.get_or_insert(error);
             }
         }
+        Ok(())
+    };
+    for (candidate, force) in candidates {
+        // A task is spawned only when there is room for it: a spawned task holds the memory
+        // of its whole submission from the start.
+        if tasks.len() >= under_way
+            && let Some(joined) = tasks.join_next().await
+        {
+            record(joined)?;
+        }
+        let client = client.clone();
+        let writer = writer.clone();
+        tasks.spawn(async move {
+            let outcome = submit(&client, &writer, &candidate, force).await;
+            (candidate.key, outcome)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        record(joined)?;
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(error) = ledger_error {

@@ -21,6 +21,8 @@ pub struct FactoryOptions {
     pub request_timeout: Duration,
     /// Retries of a transient failure, after the first try.
     pub retries: u32,
+    /// Requests in flight at once, at most (`--concurrency`).
+    pub concurrency: usize,
     /// The identity to sign in with; `None` reads the `IMAGE_FACTORY_*` environment. Only the
     /// demo sets it, for the emulator it starts in-process.
     pub credentials: Option<Credentials>,
@@ -34,6 +36,7 @@ impl Default for FactoryOptions {
             token_version: TokenVersion::default(),
             request_timeout: Timeouts::default().request,
             retries: RetryPolicy::default().max_attempts - 1,
+            concurrency: usize::from(factory::DEFAULT_CONCURRENCY),
             credentials: None,
         }
     }
@@ -46,6 +49,7 @@ impl FactoryOptions {
         settings.token_version = self.token_version;
         settings.timeouts = self.timeouts();
         settings.retry = self.retry();
+        settings.concurrency = self.concurrency;
         Ok(settings)
     }
 

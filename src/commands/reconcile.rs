@@ -42,7 +42,6 @@ pub struct ReconcileRequest {
     /// Stop after the jobs: no OSOB pull request.
     pub no_pr: bool,
     pub wait: Option<WaitOptions>,
-    pub concurrency: usize,
     pub lock_timeout: Duration,
     pub factory: FactoryOptions,
     /// How the OSOB step runs once every job has ended.
@@ -167,7 +166,6 @@ fn apply(
     output.diagnostics(&catalog.diagnostics)?;
     let options = ApplyOptions {
         plan: request.plan,
-        concurrency: request.concurrency.max(1),
         lock_timeout: request.lock_timeout,
         wait: request.wait,
     };

@@ -38,8 +38,6 @@ pub struct SubmitRequest {
     pub force: bool,
     /// Send a changed payload that keeps image names its last submission used.
     pub allow_same_name: bool,
-    /// Submissions at once, with `--vars`.
-    pub concurrency: usize,
     pub lock_timeout: Duration,
     pub factory: FactoryOptions,
 }
@@ -144,8 +142,7 @@ fn send(
         .map(|candidate| (candidate, request.force))
         .collect();
     runtime.block_on(async {
-        let results =
-            submission::submit_all(client, writer.clone(), candidates, request.concurrency).await;
+        let results = submission::submit_all(client, writer.clone(), candidates).await;
         writer.finish().await;
         results
     })

@@ -12,6 +12,7 @@ use super::wire::{
 use super::{FactoryError, excerpt, join_url, parse_base_url};
 use crate::definitions::Payload;
 use crate::http::{self, RetryPolicy, Timeouts};
+use crate::limiter::Limiter;
 
 /// Where the service and its sign-in are, and how patient to be with them.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct FactorySettings {
     pub token_version: TokenVersion,
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
+    /// Requests in flight at once, at most (`--concurrency`); fewer while the service throttles.
+    pub concurrency: usize,
 }
 
 impl FactorySettings {
@@ -36,6 +39,7 @@ impl FactorySettings {
             token_version: TokenVersion::default(),
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
+            concurrency: usize::from(super::DEFAULT_CONCURRENCY),
         })
     }
 
@@ -67,26 +71,36 @@ pub struct Submitted {
     pub existing: bool,
 }
 
-/// Talks to one Image Factory. Cheap to share: one connection pool, one token cache.
+/// Talks to one Image Factory. Cheap to share: one connection pool, one token cache, and one
+/// limiter, so that every task of a run shares the concurrency and the service's requests to
+/// slow down. Callers may start as many requests as they like: the limiter queues them.
 pub struct FactoryClient {
     http: reqwest::Client,
     settings: FactorySettings,
     tokens: TokenSource,
+    limiter: Limiter,
 }
 
 impl FactoryClient {
     pub fn new(settings: FactorySettings, credentials: Credentials) -> Result<Self, FactoryError> {
         let http = http::client(settings.timeouts).map_err(FactoryError::Client)?;
         let tokens = TokenSource::new(credentials, &settings.authority, settings.token_version)?;
+        let limiter = Limiter::new(settings.concurrency);
         Ok(Self {
             http,
             settings,
             tokens,
+            limiter,
         })
     }
 
     pub fn settings(&self) -> &FactorySettings {
         &self.settings
+    }
+
+    /// The requests allowed in flight now: the setting, or fewer after the service throttled.
+    pub fn concurrency(&self) -> usize {
+        self.limiter.limit()
     }
 
     /// How many tokens this client fetched.
@@ -167,7 +181,7 @@ impl FactoryClient {
                 .await?;
             let authorization = bearer(&token);
             let what = format!("{method_name} {url}");
-            let sent = http::send(&self.settings.retry, &what, || {
+            let sent = http::send_limited(&self.settings.retry, Some(&self.limiter), &what, || {
                 decorate(
                     self.http
                         .request(method.clone(), url.clone())

@@ -16,6 +16,11 @@ pub use auth::Credentials;
 pub use client::{FactoryClient, FactorySettings, Submitted};
 pub use wire::{BuiltImage, JobState, RemoteStatus, TokenVersion};
 
+/// Requests one client has in flight at once, unless told otherwise (`--concurrency`): tens of
+/// definitions go out in a wave or two, and the service's first 429 halves it
+/// (docs/configuration.md, "Concurrency").
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
 /// Environment variable naming the service's base URL (also `--factory-url`).
 pub const URL_VAR: &str = "IMAGE_FACTORY_URL";
 /// Environment variable naming the Azure AD authority (also `--authority`).

@@ -215,6 +215,100 @@ async fn throttling_waits_as_long_as_retry_after_asks() {
     assert_eq!(emulator.job_count(), 1);
 }
 
+/// A client allowing `concurrency` requests at once, whose retries wait `backoff` (half of it to
+/// all of it, as jitter has it).
+fn client_with(emulator: &Emulator, concurrency: usize, backoff: Duration) -> FactoryClient {
+    let config = emulator.config();
+    let mut settings = FactorySettings::new(&emulator.url(), Some(&emulator.url())).unwrap();
+    settings.concurrency = concurrency;
+    settings.retry = RetryPolicy {
+        initial_backoff: backoff,
+        max_backoff: backoff,
+        ..quick_retries()
+    };
+    let credentials = Credentials::new(
+        &config.tenant_id,
+        &config.client_id,
+        SecretString::from(config.client_secret.clone()),
+        &config.resource_id,
+    );
+    FactoryClient::new(settings, credentials).unwrap()
+}
+
+#[tokio::test]
+async fn a_request_waiting_out_its_backoff_gives_its_slot_to_another() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.inject(Route::Jobs, Fault::ServerError(503));
+    // One request at a time, and a retry at least a second after its 503.
+    let client = client_with(&emulator, 1, Duration::from_secs(2));
+    let (first, second) = (payload("Helix-A_1"), payload("Helix-B_1"));
+    let (a, b) = tokio::join!(
+        client.submit(&first, "key-a"),
+        client.submit(&second, "key-b"),
+    );
+    a.unwrap();
+    b.unwrap();
+    let posts = posts(&emulator);
+    let statuses: Vec<_> = posts.iter().map(|post| post.status).collect();
+    assert_eq!(statuses, [Some(503), Some(202), Some(202)]);
+    let (failed, other, retry) = (&posts[0], &posts[1], &posts[2]);
+    assert_ne!(other.idempotency_key, failed.idempotency_key);
+    assert_eq!(retry.idempotency_key, failed.idempotency_key);
+    assert!(
+        other.at_ms - failed.at_ms < 500,
+        "the other submission went {} ms after the 503: it waited for the retry's backoff",
+        other.at_ms - failed.at_ms
+    );
+    assert!(retry.at_ms - failed.at_ms >= 1000);
+}
+
+#[tokio::test]
+async fn a_429_slows_every_request_of_the_client_down() {
+    let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator.inject(
+        Route::Jobs,
+        Fault::Throttle {
+            retry_after: Some(1),
+        },
+    );
+    let client = client_with(&emulator, 4, Duration::from_millis(20));
+    assert_eq!(client.concurrency(), 4);
+    let (first, second) = (payload("Helix-A_1"), payload("Helix-B_1"));
+    let throttled = client.submit(&first, "key-a");
+    // The second submission starts once the client has the first one's 429 (and has halved
+    // its concurrency): it was not throttled itself, and waits out the Retry-After all the same.
+    let after_the_429 = async {
+        while client.concurrency() == 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let lowered = client.concurrency();
+        (lowered, client.submit(&second, "key-b").await)
+    };
+    let (a, (lowered, b)) = tokio::join!(throttled, after_the_429);
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        lowered, 2,
+        "the client halves its concurrency when throttled"
+    );
+    let posts = posts(&emulator);
+    assert_eq!(posts[0].status, Some(429));
+    for post in &posts[1..] {
+        assert_eq!(post.status, Some(202));
+        assert!(
+            post.at_ms - posts[0].at_ms >= 1000,
+            "{:?} was sent {} ms after the 429, within its Retry-After of 1 s",
+            post.idempotency_key,
+            post.at_ms - posts[0].at_ms
+        );
+    }
+    assert_eq!(
+        client.concurrency(),
+        3,
+        "two answers without a 429 (as many as the lowered limit) allow one request more"
+    );
+}
+
 #[tokio::test]
 async fn bursts_of_server_errors_and_resets_are_retried_with_the_same_key() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.unwrap();

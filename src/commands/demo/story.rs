@@ -180,7 +180,6 @@ pub fn demo(context: &Context, request: DemoRequest) -> anyhow::Result<Exit> {
     )?;
     let reconcile = ReconcileRequest {
         plan: PlanOptions::default(),
-        concurrency: 4,
         lock_timeout: Duration::from_secs(5),
         factory: factory.clone(),
         pr: PrRequest {
