@@ -396,7 +396,7 @@ impl BlobStore {
             base.journal_exists = true;
             base.journal_tag = Some(etag);
             let mut bytes = header.line();
-            bytes.extend(journal::record_lines(records));
+            bytes.extend(journal::record_lines(records, durable));
             let appended = self.append_block(base, bytes).await?;
             base.journal = Some(journal::Tail {
                 header,
@@ -405,7 +405,7 @@ impl BlobStore {
             });
             return Ok(written + appended);
         }
-        let bytes = journal::record_lines(records);
+        let bytes = journal::record_lines(records, durable);
         written += self.append_block(base, bytes).await?;
         let tail = base
             .journal

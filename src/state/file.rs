@@ -377,7 +377,7 @@ impl FileStore {
             if base.snapshot_id.is_none() || base.snapshot_version < LEDGER_FORMAT_VERSION {
                 written += self.write_snapshot(lock, base, durable, None)?;
             }
-            written += self.start_journal(lock, base, records)?;
+            written += self.start_journal(lock, base, durable, records)?;
             return Ok(written);
         }
         let tail = base
@@ -412,7 +412,7 @@ impl FileStore {
             }
             file.set_len(tail.valid_bytes).map_err(write_error)?;
         }
-        let bytes = journal::record_lines(records);
+        let bytes = journal::record_lines(records, durable);
         #[cfg(feature = "emulator")]
         torn_write_fault::strike(&mut file, tail.valid_bytes, &bytes);
         file.seek(std::io::SeekFrom::Start(tail.valid_bytes))
@@ -503,6 +503,7 @@ impl FileStore {
         &self,
         lock: &LedgerLock,
         base: &mut Base,
+        durable: &Ledger,
         records: &[Record],
     ) -> Result<u64, StateError> {
         let snapshot_id = base
@@ -511,7 +512,7 @@ impl FileStore {
             .expect("a journal starts after its snapshot is written");
         let header = Header::new(&snapshot_id);
         let mut bytes = header.line();
-        bytes.extend(journal::record_lines(records));
+        bytes.extend(journal::record_lines(records, durable));
         let path = journal_path_of(lock);
         let write_error = |source| StateError::Write {
             path: path.clone(),

@@ -55,7 +55,7 @@ pub struct Folded {
 }
 
 /// One change: the entry under `key` is now `entry`, or gone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub key: LedgerKey,
     pub entry: Option<LedgerEntry>,
@@ -74,12 +74,96 @@ impl Record {
     }
 }
 
-/// The bytes that append `records` to a journal: one line each.
-pub fn record_lines(records: &[Record]) -> Vec<u8> {
+/// A record as one journal line holds it: the whole entry (`null` when it was removed), or,
+/// in `patch`, only the fields that changed (a JSON merge patch of the entry: `null` clears a
+/// field), since most changes are a status and a time and need not carry the payload again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub key: LedgerKey,
+    #[serde(default)]
+    pub entry: Option<LedgerEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Line {
+    /// Applies this line to `ledger`; an error says why it cannot be (a patch of an entry the
+    /// ledger does not hold, or one that leaves no valid entry).
+    pub fn apply(&self, ledger: &mut Ledger) -> Result<(), String> {
+        let Some(patch) = &self.patch else {
+            match &self.entry {
+                Some(entry) => ledger.insert(&self.key, entry.clone()),
+                None => ledger.remove(&self.key),
+            };
+            return Ok(());
+        };
+        let current = ledger
+            .entry(&self.key)
+            .ok_or_else(|| format!("a change to {}, which the ledger does not hold", self.key))?;
+        let mut fields = match serde_json::to_value(current) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => unreachable!("an entry serializes to an object"),
+        };
+        for (name, value) in patch {
+            match value {
+                serde_json::Value::Null => fields.remove(name),
+                value => fields.insert(name.clone(), value.clone()),
+            };
+        }
+        let entry = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|error| format!("a change to {}: {error}", self.key))?;
+        ledger.insert(&self.key, entry);
+        Ok(())
+    }
+}
+
+/// The line that changes `before` into `after` under `key`: the fields that differ when there
+/// is an entry on both sides, or else the whole entry.
+fn line(key: &LedgerKey, before: Option<&LedgerEntry>, after: Option<&LedgerEntry>) -> Line {
+    let whole = || Line {
+        key: key.clone(),
+        entry: after.cloned(),
+        patch: None,
+    };
+    let (Some(before), Some(after)) = (before, after) else {
+        return whole();
+    };
+    let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return whole();
+    };
+    let mut patch = serde_json::Map::new();
+    for (name, value) in &new {
+        if old.get(name) != Some(value) {
+            patch.insert(name.clone(), value.clone());
+        }
+    }
+    for name in old.keys().filter(|name| !new.contains_key(*name)) {
+        patch.insert(name.clone(), serde_json::Value::Null);
+    }
+    Line {
+        key: key.clone(),
+        entry: None,
+        patch: Some(patch),
+    }
+}
+
+/// The bytes that append `records` to a journal, one line each; `before` is the ledger the
+/// first of them changes (each later one changes what the earlier ones left).
+pub fn record_lines(records: &[Record], before: &Ledger) -> Vec<u8> {
+    let mut latest: std::collections::BTreeMap<&LedgerKey, Option<&LedgerEntry>> =
+        std::collections::BTreeMap::new();
     let mut bytes = Vec::new();
     for record in records {
-        serde_json::to_writer(&mut bytes, record).expect("a journal record always serializes");
+        let previous = latest
+            .get(&record.key)
+            .copied()
+            .unwrap_or_else(|| before.entry(&record.key));
+        let line = line(&record.key, previous, record.entry.as_ref());
+        serde_json::to_writer(&mut bytes, &line).expect("a journal line always serializes");
         bytes.push(b'\n');
+        latest.insert(&record.key, record.entry.as_ref());
     }
     bytes
 }
@@ -98,8 +182,8 @@ pub struct Tail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Journal {
     pub header: Header,
-    /// Each record with the byte offset its line starts at.
-    pub records: Vec<(u64, Record)>,
+    /// Each line with the byte offset it starts at and its line number.
+    pub records: Vec<(u64, usize, Line)>,
     /// The bytes up to the end of the last whole line: what a writer appends after. A torn
     /// last line (a run killed in the middle of a write) lies beyond it and is ignored.
     pub valid_bytes: u64,
@@ -146,9 +230,9 @@ pub fn parse(location: &str, bytes: &[u8]) -> Result<Option<Journal>, StateError
     let mut records = Vec::new();
     for (index, (start, line)) in lines {
         let number = index + 1;
-        let record: Record = parse_line(line_text(number, line)?)
+        let record: Line = parse_line(line_text(number, line)?)
             .map_err(|(message, column)| damaged(number, message, column))?;
-        records.push((start as u64, record));
+        records.push((start as u64, number, record));
     }
     Ok(Some(Journal {
         header,
@@ -190,11 +274,23 @@ pub fn relation(journal: &Journal, snapshot_id: &str, folded: Option<&Folded>) -
     }
 }
 
-/// Applies the records of `journal` from offset `from` on to `ledger`.
-pub fn fold(ledger: &mut Ledger, journal: &Journal, from: u64) {
-    for (_, record) in journal.records.iter().filter(|(at, _)| *at >= from) {
-        record.apply(ledger);
+/// Applies the lines of `journal` from offset `from` on to `ledger`; `location` names the
+/// journal in the error a line that cannot apply makes.
+pub fn fold(
+    ledger: &mut Ledger,
+    journal: &Journal,
+    from: u64,
+    location: &str,
+) -> Result<(), StateError> {
+    for (_, number, line) in journal.records.iter().filter(|(at, _, _)| *at >= from) {
+        line.apply(ledger).map_err(|message| StateError::Parse {
+            location: location.to_string(),
+            line: *number,
+            column: 1,
+            message,
+        })?;
     }
+    Ok(())
 }
 
 /// The id of a snapshot: the sha256 of its bytes, as a journal's header names it.
@@ -241,7 +337,7 @@ mod tests {
 
     fn journal_bytes(header: &Header, records: &[Record]) -> Vec<u8> {
         let mut bytes = header.line();
-        bytes.extend(record_lines(records));
+        bytes.extend(record_lines(records, &Ledger::default()));
         bytes
     }
 
@@ -260,7 +356,7 @@ mod tests {
         let journal = parse("j", &bytes).unwrap().unwrap();
         assert_eq!(journal.valid_bytes, bytes.len() as u64);
         let mut ledger = Ledger::default();
-        fold(&mut ledger, &journal, 0);
+        fold(&mut ledger, &journal, 0, "j").unwrap();
         assert_eq!(ledger.definitions["a"].status, JobStatus::Running);
         assert!(!ledger.definitions.contains_key("b"));
     }
@@ -270,7 +366,7 @@ mod tests {
         let header = Header::new("snap");
         let whole = journal_bytes(&header, &[record("a", Some(JobStatus::Queued))]);
         let mut bytes = whole.clone();
-        let torn = record_lines(&[record("b", Some(JobStatus::Queued))]);
+        let torn = record_lines(&[record("b", Some(JobStatus::Queued))], &Ledger::default());
         bytes.extend(&torn[..torn.len() / 2]);
         let journal = parse("j", &bytes).unwrap().unwrap();
         assert_eq!(journal.records.len(), 1);
@@ -289,7 +385,10 @@ mod tests {
         let header = Header::new("snap");
         let mut bytes = header.line();
         bytes.extend(b"{\"key\": oops}\n");
-        bytes.extend(record_lines(&[record("a", Some(JobStatus::Queued))]));
+        bytes.extend(record_lines(
+            &[record("a", Some(JobStatus::Queued))],
+            &Ledger::default(),
+        ));
         let error = parse("state.json.journal", &bytes).unwrap_err();
         let StateError::Parse { location, line, .. } = &error else {
             panic!("{error}");
@@ -314,7 +413,10 @@ mod tests {
         let header = Header::new("old-snapshot");
         let first = journal_bytes(&header, &[record("a", Some(JobStatus::Queued))]);
         let mut bytes = first.clone();
-        bytes.extend(record_lines(&[record("b", Some(JobStatus::Queued))]));
+        bytes.extend(record_lines(
+            &[record("b", Some(JobStatus::Queued))],
+            &Ledger::default(),
+        ));
         let journal = parse("j", &bytes).unwrap().unwrap();
         let folded = Folded {
             id: header.id.clone(),
@@ -327,7 +429,7 @@ mod tests {
             }
         );
         let mut ledger = Ledger::default();
-        fold(&mut ledger, &journal, first.len() as u64);
+        fold(&mut ledger, &journal, first.len() as u64, "j").unwrap();
         assert!(!ledger.definitions.contains_key("a"));
         assert!(ledger.definitions.contains_key("b"));
     }
@@ -345,5 +447,68 @@ mod tests {
             bytes: 10,
         };
         assert_eq!(relation(&journal, "s2", Some(&other)), Relation::Foreign);
+    }
+
+    #[test]
+    fn a_change_to_an_entry_is_written_as_the_fields_that_changed() {
+        let mut before = Ledger::default();
+        let mut queued = entry(JobStatus::Queued);
+        queued.message = Some("waiting".into());
+        before.insert(&LedgerKey::Definition("a".into()), queued.clone());
+        let mut running = queued.clone();
+        running.status = JobStatus::Running;
+        running.message = None;
+        running.tracking_id = Some("job-1".into());
+        let mut done = running.clone();
+        done.status = JobStatus::Succeeded;
+        let records = [
+            Record {
+                key: LedgerKey::Definition("a".into()),
+                entry: Some(running.clone()),
+            },
+            Record {
+                key: LedgerKey::Definition("a".into()),
+                entry: Some(done.clone()),
+            },
+        ];
+        let lines = record_lines(&records, &before);
+        let text = String::from_utf8(lines.clone()).unwrap();
+        assert!(!text.contains("payload_hash"), "only what changed: {text}");
+        assert!(
+            text.contains(r#""message":null"#),
+            "a field cleared: {text}"
+        );
+        let mut bytes = Header::new("s").line();
+        bytes.extend(&lines);
+        let journal = parse("j", &bytes).unwrap().unwrap();
+        let mut folded = before.clone();
+        fold(&mut folded, &journal, 0, "j").unwrap();
+        assert_eq!(
+            folded.entry(&LedgerKey::Definition("a".into())),
+            Some(&done)
+        );
+    }
+
+    #[test]
+    fn a_change_to_an_entry_the_ledger_does_not_hold_names_its_line() {
+        let mut before = Ledger::default();
+        before.insert(&LedgerKey::Definition("a".into()), entry(JobStatus::Queued));
+        let mut running = entry(JobStatus::Running);
+        running.tracking_id = Some("job-1".into());
+        let lines = record_lines(
+            &[Record {
+                key: LedgerKey::Definition("a".into()),
+                entry: Some(running),
+            }],
+            &before,
+        );
+        let mut bytes = Header::new("s").line();
+        bytes.extend(&lines);
+        let journal = parse("j", &bytes).unwrap().unwrap();
+        let error = fold(&mut Ledger::default(), &journal, 0, "state.json.journal").unwrap_err();
+        assert!(
+            matches!(&error, StateError::Parse { line: 2, .. }),
+            "{error}"
+        );
     }
 }

@@ -503,7 +503,7 @@ pub(crate) fn assemble(
     if let (Some(read), Some(id)) = (parsed, &snapshot_id) {
         match journal::relation(&read, id, folded.as_ref()) {
             journal::Relation::Continues { from } => {
-                journal::fold(&mut ledger, &read, from);
+                journal::fold(&mut ledger, &read, from, &journal_location)?;
                 base.journal = Some(journal::Tail {
                     header: read.header,
                     valid_bytes: read.valid_bytes,

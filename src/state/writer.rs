@@ -683,10 +683,13 @@ mod tests {
             .unwrap();
         drop(writer);
         // A run killed in the middle of its write left half a line.
-        let torn = journal::record_lines(&[journal::Record {
-            key: key("b"),
-            entry: Some(entry(JobStatus::Queued)),
-        }]);
+        let torn = journal::record_lines(
+            &[journal::Record {
+                key: key("b"),
+                entry: Some(entry(JobStatus::Queued)),
+            }],
+            &Ledger::default(),
+        );
         let mut bytes = std::fs::read(journal_path(&file)).unwrap();
         bytes.extend(&torn[..torn.len() / 2]);
         std::fs::write(journal_path(&file), &bytes).unwrap();
