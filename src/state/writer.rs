@@ -106,8 +106,10 @@ enum Fate {
 #[derive(Debug)]
 struct Memory {
     ledger: Ledger,
-    /// The ledger as this run first read it: an entry that changed since, and that this run
-    /// did not claim, was changed by another run.
+    /// The intents the ledger held when this run first read it (entries being submitted): an
+    /// intent there now that was not, and that this run did not claim, is another run's. Only
+    /// those are kept, since only an intent is ever resumed: a whole copy of a large ledger
+    /// would cost as much memory as the ledger itself.
     at_open: Ledger,
     claimed: BTreeSet<LedgerKey>,
     staged: Vec<(u64, Vec<Record>)>,
@@ -171,7 +173,7 @@ impl LedgerWriter {
         Ok(Self {
             memory: Mutex::new(Memory {
                 ledger: snapshot.ledger.clone(),
-                at_open: snapshot.ledger.clone(),
+                at_open: intents_of(&snapshot.ledger),
                 claimed: BTreeSet::new(),
                 staged: Vec::new(),
                 next_change: 0,
@@ -210,8 +212,9 @@ impl LedgerWriter {
         self.with_ledger(|ledger| ledger.entry(key).cloned())
     }
 
-    /// The entry under `key` as this run first read it, unless this run has claimed the entry
-    /// since (then the entry as it is now: this run's own changes are not another run's).
+    /// The entry under `key` as this run first read it if it held an intent then (`None`
+    /// otherwise), unless this run has claimed the entry since (then the entry as it is now:
+    /// this run's own changes are not another run's).
     pub fn entry_at_open(&self, key: &LedgerKey) -> Option<LedgerEntry> {
         let memory = self.memory();
         if memory.claimed.contains(key) {
@@ -432,6 +435,20 @@ impl Memory {
         self.staged.push((id, records));
         id
     }
+}
+
+/// The entries of `ledger` that hold an intent (being submitted), in a ledger of their own.
+fn intents_of(ledger: &Ledger) -> Ledger {
+    let mut intents = Ledger {
+        version: ledger.version,
+        ..Ledger::default()
+    };
+    for (key, entry) in ledger.entries() {
+        if entry.status == super::JobStatus::Submitting {
+            intents.insert(&key, entry.clone());
+        }
+    }
+    intents
 }
 
 fn stopped() -> StateError {
