@@ -305,27 +305,10 @@ pub fn snapshot_id(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::{Payload, PayloadHash};
     use crate::state::JobStatus;
-    use serde_json::json;
 
     fn entry(status: JobStatus) -> LedgerEntry {
-        let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
-        LedgerEntry {
-            payload_hash: PayloadHash::of(&payload),
-            payload: Payload::new(&payload),
-            variables: Default::default(),
-            idempotency_key: Some("key".into()),
-            tracking_id: None,
-            status,
-            message: None,
-            image_names: Vec::new(),
-            submitted_at: None,
-            updated_at: jiff::Timestamp::UNIX_EPOCH,
-            completed_at: None,
-            adopted: false,
-            same_name_allowed: None,
-        }
+        crate::state::sample_entry(status)
     }
 
     fn record(name: &str, status: Option<JobStatus>) -> Record {

@@ -645,3 +645,24 @@ pub fn parse_ledger(location: &str, bytes: &[u8]) -> Result<Ledger, StateError> 
         }
     })
 }
+
+/// An entry for the state module's tests: one image, an idempotency key, no job yet.
+#[cfg(test)]
+pub(crate) fn sample_entry(status: JobStatus) -> LedgerEntry {
+    let payload = serde_json::json!({"Destination": [{"CustomImageName": "Image-1"}]});
+    LedgerEntry {
+        payload_hash: PayloadHash::of(&payload),
+        payload: Payload::new(&payload),
+        variables: Default::default(),
+        idempotency_key: Some("key".into()),
+        tracking_id: None,
+        status,
+        message: None,
+        image_names: Vec::new(),
+        submitted_at: None,
+        updated_at: Timestamp::UNIX_EPOCH,
+        completed_at: None,
+        adopted: false,
+        same_name_allowed: None,
+    }
+}

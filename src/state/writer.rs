@@ -551,27 +551,10 @@ impl Drop for LedgerWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::{Payload, PayloadHash};
     use crate::state::{JobStatus, journal, written_form};
-    use serde_json::json;
 
     fn entry(status: JobStatus) -> LedgerEntry {
-        let payload = json!({"Destination": [{"CustomImageName": "Image-1"}]});
-        LedgerEntry {
-            payload_hash: PayloadHash::of(&payload),
-            payload: Payload::new(&payload),
-            variables: Default::default(),
-            idempotency_key: Some("key".into()),
-            tracking_id: None,
-            status,
-            message: None,
-            image_names: Vec::new(),
-            submitted_at: None,
-            updated_at: jiff::Timestamp::UNIX_EPOCH,
-            completed_at: None,
-            adopted: false,
-            same_name_allowed: None,
-        }
+        crate::state::sample_entry(status)
     }
 
     fn key(name: &str) -> LedgerKey {
