@@ -23,7 +23,7 @@ use crate::variables::{self, Variables};
 pub const DEFINITIONS_DIR: &str = "definitions";
 
 /// Azure's limit on a managed image name.
-const MAX_IMAGE_NAME_LEN: usize = 80;
+pub(crate) const MAX_IMAGE_NAME_LEN: usize = 80;
 
 /// A placeholder found in a definition, with the JSON pointer of the string holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]

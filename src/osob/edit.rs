@@ -38,6 +38,20 @@ impl ImagePattern {
         known_values: &BTreeMap<String, Vec<String>>,
     ) -> Self {
         let placeholder = Regex::new(r"\{([A-Z][A-Z0-9_]*)\}").expect("a fixed pattern compiles");
+        // Each placeholder stands for one character at least: a template whose text and
+        // placeholders already pass Azure's limit on an image name names no image, and its
+        // pattern (a megabyte of text, or of placeholders) would pass the regex size limit.
+        let literal = placeholder.replace_all(template, "").chars().count();
+        let least_length = literal + placeholder.find_iter(template).count();
+        if least_length > crate::definitions::MAX_IMAGE_NAME_LEN {
+            return Self {
+                definition: definition.to_string(),
+                template: template.to_string(),
+                new_name: new_name.to_string(),
+                regex: Regex::new(r"[^\s\S]").expect("a fixed pattern compiles"),
+                placeholders: Vec::new(),
+            };
+        }
         let mut pattern = String::new();
         let mut placeholders = Vec::new();
         let mut last = 0;
@@ -759,5 +773,16 @@ queues:
         assert_eq!(date_format("12/01/2026"), Some("%m/%d/%Y"));
         assert_eq!(date_format("1/2/2026"), Some("%-m/%-d/%Y"));
         assert_eq!(date_format("next week"), None);
+    }
+
+    #[test]
+    fn a_template_longer_than_any_image_name_names_none_and_does_not_panic() {
+        for template in [
+            format!("Helix-{}", "x".repeat(1_000_000)),
+            "{V}".repeat(300_000),
+        ] {
+            let image = ImagePattern::new("a", &template, "Helix-a", &BTreeMap::new());
+            assert!(image.regex.find("Helix-xxxx and Helix-a").is_none());
+        }
     }
 }

@@ -286,3 +286,34 @@ fn status_watch_asks_about_its_jobs_at_once() {
     let last_report = stdout.rsplit("\n\n").next().unwrap_or_default();
     assert_eq!(last_report.matches("): Succeeded\n").count(), 3, "{stdout}");
 }
+
+/// A definition whose image name is a megabyte of text (a paste gone wrong) is a definition
+/// that does not render: the fleet says so, in text and in one JSON document, and never
+/// panics on the pattern it would have looked for in OSOB's files.
+#[test]
+fn a_megabyte_image_name_is_reported_as_invalid_not_a_panic() {
+    let repo = Repo::shipped();
+    repo.map_to_local_osob();
+    let osob = Osob::new();
+    let file = "definitions/windows-server/server-2016-datacenter.json";
+    let mut definition: Value = serde_json::from_str(&repo.read(file)).unwrap();
+    definition["Destination"][0]["CustomImageName"] =
+        Value::String(format!("Helix-{}", "x".repeat(1_000_000)));
+    repo.write(file, &serde_json::to_string_pretty(&definition).unwrap());
+    let osob = osob.url();
+    let text = stdout_of(&repo.run(&["status", "--osob-url", &osob], 1));
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("windows-server/server-2016-datacenter ")
+                && line.contains("invalid")
+        ),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+    let json = repo.run(&["status", "--osob-url", &osob, "--output", "json"], 1);
+    let document = json_of(&json);
+    assert_eq!(
+        row(&document, "windows-server/server-2016-datacenter")["state"],
+        "invalid"
+    );
+}
