@@ -115,8 +115,13 @@ impl FactoryClient {
         idempotency_key: &str,
     ) -> Result<Submitted, FactoryError> {
         let url = self.settings.jobs_url();
-        let key = HeaderValue::from_str(idempotency_key)
-            .expect("idempotency keys are made of hex digits and dashes");
+        // imagegen makes keys of hex digits and dashes, but a resumed one comes from the
+        // ledger, which a person may have edited.
+        let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
+            FactoryError::BadIdempotencyKey {
+                key: idempotency_key.to_string(),
+            }
+        })?;
         let body = payload.as_json().to_string();
         let (status, text) = self
             .call(Method::POST, &url, |request| {

@@ -136,6 +136,11 @@ pub enum FactoryError {
 
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error(
+        "the idempotency key {key:?} cannot be sent as an HTTP header (the ledger was edited by \
+         hand?); nothing was sent: fix or remove the entry's idempotency_key"
+    )]
+    BadIdempotencyKey { key: String },
 
     #[error("{method} {source}")]
     TooLarge {

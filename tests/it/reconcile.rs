@@ -1058,3 +1058,31 @@ fn force_sends_the_same_payload_again_without_a_same_name_refusal() {
     assert_eq!(posts(&emulator).len(), 2);
     assert_eq!(repo.ledger().definitions[id].same_name_allowed, None);
 }
+
+/// A ledger edited by hand so that an intent's idempotency key holds a character no HTTP
+/// header may carry: the resend is refused with a message naming the key, nothing is sent,
+/// the other definitions go on, and the run does not panic.
+#[test]
+fn an_intent_whose_idempotency_key_cannot_be_a_header_is_reported_not_a_panic() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let id = "windows-server/server-2016-datacenter";
+    repo.record_ledger(&repo.read("variables.json"), &[(id, JobStatus::Submitting)]);
+    let mut ledger = repo.ledger();
+    let entry = ledger.definitions.get_mut(id).unwrap();
+    entry.tracking_id = None;
+    entry.idempotency_key = Some("key\nwith a line break".into());
+    repo.save_ledger(&ledger);
+    let output = process_against(&repo, &emulator)
+        .args(["reconcile", "--no-pr", "--only", "windows-server/*"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot be sent as an HTTP header"),
+        "{stderr}"
+    );
+    let posted = posts(&emulator);
+    assert_eq!(posted.len(), 4, "the four other definitions were sent");
+}
