@@ -567,6 +567,14 @@ mod tests {
         ))
     }
 
+    /// Records `name` as queued through `writer`.
+    async fn queue(writer: &LedgerWriter, name: &str) {
+        writer
+            .update(|ledger| ledger.insert(&key(name), entry(JobStatus::Queued)))
+            .await
+            .unwrap();
+    }
+
     async fn open(file: &FileStore) -> LedgerWriter {
         LedgerWriter::open(&Store::File(file.clone()), Duration::ZERO, "test")
             .await
@@ -677,10 +685,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let file = FileStore::new(folder.path().join("state.json"));
         let writer = open(&file).await;
-        writer
-            .update(|ledger| ledger.insert(&key("a"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "a").await;
         drop(writer);
         // A run killed in the middle of its write left half a line.
         let torn = journal::record_lines(
@@ -699,10 +704,7 @@ mod tests {
         assert!(!read.definitions.contains_key("b"));
 
         let writer = open(&file).await;
-        writer
-            .update(|ledger| ledger.insert(&key("c"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "c").await;
         let read = file.read().unwrap();
         assert!(read.definitions.contains_key("a"));
         assert!(read.definitions.contains_key("c"));
@@ -714,10 +716,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let file = FileStore::new(folder.path().join("state.json"));
         let writer = open(&file).await;
-        writer
-            .update(|ledger| ledger.insert(&key("a"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "a").await;
         let journal_bytes = std::fs::read(journal_path(&file)).unwrap();
         writer.finish().await;
         drop(writer);
@@ -742,10 +741,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let file = FileStore::new(folder.path().join("state.json"));
         let writer = open(&file).await;
-        writer
-            .update(|ledger| ledger.insert(&key("a"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "a").await;
         drop(writer);
         // Restored by hand from a copy: the journal continues a snapshot that is gone.
         let mut copy = Ledger::default();
@@ -759,17 +755,11 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let file = FileStore::new(folder.path().join("state.json"));
         let writer = open(&file).await;
-        writer
-            .update(|ledger| ledger.insert(&key("a"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "a").await;
         let mut copy = Ledger::default();
         copy.insert(&key("b"), entry(JobStatus::Succeeded));
         writer.replace_all(copy).await.unwrap();
-        writer
-            .update(|ledger| ledger.insert(&key("c"), entry(JobStatus::Queued)))
-            .await
-            .unwrap();
+        queue(&writer, "c").await;
         let read = file.read().unwrap();
         let names: Vec<&String> = read.definitions.keys().collect();
         assert_eq!(names, ["b", "c"]);
