@@ -597,9 +597,16 @@ impl FileStore {
     /// The ledger as read, or `None` when there is no file (which [`read`](Self::read) takes
     /// for an empty ledger).
     pub fn read_existing(&self) -> Result<Option<Ledger>, StateError> {
-        match self.read_bytes()? {
-            Some(_) => self.read().map(Some),
-            None => Ok(None),
+        let exists = Stamp::of(&self.path)
+            .map_err(|source| StateError::Read {
+                path: self.path.clone(),
+                source,
+            })?
+            .is_some();
+        if exists {
+            self.read().map(Some)
+        } else {
+            self.check_folder().map(|()| None)
         }
     }
 
