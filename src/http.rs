@@ -106,11 +106,17 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// Six tries, the backoffs 0.2, 0.4, 0.8, 1.6 and 3.2 s (each a random 50 to 100% of it):
+    /// a blip costs a fifth of a second, and a failure that outlasts six seconds is left to
+    /// the caller, whose next turn comes later (a `--wait` asks about the job again a poll
+    /// interval on, the next run sends an unanswered submission again). A longer wait here
+    /// would hold up every job behind its unluckiest request; throttling is slowed down by
+    /// its Retry-After and the client's limiter, not by this.
     fn default() -> Self {
         Self {
             max_attempts: 6,
             max_elapsed: Duration::from_secs(120),
-            initial_backoff: Duration::from_millis(500),
+            initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
         }
     }

@@ -2,6 +2,7 @@
 //! what the plan marks, and with `--wait` follows this run's jobs until they end. Every step
 //! goes through the ledger writer, so a run killed at any instant is resumed by the next one.
 
+mod follow;
 pub mod submission;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use self::submission::{Candidate, Outcome};
 use crate::catalog::Catalog;
@@ -213,19 +213,22 @@ pub async fn apply(
     progress.phase(Phase::Submitting {
         payloads: candidates.len(),
     });
-    let outcomes = run.submit(candidates).await?;
     let mut followed = Followed {
-        outcomes,
+        outcomes: Vec::new(),
         poll_errors: polled.errors,
         unnamed_statuses: polled.unnamed,
         timed_out: false,
     };
 
-    // 3. With --wait, follow the jobs this run answers for until they end.
+    // 3. With --wait, each job this run answers for is followed from its own submission until
+    // it ends, while the other submissions still go out.
     let tracked = answered_for(&plan, &in_flight);
-    if let Some(wait) = options.wait {
-        run.follow(&tracked, wait, &mut followed).await?;
-    }
+    followed.outcomes = match options.wait {
+        Some(wait) => {
+            follow::submit_and_follow(&run, candidates, &tracked, wait, &mut followed).await?
+        }
+        None => run.submit(candidates, None).await?,
+    };
     writer.finish().await;
     Ok(Applied {
         plan,
@@ -338,98 +341,15 @@ impl Run<'_> {
     async fn submit(
         &self,
         candidates: Vec<(Candidate, bool)>,
+        answered: Option<tokio::sync::mpsc::UnboundedSender<LedgerKey>>,
     ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-        submission::submit_all(self.client.clone(), self.writer.clone(), candidates).await
-    }
-
-    /// With `--wait`: polls the `tracked` jobs still pending, at a growing interval, until they
-    /// all end or the wait times out.
-    async fn follow(
-        &self,
-        tracked: &[LedgerKey],
-        wait: WaitOptions,
-        followed: &mut Followed,
-    ) -> anyhow::Result<()> {
-        let jobs = self.pending(tracked).await.len();
-        self.progress.phase(Phase::Waiting { jobs });
-        let deadline = Instant::now() + wait.timeout;
-        let mut interval = wait.poll_interval;
-        let mut next_poll = Instant::now() + interval;
-        loop {
-            let pending = self.pending(tracked).await;
-            if pending.is_empty() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                followed.timed_out = true;
-                break;
-            }
-            let sleep = next_poll.saturating_duration_since(now).min(deadline - now);
-            self.progress.waiting(&pending, sleep);
-            tokio::time::sleep(sleep).await;
-            interval = interval
-                .mul_f64(1.5)
-                .min(MAX_POLL_INTERVAL.max(wait.poll_interval));
-            // The next poll is due an interval after this one starts, not after it ends: a
-            // round whose stragglers wait out their retries does not push the schedule back.
-            next_poll = Instant::now() + interval;
-            self.resend_unanswered(&pending, followed).await?;
-            self.poll_again(&pending, followed).await?;
-        }
-        self.progress.finished();
-        Ok(())
-    }
-
-    /// The rows of the `keys` jobs still pending.
-    async fn pending(&self, keys: &[LedgerKey]) -> Vec<JobRow> {
-        rows(self.writer, keys)
-            .into_iter()
-            .filter(|job| job.status.is_pending())
-            .collect()
-    }
-
-    /// Submissions whose answer was lost are sent again with the same key; each outcome takes
-    /// the place of the one before it.
-    async fn resend_unanswered(
-        &self,
-        pending: &[JobRow],
-        followed: &mut Followed,
-    ) -> anyhow::Result<()> {
-        let resend: Vec<(Candidate, bool)> = pending
-            .iter()
-            .filter(|job| job.status == JobStatus::Submitting)
-            .filter_map(|job| match &job.key {
-                LedgerKey::Definition(id) => self.payloads.candidate(id, false),
-                LedgerKey::Manual(_) => None,
-            })
-            .collect();
-        if resend.is_empty() {
-            return Ok(());
-        }
-        for (key, outcome) in self.submit(resend).await? {
-            match followed
-                .outcomes
-                .iter_mut()
-                .find(|(known, _)| *known == key)
-            {
-                Some((_, earlier)) => *earlier = outcome,
-                None => followed.outcomes.push((key, outcome)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Polls the pending jobs; what this poll learned replaces what earlier ones said of them.
-    async fn poll_again(&self, pending: &[JobRow], followed: &mut Followed) -> anyhow::Result<()> {
-        let keys: Vec<LedgerKey> = pending.iter().map(|job| job.key.clone()).collect();
-        let answers = poll(self.client, self.writer, &keys, self.progress).await?;
-        for key in &keys {
-            followed.poll_errors.remove(key);
-        }
-        followed.poll_errors.extend(answers.errors);
-        followed.unnamed_statuses.extend(answers.unnamed);
-        Ok(())
+        submission::submit_all(
+            self.client.clone(),
+            self.writer.clone(),
+            candidates,
+            answered,
+        )
+        .await
     }
 }
 
@@ -442,54 +362,92 @@ async fn poll(
     keys: &[LedgerKey],
     progress: &dyn Progress,
 ) -> Result<Polled, StateError> {
-    let asked: Vec<(LedgerKey, String, JobRow)> = writer.with_ledger(|ledger| {
+    // Every poll starts at once: the client's limiter bounds the requests in flight, and a
+    // poll waiting out a backoff holds no slot there.
+    let mut tasks = tokio::task::JoinSet::new();
+    for question in questions(writer, keys) {
+        tasks.spawn(question.ask(client.clone()));
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        answers.push(joined.expect("a poll does not panic"));
+    }
+    answers.sort_by(|a, b| a.question.key.cmp(&b.question.key));
+    record_answers(writer, answers, progress).await
+}
+
+/// A job to ask the service about: its entry, the job the entry tracks, and its status then.
+#[derive(Debug, Clone)]
+struct Question {
+    key: LedgerKey,
+    tracking_id: String,
+    before: JobStatus,
+}
+
+/// The service's answer to a [`Question`].
+#[derive(Debug)]
+struct Answer {
+    question: Question,
+    state: Result<JobState, FactoryError>,
+}
+
+impl Question {
+    async fn ask(self, client: Arc<FactoryClient>) -> Answer {
+        let state = client.job(&self.tracking_id).await;
+        Answer {
+            question: self,
+            state,
+        }
+    }
+}
+
+/// The questions for the jobs of `keys` the ledger tracks (pending, or ended without images).
+fn questions(writer: &LedgerWriter, keys: &[LedgerKey]) -> Vec<Question> {
+    writer.with_ledger(|ledger| {
         keys.iter()
             .filter_map(|key| {
                 let entry = ledger.entry(key)?;
                 let tracking_id = entry.tracking_id.clone()?;
-                entry
-                    .status
-                    .is_tracked()
-                    .then(|| (key.clone(), tracking_id, row(key, entry, Timestamp::now())))
+                entry.status.is_tracked().then(|| Question {
+                    key: key.clone(),
+                    tracking_id,
+                    before: entry.status,
+                })
             })
             .collect()
-    });
-    // Every poll starts at once: the client's limiter bounds the requests in flight, and a
-    // poll waiting out a backoff holds no slot there.
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, (_, tracking_id, _)) in asked.iter().enumerate() {
-        let client = client.clone();
-        let tracking_id = tracking_id.clone();
-        tasks.spawn(async move { (index, client.job(&tracking_id).await) });
-    }
-    let mut answers: Vec<(usize, Result<JobState, FactoryError>)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        answers.push(joined.expect("a poll does not panic"));
-    }
-    answers.sort_by_key(|(index, _)| *index);
+    })
+}
+
+/// Records the states the service reported in one ledger write (a job the entry no longer
+/// tracks, as a new submission replaced it, is left alone), and tells `progress` what moved
+/// and what could not be asked.
+async fn record_answers(
+    writer: &LedgerWriter,
+    answers: Vec<Answer>,
+    progress: &dyn Progress,
+) -> Result<Polled, StateError> {
     let mut polled = Polled::default();
     let mut states = Vec::new();
-    for (index, answer) in answers {
-        let (key, tracking_id, before) = &asked[index];
-        match answer {
+    for Answer { question, state } in answers {
+        match state {
             Ok(state) => {
                 if let RemoteStatus::Other(status) = &state.status {
                     polled.unnamed.insert(
-                        key.clone(),
+                        question.key.clone(),
                         UnnamedStatus {
-                            tracking_id: tracking_id.clone(),
+                            tracking_id: question.tracking_id.clone(),
                             status: status.clone(),
                         },
                     );
                 }
-                states.push((key.clone(), state, before.status));
+                states.push((question, state));
             }
             Err(error) => {
-                progress.poll_failed(key, tracking_id, &error);
+                progress.poll_failed(&question.key, &question.tracking_id, &error);
                 polled.errors.insert(
-                    key.clone(),
+                    question.key.clone(),
                     PollError {
-                        tracking_id: tracking_id.clone(),
+                        tracking_id: question.tracking_id,
                         message: error.to_string(),
                         transient: error.is_transient(),
                     },
@@ -503,8 +461,8 @@ async fn poll(
     let now = Timestamp::now();
     writer
         .update(|ledger| {
-            for (key, state, _) in &states {
-                if let Some(entry) = ledger.entry_mut(key)
+            for (question, state) in &states {
+                if let Some(entry) = ledger.entry_mut(&question.key)
                     && entry.tracks(&state.tracking_id)
                 {
                     submission::record_state(entry, state, now);
@@ -512,11 +470,11 @@ async fn poll(
             }
         })
         .await?;
-    for (key, _, before) in &states {
-        if let Some(entry) = writer.entry(key)
-            && entry.status != *before
+    for (question, _) in &states {
+        if let Some(entry) = writer.entry(&question.key)
+            && entry.status != question.before
         {
-            progress.changed(&row(key, &entry, now), *before);
+            progress.changed(&row(&question.key, &entry, now), question.before);
         }
     }
     Ok(polled)

@@ -643,28 +643,43 @@ fn undo_intent<'a>(
 /// Submissions under way at once, per request the client may have in flight. Each one under
 /// way may be sent and not yet recorded (its answer waits its turn at the ledger behind the
 /// writes queued before it), which a kill would leave to the idempotency key alone, and each
-/// holds its task's memory: the bound keeps both small. It is a multiple of the client's
-/// concurrency, not the concurrency itself, so that submissions waiting out a backoff (which
-/// hold no slot of the client's) do not leave its slots idle.
-const SUBMISSIONS_PER_SLOT: usize = 4;
+/// holds its task's memory (about 10 KB): the bound keeps both small. It is a multiple of the
+/// client's concurrency, not the concurrency itself, because a submission spends most of its
+/// life waiting out backoffs when the service fails often, and a submission waiting holds no
+/// slot of the client's: with a third of the requests answered 503, four a slot kept 5,000
+/// submissions at about 200 a second while the service could take thousands; sixteen a slot
+/// keep its slots busy (docs/benchmarks.md).
+const SUBMISSIONS_PER_SLOT: usize = 16;
 
 /// Submits every candidate (with its `force`), and returns each outcome in ledger-key order.
 /// The client's limiter bounds the requests in flight; [`SUBMISSIONS_PER_SLOT`] bounds the
-/// submissions under way. A ledger that cannot be written stops the run with the jobs started
-/// so far named, so none is lost from sight.
+/// submissions under way. Each candidate's key is sent to `answered` (when given) as soon as
+/// its outcome is recorded, for its job to be followed from then on. A ledger that cannot be
+/// written stops the run with the jobs started so far named, so none is lost from sight.
 pub async fn submit_all(
     client: Arc<FactoryClient>,
     writer: Arc<LedgerWriter>,
     candidates: Vec<(Candidate, bool)>,
+    answered: Option<tokio::sync::mpsc::UnboundedSender<LedgerKey>>,
 ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
     let under_way = SUBMISSIONS_PER_SLOT * client.settings().concurrency.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     let mut results = Vec::new();
     let mut ledger_error = None;
-    let mut record = |joined: Result<_, tokio::task::JoinError>| -> anyhow::Result<()> {
+    let mut record = |joined: Result<
+        (LedgerKey, Result<Outcome, StateError>),
+        tokio::task::JoinError,
+    >|
+     -> anyhow::Result<()> {
         let (key, outcome) = joined.context("a submission task panicked")?;
         match outcome {
-            Ok(outcome) => results.push((key, outcome)),
+            Ok(outcome) => {
+                if let Some(answered) = &answered {
+                    // The follower may have stopped (its run is failing); the outcome stands.
+                    let _ = answered.send(key.clone());
+                }
+                results.push((key, outcome));
+            }
             Err(error) => {
                 ledger_error.get_or_insert(error);
             }

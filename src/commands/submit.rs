@@ -142,7 +142,7 @@ fn send(
         .map(|candidate| (candidate, request.force))
         .collect();
     runtime.block_on(async {
-        let results = submission::submit_all(client, writer.clone(), candidates).await;
+        let results = submission::submit_all(client, writer.clone(), candidates, None).await;
         writer.finish().await;
         results
     })

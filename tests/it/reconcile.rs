@@ -620,6 +620,37 @@ fn a_long_wait_converges_through_throttling_server_errors_and_expiring_tokens() 
 }
 
 #[test]
+fn each_job_is_followed_from_its_own_submission_while_a_slow_one_is_still_out() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    // The first submission is answered only after three seconds; the others at once.
+    let slow = Duration::from_secs(3);
+    emulator.inject(Route::Jobs, Fault::Slow(slow));
+    let output = run_against(&repo, &emulator, WAIT, 0);
+    assert!(
+        stdout_of(&output).contains("16 succeeded"),
+        "{}",
+        stdout_of(&output)
+    );
+    assert_all_built_once(&repo, &emulator);
+    let requests = emulator.requests();
+    let slow_post = requests
+        .iter()
+        .find(|request| request.is_submission() && request.fault.is_some())
+        .expect("the slow submission reached the service");
+    let answered_at = slow_post.at_ms + u64::try_from(slow.as_millis()).unwrap();
+    // The other jobs were asked about, and ended, while the slow one was still out.
+    let polls_meanwhile = requests
+        .iter()
+        .filter(|request| request.method == "GET" && request.at_ms < answered_at)
+        .count();
+    assert!(
+        polls_meanwhile >= 15,
+        "{polls_meanwhile} polls before the slow submission was answered"
+    );
+}
+
+#[test]
 fn wait_gives_up_at_its_timeout_and_exits_pending() {
     let repo = Repo::shipped();
     let emulator = Emulator::start_in_background(EmulatorConfig {
