@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,10 +67,18 @@ pub struct Rendered {
 
 /// A payload kept as its compact JSON text, key order kept. Catalogs and ledgers hold thousands
 /// of payloads but need a payload's tree only to show what changed, so they keep the text: one
-/// allocation each instead of one per field.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
-pub struct Payload(Box<RawValue>);
+/// allocation each instead of one per field. The text is shared: the catalog's payload, the
+/// submission, and every copy of the ledger entry that records it (the run's view, the stored
+/// one, the journal record) hold the same allocation, which keeps a run over thousands of
+/// definitions within its memory target (docs/benchmarks.md).
+#[derive(Debug, Clone)]
+pub struct Payload(Arc<RawValue>);
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
 
 impl<'de> Deserialize<'de> for Payload {
     /// A payload read back (from the ledger) is checked to read as a tree: raw JSON is only
@@ -84,7 +93,7 @@ impl<'de> Deserialize<'de> for Payload {
                 ))
             },
         )?;
-        Ok(Self(raw))
+        Ok(Self(Arc::from(raw)))
     }
 }
 
@@ -142,7 +151,8 @@ impl<'de> serde::de::Visitor<'de> for Readable {
 
 impl Payload {
     pub fn new(payload: &Value) -> Self {
-        Self(serde_json::value::to_raw_value(payload).expect("a JSON value serializes"))
+        let raw = serde_json::value::to_raw_value(payload).expect("a JSON value serializes");
+        Self(Arc::from(raw))
     }
 
     /// The payload as a JSON tree, key order kept.
