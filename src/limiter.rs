@@ -3,7 +3,7 @@
 //! pause every request honours when a 429 names its Retry-After.
 //!
 //! A slot is held for one HTTP attempt only, never for the backoff after it: a request waiting
-//! to try again gives its slot to one that can go now (docs/architecture.md, "cost follows the
+//! to try again gives its slot to one that can go now (docs/architecture.md, "Cost follows the
 //! change"). [`crate::http::send_limited`] takes the slots and reports every answer here.
 
 use std::sync::{Mutex, MutexGuard};
