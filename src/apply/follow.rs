@@ -214,7 +214,9 @@ pub(super) async fn submit_and_follow(
                 while let Some(joined) = turns.try_join_next() {
                     done.push(joined.expect("a poll or a resend does not panic"));
                 }
-                take_turns(run, &mut schedule, done, &mut resent, followed).await?;
+                if let Err(error) = take_turns(run, &mut schedule, done, &mut resent, followed).await {
+                    return Err(after_submissions(&mut submitting, error).await);
+                }
             }
             () = tokio::time::sleep_until(wake) => {
                 if !over_time {
@@ -235,6 +237,19 @@ pub(super) async fn submit_and_follow(
     outcomes.extend(resent);
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(outcomes)
+}
+
+/// The error to stop a run on when following failed (the ledger could not be written): the
+/// submissions' own, once they stopped, which names every job started so far; else `error`.
+/// The submissions stop soon after the ledger does, as each records its intent first.
+async fn after_submissions(
+    submitting: &mut JoinSet<anyhow::Result<Vec<(LedgerKey, Outcome)>>>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    match submitting.join_next().await {
+        Some(Ok(Err(submissions))) => submissions,
+        _ => error,
+    }
 }
 
 /// Follows those of `keys` that are pending and not followed already, from `now`.
