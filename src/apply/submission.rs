@@ -529,7 +529,12 @@ async fn send_and_record(
                         record_submitted(entry, &submitted, state.as_ref(), Timestamp::now());
                     }
                 })
-                .await?;
+                .await
+                .map_err(|source| StateError::Unrecorded {
+                    key: key.to_string(),
+                    tracking_id: submitted.tracking_id.clone(),
+                    source: Box::new(source),
+                })?;
             let status = writer
                 .entry(key)
                 .filter(|entry| entry.tracks(&submitted.tracking_id))
@@ -666,6 +671,8 @@ pub async fn submit_all(
     let mut tasks = tokio::task::JoinSet::new();
     let mut results = Vec::new();
     let mut ledger_error = None;
+    // Jobs the service started whose tracking id the ledger could not take.
+    let mut unrecorded = Vec::new();
     let mut record = |joined: Result<
         (LedgerKey, Result<Outcome, StateError>),
         tokio::task::JoinError,
@@ -681,6 +688,12 @@ pub async fn submit_all(
                 results.push((key, outcome));
             }
             Err(error) => {
+                if let StateError::Unrecorded {
+                    key, tracking_id, ..
+                } = &error
+                {
+                    unrecorded.push(format!("{key}: {tracking_id} (not recorded)"));
+                }
                 ledger_error.get_or_insert(error);
             }
         }
@@ -706,10 +719,12 @@ pub async fn submit_all(
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(error) = ledger_error {
-        let started: Vec<String> = results
+        let mut started: Vec<String> = results
             .iter()
             .filter_map(|(key, outcome)| Some(format!("{key}: {}", outcome.tracking_id()?)))
+            .chain(unrecorded)
             .collect();
+        started.sort();
         return Err(anyhow::Error::new(error).context(format!(
             "the ledger could not be written; jobs started so far: {}",
             if started.is_empty() {

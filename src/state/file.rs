@@ -372,6 +372,11 @@ impl FileStore {
         records: &[Record],
     ) -> Result<u64, StateError> {
         self.check_stamp(lock, base)?;
+        #[cfg(feature = "emulator")]
+        failed_write_fault::strike().map_err(|source| StateError::Write {
+            path: journal_path_of(lock),
+            source,
+        })?;
         let mut written = 0;
         if base.needs_start() {
             if base.snapshot_id.is_none() || base.snapshot_version < LEDGER_FORMAT_VERSION {
@@ -568,6 +573,29 @@ mod torn_write_fault {
             .and_then(|_| file.write_all(half))
             .and_then(|()| file.sync_data());
         std::process::abort();
+    }
+}
+
+/// A disk that fills up during a run, for the tests of what a run does when its ledger cannot
+/// be written: from the append this variable names on (1 is the run's first), every append
+/// fails as a full disk does, and nothing of it reaches the journal. Built with the emulator
+/// only, like the torn write above.
+#[cfg(feature = "emulator")]
+mod failed_write_fault {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub const VAR: &str = "IMAGEGEN_FAULT_FAILED_JOURNAL_WRITE";
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+
+    pub fn strike() -> std::io::Result<()> {
+        let Some(first) = std::env::var(VAR).ok().and_then(|n| n.parse::<u64>().ok()) else {
+            return Ok(());
+        };
+        if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 < first {
+            return Ok(());
+        }
+        const NO_SPACE_LEFT_ON_DEVICE: i32 = 28;
+        Err(std::io::Error::from_raw_os_error(NO_SPACE_LEFT_ON_DEVICE))
     }
 }
 

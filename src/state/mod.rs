@@ -395,6 +395,14 @@ pub enum StateError {
     /// A write of several changes together failed; each change but the first is told so.
     #[error("cannot write the ledger: {message}")]
     Batch { message: String },
+    /// The service started a job, and the ledger could not record its tracking id: the entry
+    /// still holds the intent, which the next run sends again with the same idempotency key.
+    #[error("{key}: job {tracking_id} was started, but the ledger could not record it")]
+    Unrecorded {
+        key: String,
+        tracking_id: String,
+        source: Box<StateError>,
+    },
     #[error(transparent)]
     Blob(#[from] blob::BlobError),
     #[error("cannot start the async runtime to read the ledger: {0}")]

@@ -409,6 +409,39 @@ fn a_run_killed_in_the_middle_of_a_journal_write_is_resumed_without_a_duplicate_
     );
 }
 
+/// The disk fills up in the middle of a `--wait` (every journal append from the third on
+/// fails): the run stops with exit 1 and says which file could not be written and why, and the
+/// next run, with room again, ends every job with no payload built twice.
+#[test]
+fn a_ledger_that_cannot_be_written_mid_run_stops_it_and_the_next_run_builds_each_payload_once() {
+    let repo = Repo::shipped();
+    let emulator = fast_emulator();
+    let definitions = repo.definition_ids().len();
+    let failed = process_against(&repo, &emulator)
+        .args(WAIT)
+        .env("IMAGEGEN_FAULT_FAILED_JOURNAL_WRITE", "3")
+        .output()
+        .unwrap();
+    let stderr = common::stderr_of(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("state.json.journal") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    // The intents written before the disk filled were sent; the jobs they started are named
+    // with their tracking ids, though the ledger could not take them.
+    let started = posts(&emulator).len();
+    assert!(started >= 1, "{stderr}");
+    assert!(
+        stderr.contains("jobs started so far: ") && !stderr.contains("so far: none"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(not recorded)"), "{stderr}");
+    run_against(&repo, &emulator, WAIT, 0);
+    assert_eq!(emulator.job_count(), definitions, "one job per definition");
+    assert_all_built_once(&repo, &emulator);
+}
+
 #[test]
 fn two_runs_at_once_on_one_ledger_submit_each_definition_once() {
     let repo = Repo::shipped();
