@@ -690,15 +690,17 @@ pub struct ReconcileArgs {
     #[arg(long)]
     no_pr: bool,
 
-    /// Poll until every job of this run has ended (or --timeout)
+    /// Poll until every job of this run has ended (or --timeout), each from its own submission
     #[arg(long)]
     wait: bool,
 
-    /// With --wait: stop waiting after this long; the jobs go on and a later run follows them
+    /// With --wait: stop waiting this long after the first submission; the jobs go on and a
+    /// later run follows them
     #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = duration::parse_positive)]
     timeout: Duration,
 
-    /// With --wait: the first wait between polls, growing by half each time up to 10m
+    /// With --wait: how long after its submission a job is first asked about; each next wait
+    /// is half as long again, up to 10m
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration::parse_positive)]
     poll_interval: Duration,
 

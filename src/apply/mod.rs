@@ -37,8 +37,8 @@ pub struct ApplyOptions {
 pub struct WaitOptions {
     /// Give up waiting (the jobs go on; a later run picks them up) after this long.
     pub timeout: Duration,
-    /// The first wait between polls; each further one is half as long again, up to
-    /// [`MAX_POLL_INTERVAL`].
+    /// How long after its submission a job is first asked about; each next wait is half as
+    /// long again, up to [`MAX_POLL_INTERVAL`].
     pub poll_interval: Duration,
 }
 
