@@ -227,7 +227,7 @@ pub async fn apply(
         Some(wait) => {
             follow::submit_and_follow(&run, candidates, &tracked, wait, &mut followed).await?
         }
-        None => run.submit(candidates, None).await?,
+        None => run.submit(candidates).await?,
     };
     writer.finish().await;
     Ok(Applied {
@@ -338,18 +338,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Sends every candidate, without following the jobs (no `--wait`).
     async fn submit(
         &self,
         candidates: Vec<(Candidate, bool)>,
-        answered: Option<tokio::sync::mpsc::UnboundedSender<LedgerKey>>,
     ) -> anyhow::Result<Vec<(LedgerKey, Outcome)>> {
-        submission::submit_all(
-            self.client.clone(),
-            self.writer.clone(),
-            candidates,
-            answered,
-        )
-        .await
+        submission::submit_all(self.client.clone(), self.writer.clone(), candidates, None).await
     }
 }
 

@@ -652,7 +652,7 @@ fn undo_intent<'a>(
 /// client's concurrency, not the concurrency itself, because a submission spends most of its
 /// life waiting out backoffs when the service fails often, and a submission waiting holds no
 /// slot of the client's: with a third of the requests answered 503, four a slot kept 5,000
-/// submissions at about 200 a second while the service could take thousands; sixteen a slot
+/// submissions at about 300 a second while the service could take thousands; sixteen a slot
 /// keep its slots busy (docs/benchmarks.md).
 const SUBMISSIONS_PER_SLOT: usize = 16;
 
