@@ -667,6 +667,9 @@ struct Reporter {
 struct Bars {
     multi: indicatif::MultiProgress,
     jobs: Mutex<BTreeMap<LedgerKey, indicatif::ProgressBar>>,
+    /// The widest name shown so far: each job is followed on its own schedule, so bars come
+    /// one at a time and are padded to this to stay in columns.
+    name_width: std::sync::atomic::AtomicUsize,
 }
 
 impl Reporter {
@@ -675,6 +678,7 @@ impl Reporter {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| Bars {
             multi: indicatif::MultiProgress::new(),
             jobs: Mutex::new(BTreeMap::new()),
+            name_width: std::sync::atomic::AtomicUsize::new(0),
         });
         Self {
             quiet,
@@ -777,11 +781,25 @@ impl Progress for Reporter {
             .jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let width = jobs
+        let padded = |key: &LedgerKey, width: usize| {
+            let name = output::shown(key.name());
+            let pad = width.saturating_sub(name.chars().count());
+            format!("{name}{}", " ".repeat(pad))
+        };
+        let widest = jobs
             .iter()
             .map(|job| output::shown(job.key.name()).chars().count())
             .max()
             .unwrap_or(0);
+        let before = bars
+            .name_width
+            .fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
+        let width = before.max(widest);
+        if widest > before {
+            for (key, bar) in shown.iter() {
+                bar.set_prefix(padded(key, width));
+            }
+        }
         for job in jobs {
             let bar = shown.entry(job.key.clone()).or_insert_with(|| {
                 let bar = bars.multi.add(indicatif::ProgressBar::new_spinner());
@@ -789,9 +807,7 @@ impl Progress for Reporter {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar
             });
-            let name = output::shown(job.key.name());
-            let pad = width.saturating_sub(name.chars().count());
-            bar.set_prefix(format!("{name}{}", " ".repeat(pad)));
+            bar.set_prefix(padded(&job.key, width));
             bar.set_message(format!(
                 "{}{}; next look in {}",
                 describe(job),
