@@ -31,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::journal::{self, Folded, Header, Record};
 use super::{
     Base, LEDGER_FORMAT_VERSION, Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError,
-    assemble, parse_snapshot, snapshot_form,
+    assemble, current_snapshot_form, parse_snapshot, snapshot_form,
 };
 
 /// How many times a reader reads again when the snapshot was replaced while it read the
@@ -488,9 +488,7 @@ impl BlobStore {
         durable: &Ledger,
         folded: Option<&Folded>,
     ) -> Result<u64, StateError> {
-        let mut ledger = durable.clone();
-        ledger.version = LEDGER_FORMAT_VERSION;
-        let bytes = snapshot_form(&ledger, folded);
+        let bytes = current_snapshot_form(durable, folded);
         *revision = self.save(revision, &bytes).await?;
         base.snapshot_id = Some(journal::snapshot_id(&bytes));
         base.snapshot_version = LEDGER_FORMAT_VERSION;

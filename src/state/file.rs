@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::journal::{self, Folded, Header, Record};
 use super::{
     Base, LEDGER_FORMAT_VERSION, Ledger, MissingLedger, Revision, Rewrite, Snapshot, StateError,
-    assemble, parse_snapshot, snapshot_form,
+    assemble, current_snapshot_form, parse_snapshot, snapshot_form,
 };
 
 /// How many times a reader reads again when the snapshot was replaced while it read the
@@ -480,9 +480,7 @@ impl FileStore {
         durable: &Ledger,
         folded: Option<&Folded>,
     ) -> Result<u64, StateError> {
-        let mut ledger = durable.clone();
-        ledger.version = LEDGER_FORMAT_VERSION;
-        let bytes = snapshot_form(&ledger, folded);
+        let bytes = current_snapshot_form(durable, folded);
         let expected = base.stamp;
         let unchanged = || Stamp::of(&lock.real_path).map(|now| now == expected);
         let write_error = |source| StateError::Write {

@@ -551,6 +551,19 @@ pub(crate) fn parse_snapshot(
     Ok((ledger, folded))
 }
 
+/// The bytes of a new snapshot of `ledger` in this imagegen's format, saying it folded `folded`.
+/// A run's ledger already says this format (the writer sets it when it reads the ledger), so
+/// the ledger is copied only when it does not: a snapshot of thousands of entries is written
+/// at the end of every run.
+pub(crate) fn current_snapshot_form(ledger: &Ledger, folded: Option<&journal::Folded>) -> Vec<u8> {
+    if ledger.version == LEDGER_FORMAT_VERSION {
+        return snapshot_form(ledger, folded);
+    }
+    let mut current = ledger.clone();
+    current.version = LEDGER_FORMAT_VERSION;
+    snapshot_form(&current, folded)
+}
+
 /// The bytes of a snapshot of `ledger` that says it folded `folded`.
 pub(crate) fn snapshot_form(ledger: &Ledger, folded: Option<&journal::Folded>) -> Vec<u8> {
     #[derive(Serialize)]
