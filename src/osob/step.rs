@@ -3,6 +3,7 @@
 //! that the commands render (text, JSON, markdown). Also the preview `reconcile --dry-run`
 //! shows: the same edits for the images the plan would build, with nothing pushed.
 
+use git2::Oid;
 use std::path::Path;
 
 use crate::catalog::Catalog;
@@ -241,14 +242,9 @@ fn preview_with(
     if !errors.is_empty() {
         return Err(errors.join("; "));
     }
-    let workspace = open_workspace(repo, mapping, osob_url).map_err(|error| error.to_string())?;
+    let (workspace, base) =
+        fetched_base(repo, mapping, osob_url).map_err(|error| error.to_string())?;
     let base_branch = &mapping.repository.base_branch;
-    workspace
-        .fetch(&[base_branch])
-        .map_err(|error| error.to_string())?;
-    let base = workspace
-        .required_tip(base_branch)
-        .map_err(|error| error.to_string())?;
     let prepared = publish::prepare(
         &workspace,
         base,
@@ -288,6 +284,20 @@ fn open_workspace(
         &url,
         publish::git_auth(&url, &mapping.provider),
     )
+}
+
+/// The OSOB workspace of `repo`'s cache, with the mapping's base branch fetched, and its tip:
+/// what a preview and the fleet view read the OSOB files at.
+pub fn fetched_base(
+    repo: &Path,
+    mapping: &Mapping,
+    osob_url: Option<&str>,
+) -> Result<(Workspace, Oid), WorkspaceError> {
+    let workspace = open_workspace(repo, mapping, osob_url)?;
+    let base_branch = &mapping.repository.base_branch;
+    workspace.fetch(&[base_branch])?;
+    let base = workspace.required_tip(base_branch)?;
+    Ok((workspace, base))
 }
 
 /// The change the edits make, with the pull request that tells it; no branch or pull request

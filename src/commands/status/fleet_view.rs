@@ -13,9 +13,8 @@ use crate::catalog::Catalog;
 use crate::commands::{Context, errors_of, ledger_line};
 use crate::exit::Exit;
 use crate::fleet::{self, FleetRow, InOsob, OsobFinding};
+use crate::osob;
 use crate::osob::mapping::{self, MAPPING_FILE, Mapping};
-use crate::osob::publish;
-use crate::osob::workspace::Workspace;
 use crate::output::Table;
 use crate::platform::{Annotation, markdown_cell};
 use crate::selection::Selection;
@@ -144,20 +143,10 @@ fn read_findings(
     mapping: &Mapping,
     request: &StatusRequest,
 ) -> Result<OsobRead, String> {
-    let url = publish::osob_url(mapping, request.osob_url.as_deref());
-    let workspace = Workspace::open(
-        &publish::cache_path(&context.repo),
-        &url,
-        publish::git_auth(&url, &mapping.provider),
-    )
-    .map_err(|error| error.to_string())?;
+    let (workspace, base) =
+        osob::step::fetched_base(&context.repo, mapping, request.osob_url.as_deref())
+            .map_err(|error| error.to_string())?;
     let base_branch = &mapping.repository.base_branch;
-    workspace
-        .fetch(&[base_branch])
-        .map_err(|error| error.to_string())?;
-    let base = workspace
-        .required_tip(base_branch)
-        .map_err(|error| error.to_string())?;
     // Each file once, however many definitions it names.
     let mut texts: BTreeMap<&str, Option<String>> = BTreeMap::new();
     let mut findings = BTreeMap::new();
