@@ -210,9 +210,10 @@ pub(super) async fn submit_and_follow(
                 follow_pending(run, &mut schedule, std::slice::from_ref(&key), Instant::now());
             }
             Some(joined) = turns.join_next(), if !turns.is_empty() => {
-                let mut done = vec![joined.expect("a poll or a resend does not panic")];
+                let stopped = |error| anyhow::anyhow!("a poll or a resend stopped: {error}");
+                let mut done = vec![joined.map_err(stopped)?];
                 while let Some(joined) = turns.try_join_next() {
-                    done.push(joined.expect("a poll or a resend does not panic"));
+                    done.push(joined.map_err(stopped)?);
                 }
                 if let Err(error) = take_turns(run, &mut schedule, done, &mut resent, followed).await {
                     return Err(after_submissions(&mut submitting, error).await);
