@@ -419,6 +419,7 @@ fn a_ledger_that_cannot_be_written_mid_run_stops_it_and_the_next_run_builds_each
     let definitions = repo.definition_ids().len();
     let failed = process_against(&repo, &emulator)
         .args(WAIT)
+        .args(["--output", "json"])
         .env("IMAGEGEN_FAULT_FAILED_JOURNAL_WRITE", "3")
         .output()
         .unwrap();
@@ -437,6 +438,10 @@ fn a_ledger_that_cannot_be_written_mid_run_stops_it_and_the_next_run_builds_each
         "{stderr}"
     );
     assert!(stderr.contains("(not recorded)"), "{stderr}");
+    // With --output json, standard output is one document holding the same error.
+    let document = json_of(&failed);
+    let message = document["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("(not recorded)"), "{document}");
     run_against(&repo, &emulator, WAIT, 0);
     assert_eq!(emulator.job_count(), definitions, "one job per definition");
     assert_all_built_once(&repo, &emulator);
